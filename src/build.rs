@@ -1,0 +1,398 @@
+//! Building: per-platform images from layer sources, then an index over them.
+//!
+//! Everything is checked before anything is written: every platform's layer sources exist,
+//! every setting is valid. Identical layers (the same source at the same destination) are built
+//! once and shared between platforms.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use oci_spec::image::{
+    Descriptor, DescriptorBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType,
+};
+use serde::Serialize;
+
+use crate::config::{image_config, timestamp, ConfigLayer, ImageSettings};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layer::{write_layer, Compression, TarOptions};
+use crate::layout::LayoutWriter;
+use crate::platform::Platform;
+
+/// One `--layer SRC[:DEST]`: a source path (with placeholders) and where it goes in the image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerSource {
+    /// Source directory or file; may hold `{os}`, `{arch}`, `{variant}`, `{platform}`.
+    pub source: String,
+    /// Absolute destination path in the image; a directory when it ends with `/`.
+    pub dest: String,
+}
+
+impl FromStr for LayerSource {
+    type Err = Error;
+
+    /// `SRC:DEST`, split at the last `:` that is followed by `/`; `SRC` alone goes to `/`.
+    fn from_str(s: &str) -> Result<LayerSource> {
+        let (source, dest) = match s.rfind(":/") {
+            Some(i) => (&s[..i], &s[i + 1..]),
+            None => (s, "/"),
+        };
+        if source.is_empty() {
+            return Err(Error::invalid(
+                "layer",
+                s,
+                "expected SRC[:DEST], e.g. dist/{os}_{arch}/:/app/",
+            ));
+        }
+        Ok(LayerSource {
+            source: source.to_owned(),
+            dest: dest.to_owned(),
+        })
+    }
+}
+
+/// Everything a build needs.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Platforms to build, in index order.
+    pub platforms: Vec<Platform>,
+    /// Layers, in order, bottom first.
+    pub layers: Vec<LayerSource>,
+    /// Directory that relative layer sources are relative to.
+    pub context: PathBuf,
+    /// Exclusion patterns applied to every layer, after each source's `.hoistignore`.
+    pub excludes: Vec<String>,
+    /// Tar normalization.
+    pub tar: TarOptions,
+    /// Layer compression.
+    pub compression: Compression,
+    /// Compression level; the algorithm's default when `None`.
+    pub compression_level: Option<u32>,
+    /// Image configuration settings.
+    pub image: ImageSettings,
+    /// Annotations on each manifest and on the index.
+    pub annotations: BTreeMap<String, String>,
+    /// The `created` time of configs and history, in seconds since the epoch.
+    pub created: u64,
+    /// Write a single-platform image manifest instead of an index.
+    pub no_index: bool,
+}
+
+/// One layer as built.
+#[derive(Clone, Debug, Serialize)]
+pub struct BuiltLayer {
+    /// The expanded source path.
+    pub source: PathBuf,
+    /// Destination in the image.
+    pub dest: String,
+    /// Layer media type.
+    pub media_type: String,
+    /// Digest of the compressed blob.
+    pub digest: Digest,
+    /// Size of the compressed blob.
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+}
+
+/// One platform's image as built.
+#[derive(Clone, Debug, Serialize)]
+pub struct BuiltImage {
+    /// Its platform.
+    pub platform: Platform,
+    /// Digest of its manifest.
+    pub digest: Digest,
+    /// Size of its manifest.
+    pub size: u64,
+    /// Digest of its config.
+    pub config: Digest,
+    /// Its layers, bottom first.
+    pub layers: Vec<BuiltLayer>,
+}
+
+/// The result of a build: the root (index, or manifest with `no_index`) and each image.
+#[derive(Clone, Debug, Serialize)]
+pub struct BuildOutput {
+    /// Media type of the root.
+    pub media_type: String,
+    /// Digest of the root: what a tag should name.
+    pub digest: Digest,
+    /// Size of the root.
+    pub size: u64,
+    /// The per-platform images.
+    pub images: Vec<BuiltImage>,
+    #[serde(skip)]
+    descriptor: Descriptor,
+}
+
+impl BuildOutput {
+    /// The root's descriptor, for `index.json` or a registry.
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+}
+
+/// Reads `$SOURCE_DATE_EPOCH`: the reproducible-builds convention for timestamps.
+pub fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) => value.trim().parse().map(Some).map_err(|_| {
+            Error::invalid(
+                "SOURCE_DATE_EPOCH",
+                value,
+                "expected whole seconds since 1970-01-01",
+            )
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+impl BuildOptions {
+    /// The expanded, existing source of every layer for every platform; fails on the first
+    /// missing one, naming it and its platform.
+    fn plan(&self) -> Result<Vec<Vec<PathBuf>>> {
+        if self.platforms.is_empty() {
+            return Err(Error::invalid(
+                "platforms",
+                "",
+                "give at least one --platform, e.g. linux/amd64",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for platform in &self.platforms {
+            if !seen.insert(platform) {
+                return Err(Error::invalid(
+                    "platform",
+                    platform.to_string(),
+                    "it is given twice",
+                ));
+            }
+        }
+        if self.layers.is_empty() {
+            return Err(Error::invalid(
+                "layers",
+                "",
+                "give at least one --layer SRC[:DEST]",
+            ));
+        }
+        if self.no_index && self.platforms.len() != 1 {
+            return Err(Error::invalid(
+                "--no-index",
+                self.platforms.len().to_string(),
+                "a plain manifest holds one platform; drop --no-index or build one platform",
+            ));
+        }
+        let compression_level = self.level();
+        self.compression.check_level(compression_level)?;
+        self.image.validate()?;
+        for layer in &self.layers {
+            if !layer.dest.starts_with('/') {
+                return Err(Error::invalid(
+                    "layer destination",
+                    &layer.dest,
+                    "use an absolute path such as /app/",
+                ));
+            }
+        }
+        self.platforms
+            .iter()
+            .map(|platform| {
+                self.layers
+                    .iter()
+                    .map(|layer| {
+                        let path = self.context.join(platform.expand(&layer.source)?);
+                        if std::fs::symlink_metadata(&path).is_err() {
+                            return Err(Error::SourceMissing {
+                                path,
+                                platform: platform.to_string(),
+                            });
+                        }
+                        Ok(path)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn level(&self) -> u32 {
+        self.compression_level
+            .unwrap_or(self.compression.default_level())
+    }
+}
+
+/// Builds every platform's image and the index into `writer`'s staging area.
+///
+/// Nothing reaches the layout until the caller commits `writer` with the returned root.
+pub fn build(options: &BuildOptions, writer: &mut LayoutWriter) -> Result<BuildOutput> {
+    let sources = options.plan()?;
+    let created = timestamp(options.created);
+    let mut built_layers: HashMap<(PathBuf, String), BuiltLayer> = HashMap::new();
+    let mut images = Vec::new();
+    for (platform, paths) in options.platforms.iter().zip(&sources) {
+        let mut layers = Vec::new();
+        for (layer, path) in options.layers.iter().zip(paths) {
+            let key = (path.clone(), layer.dest.clone());
+            if !built_layers.contains_key(&key) {
+                tracing::info!(
+                    "building layer {} -> {} for {platform}",
+                    path.display(),
+                    layer.dest
+                );
+                let built = build_layer(options, path, &layer.dest, writer)?;
+                built_layers.insert(key.clone(), built);
+            }
+            layers.push(built_layers[&key].clone());
+        }
+        images.push(build_image(options, platform, layers, &created, writer)?);
+    }
+    if options.no_index {
+        let image = images.remove(0);
+        let descriptor = descriptor(MediaType::ImageManifest, &image.digest, image.size)?;
+        return Ok(BuildOutput {
+            media_type: MediaType::ImageManifest.to_string(),
+            digest: image.digest.clone(),
+            size: image.size,
+            images: vec![image],
+            descriptor,
+        });
+    }
+    let mut manifests = Vec::new();
+    for image in &images {
+        let mut entry = descriptor(MediaType::ImageManifest, &image.digest, image.size)?;
+        entry.set_platform(Some(image.platform.to_oci()?));
+        manifests.push(entry);
+    }
+    let mut index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests);
+    if !options.annotations.is_empty() {
+        index = index.annotations(
+            options
+                .annotations
+                .clone()
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        );
+    }
+    let index = index.build().map_err(|source| Error::Spec {
+        what: "image index",
+        source,
+    })?;
+    let (digest, size) = writer.add_json(&index, "image index")?;
+    Ok(BuildOutput {
+        media_type: MediaType::ImageIndex.to_string(),
+        descriptor: descriptor(MediaType::ImageIndex, &digest, size)?,
+        digest,
+        size,
+        images,
+    })
+}
+
+fn build_layer(
+    options: &BuildOptions,
+    path: &Path,
+    dest: &str,
+    writer: &mut LayoutWriter,
+) -> Result<BuiltLayer> {
+    let blob = writer.blob()?;
+    let (diff_id, blob) = write_layer(
+        path,
+        dest,
+        &options.excludes,
+        &options.tar,
+        options.compression,
+        options.level(),
+        blob,
+    )?;
+    let (digest, size) = writer.add_blob(blob)?;
+    Ok(BuiltLayer {
+        source: path.to_path_buf(),
+        dest: dest.to_owned(),
+        media_type: options.compression.media_type().to_owned(),
+        digest,
+        size,
+        diff_id,
+    })
+}
+
+fn build_image(
+    options: &BuildOptions,
+    platform: &Platform,
+    layers: Vec<BuiltLayer>,
+    created: &str,
+    writer: &mut LayoutWriter,
+) -> Result<BuiltImage> {
+    let history: Vec<ConfigLayer> = options
+        .layers
+        .iter()
+        .zip(&layers)
+        .map(|(source, built)| ConfigLayer {
+            diff_id: built.diff_id.clone(),
+            created_by: format!("hoist layer {} {}", source.source, source.dest),
+        })
+        .collect();
+    let config = image_config(platform, &options.image, &history, created)?;
+    let (config_digest, config_size) = writer.add_json(&config, "image config")?;
+    let layer_descriptors = layers
+        .iter()
+        .map(|l| descriptor(MediaType::from(l.media_type.as_str()), &l.digest, l.size))
+        .collect::<Result<Vec<_>>>()?;
+    let mut manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(
+            MediaType::ImageConfig,
+            &config_digest,
+            config_size,
+        )?)
+        .layers(layer_descriptors);
+    if !options.annotations.is_empty() {
+        manifest = manifest.annotations(
+            options
+                .annotations
+                .clone()
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        );
+    }
+    let manifest = manifest.build().map_err(|source| Error::Spec {
+        what: "image manifest",
+        source,
+    })?;
+    let (digest, size) = writer.add_json(&manifest, "image manifest")?;
+    Ok(BuiltImage {
+        platform: platform.clone(),
+        digest,
+        size,
+        config: config_digest,
+        layers,
+    })
+}
+
+fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Result<Descriptor> {
+    DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(digest.to_oci())
+        .size(size)
+        .build()
+        .map_err(|source| Error::Spec {
+            what: "descriptor",
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_sources_split_at_the_destination() {
+        let parse = |s: &str| s.parse::<LayerSource>().unwrap();
+        assert_eq!(parse("dist/{os}_{arch}/:/app/").dest, "/app/");
+        assert_eq!(parse("dist/{os}_{arch}/:/app/").source, "dist/{os}_{arch}/");
+        assert_eq!(parse("config.yaml").dest, "/");
+        assert_eq!(parse("c:weird/dir:/etc/app.yaml").source, "c:weird/dir");
+        assert!(":/app".parse::<LayerSource>().is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! `hoist build`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use hoist::build::build;
+use hoist::buildfile::{current_dir, key_values, BuildSpec};
+use hoist::layout::LayoutWriter;
+use hoist::location::Location;
+
+use super::print_line;
+
+/// Flags of `hoist build`; each overrides the same setting in the build file.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build file (TOML) with the same settings as the flags; flags win.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Target platform os/arch[/variant]; repeat for each.
+    #[arg(long = "platform", value_name = "PLATFORM")]
+    platforms: Vec<String>,
+    /// A layer: SRC[:DEST]; SRC may use {os} {arch} {variant} {platform}. Repeat, bottom first.
+    #[arg(long = "layer", value_name = "SRC[:DEST]")]
+    layers: Vec<String>,
+    /// Leave out paths matching this .dockerignore-style pattern; repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Where to write: oci:DIR[:TAG].
+    #[arg(short, long, value_name = "oci:DIR[:TAG]")]
+    output: Option<String>,
+    /// Entrypoint: one argument per flag, or a JSON array.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    entrypoint: Vec<String>,
+    /// Default arguments: one per flag, or a JSON array.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    cmd: Vec<String>,
+    /// Environment variable KEY=VALUE; repeatable.
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory (absolute).
+    #[arg(short, long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// User to run as: UID[:GID] or a name.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Exposed port PORT[/tcp|udp|sctp]; repeatable.
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<String>,
+    /// Volume mount point; repeatable.
+    #[arg(long = "volume", value_name = "DIR")]
+    volumes: Vec<String>,
+    /// Image label KEY=VALUE; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Annotation KEY=VALUE on each manifest and the index; repeatable.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    annotations: Vec<String>,
+    /// Signal that stops the container, e.g. SIGTERM.
+    #[arg(long, value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+    /// Layer compression: gzip, zstd or none.
+    #[arg(long, value_name = "ALGORITHM")]
+    compression: Option<String>,
+    /// Compression level (gzip 0-9, default 6; zstd 0-19, default 3).
+    #[arg(long, value_name = "N")]
+    compression_level: Option<u32>,
+    /// Modification time of every entry, seconds since the epoch (default $SOURCE_DATE_EPOCH, else 0).
+    #[arg(long, value_name = "SECONDS")]
+    mtime: Option<u64>,
+    /// Keep the files' own modification times (not reproducible).
+    #[arg(long)]
+    preserve_mtime: bool,
+    /// Owner of every entry, numeric UID:GID (default 0:0).
+    #[arg(long, value_name = "UID:GID")]
+    owner: Option<String>,
+    /// Skip sockets, fifos and devices with a warning instead of failing.
+    #[arg(long)]
+    skip_special: bool,
+    /// Write a plain image manifest instead of an index (one platform only).
+    #[arg(long)]
+    no_index: bool,
+    /// Print a JSON summary instead of the digest.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BuildArgs {
+    /// The flags as a build spec, for merging with a build file.
+    fn spec(&self) -> anyhow::Result<BuildSpec> {
+        Ok(BuildSpec {
+            platforms: self.platforms.clone(),
+            layers: self.layers.clone(),
+            exclude: self.exclude.clone(),
+            output: self.output.clone(),
+            entrypoint: argv("--entrypoint", &self.entrypoint)?,
+            cmd: argv("--cmd", &self.cmd)?,
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            ports: self.ports.clone(),
+            volumes: self.volumes.clone(),
+            labels: key_values("label", &self.labels)?,
+            annotations: key_values("annotation", &self.annotations)?,
+            stop_signal: self.stop_signal.clone(),
+            compression: self.compression.clone(),
+            compression_level: self.compression_level,
+            mtime: self.mtime,
+            preserve_mtime: self.preserve_mtime.then_some(true),
+            owner: self.owner.clone(),
+            skip_special: self.skip_special.then_some(true),
+            no_index: self.no_index.then_some(true),
+        })
+    }
+}
+
+/// An argv from repeated flags, or from a single JSON array.
+fn argv(flag: &str, values: &[String]) -> anyhow::Result<Option<Vec<String>>> {
+    match values {
+        [] => Ok(None),
+        [single] if single.trim_start().starts_with('[') => serde_json::from_str(single)
+            .map(Some)
+            .with_context(|| format!("{flag} {single:?} is not a JSON array of strings")),
+        many => Ok(Some(many.to_vec())),
+    }
+}
+
+/// Runs `hoist build`.
+pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    let mut spec = args.spec()?;
+    if let Some(file) = &args.file {
+        spec = spec.or(BuildSpec::load(file)?);
+    }
+    let (options, output) = spec.into_options(&current_dir()?)?;
+    let Location::Layout { dir, tag } = &output;
+    let mut writer = LayoutWriter::begin(dir)?;
+    let built = build(&options, &mut writer)?;
+    writer.commit(built.descriptor().clone(), tag.as_deref())?;
+    tracing::info!("wrote {} to {output}", built.digest);
+    if args.json {
+        let mut summary = serde_json::to_value(&built)?;
+        summary["output"] = output.to_string().into();
+        print_line(&serde_json::to_string_pretty(&summary)?)
+    } else {
+        print_line(&built.digest.to_string())
+    }
+}

@@ -1,0 +1,368 @@
+//! OCI image layouts on disk: reading them, and adding images to them all-or-nothing.
+//!
+//! A [`LayoutWriter`] stages every blob in a temporary directory beside the target. Only
+//! [`LayoutWriter::commit`] touches the layout: it moves the blobs into `blobs/sha256/` and then
+//! replaces `index.json` atomically. A failed or interrupted build leaves the layout as it was.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+use serde::Serialize;
+use tempfile::{NamedTempFile, TempDir};
+
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::json;
+
+/// The file that marks a directory as an OCI image layout.
+pub const OCI_LAYOUT_FILE: &str = "oci-layout";
+/// The layout's entry point: the index of tagged images.
+pub const INDEX_FILE: &str = "index.json";
+/// The annotation that carries a tag in `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const LAYOUT_VERSION: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+const LOCK_FILE: &str = ".hoist.lock";
+
+/// An existing OCI image layout, for reading.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// Opens the layout at `root`, checking its `oci-layout` marker.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Layout> {
+        let root = root.into();
+        let marker = root.join(OCI_LAYOUT_FILE);
+        let text = fs::read_to_string(&marker).map_err(|e| Error::NotALayout {
+            path: root.clone(),
+            reason: format!("cannot read {OCI_LAYOUT_FILE}: {e}"),
+        })?;
+        let version: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::CorruptLayout {
+                path: root.clone(),
+                reason: format!("{OCI_LAYOUT_FILE} is not JSON: {e}"),
+            })?;
+        if version["imageLayoutVersion"] != "1.0.0" {
+            return Err(Error::CorruptLayout {
+                path: root,
+                reason: format!("{OCI_LAYOUT_FILE} does not say imageLayoutVersion 1.0.0"),
+            });
+        }
+        Ok(Layout { root })
+    }
+
+    /// The layout's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads `index.json`.
+    pub fn index(&self) -> Result<ImageIndex> {
+        let path = self.root.join(INDEX_FILE);
+        let bytes = fs::read(&path).at("read", &path)?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLayout {
+            path: self.root.clone(),
+            reason: format!("{INDEX_FILE} is not a valid image index: {e}"),
+        })
+    }
+
+    /// Where the blob with `digest` lives.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join("sha256").join(digest.hex())
+    }
+
+    /// Reads a small blob (a manifest, index or config) and checks its digest.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest);
+        let bytes = fs::read(&path).at("read", &path)?;
+        let found = Digest::of(&bytes);
+        if &found != digest {
+            return Err(Error::DigestMismatch {
+                what: path.display().to_string(),
+                expected: digest.to_string(),
+                found: found.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The descriptor tagged `tag` in `index.json`.
+    pub fn find_tag(&self, tag: &str) -> Result<Option<Descriptor>> {
+        Ok(self
+            .index()?
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d) == Some(tag))
+            .cloned())
+    }
+}
+
+/// The tag a descriptor carries in `index.json`, if any.
+pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
+    descriptor
+        .annotations()
+        .as_ref()?
+        .get(REF_NAME)
+        .map(String::as_str)
+}
+
+/// A blob being written into a [`LayoutWriter`]'s staging area; hashed as it is written.
+pub struct BlobWriter {
+    inner: HashingWriter<BufWriter<NamedTempFile>>,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Adds blobs and a tag to a layout, all at once on [`commit`](LayoutWriter::commit).
+#[derive(Debug)]
+pub struct LayoutWriter {
+    target: PathBuf,
+    staging: TempDir,
+    staged: Vec<Digest>,
+}
+
+impl LayoutWriter {
+    /// Prepares to write into `target`: a layout, an empty directory, or a path to create.
+    ///
+    /// Fails at once when `target` exists but is not a layout, so no work is wasted.
+    pub fn begin(target: &Path) -> Result<LayoutWriter> {
+        match fs::symlink_metadata(target) {
+            Ok(meta) if !meta.is_dir() => {
+                return Err(Error::NotALayout {
+                    path: target.to_path_buf(),
+                    reason: "it is not a directory".into(),
+                })
+            }
+            Ok(_) => {
+                let empty = fs::read_dir(target).at("read", target)?.next().is_none();
+                if !empty {
+                    Layout::open(target)?.index()?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("read", target, e)),
+        }
+        let anchor = nearest_existing(target);
+        let staging = tempfile::Builder::new()
+            .prefix(".hoist-staging-")
+            .tempdir_in(&anchor)
+            .at("create a staging directory in", &anchor)?;
+        Ok(LayoutWriter {
+            target: target.to_path_buf(),
+            staging,
+            staged: Vec::new(),
+        })
+    }
+
+    /// The directory the layout is (or will be) in.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Starts a new blob in the staging area.
+    pub fn blob(&self) -> Result<BlobWriter> {
+        let file = NamedTempFile::new_in(self.staging.path())
+            .at("create a blob in", self.staging.path())?;
+        Ok(BlobWriter {
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    /// Finishes a blob: names it by the digest of what was written. Returns digest and size.
+    pub fn add_blob(&mut self, blob: BlobWriter) -> Result<(Digest, u64)> {
+        let (digest, size, buffered) = blob.inner.finish();
+        let staging = self.staging.path().to_path_buf();
+        let file = buffered
+            .into_inner()
+            .map_err(|e| Error::io("write a blob in", &staging, e.into_error()))?;
+        file.as_file().sync_all().at("write a blob in", &staging)?;
+        let path = staging.join(digest.hex());
+        file.persist(&path)
+            .map_err(|e| Error::io("write", &path, e.error))?;
+        if !self.staged.contains(&digest) {
+            self.staged.push(digest.clone());
+        }
+        Ok((digest, size))
+    }
+
+    /// Adds a JSON document as a blob, in canonical form. Returns digest and size.
+    pub fn add_json(&mut self, value: &impl Serialize, what: &str) -> Result<(Digest, u64)> {
+        let bytes = json::canonical(value, what)?;
+        let mut blob = self.blob()?;
+        blob.write_all(&bytes).at("write", self.staging.path())?;
+        self.add_blob(blob)
+    }
+
+    /// Moves the staged blobs into the layout and records `root` in `index.json`, replacing any
+    /// entry with the same tag (or, untagged, the same digest).
+    pub fn commit(self, root: Descriptor, tag: Option<&str>) -> Result<()> {
+        let target = &self.target;
+        let blobs = target.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).at("create", &blobs)?;
+        let lock_path = target.join(LOCK_FILE);
+        let lock = File::create(&lock_path).at("create", &lock_path)?;
+        lock.lock().at("lock", &lock_path)?;
+        let marker = target.join(OCI_LAYOUT_FILE);
+        if !marker.exists() {
+            write_atomically(target, OCI_LAYOUT_FILE, LAYOUT_VERSION.as_bytes())?;
+        }
+        for digest in &self.staged {
+            let destination = blobs.join(digest.hex());
+            if !destination.exists() {
+                let staged = self.staging.path().join(digest.hex());
+                fs::rename(&staged, &destination).at("move a blob into", &blobs)?;
+            }
+        }
+        let mut manifests = match fs::symlink_metadata(target.join(INDEX_FILE)) {
+            Ok(_) => Layout::open(target)?.index()?.manifests().clone(),
+            Err(_) => Vec::new(),
+        };
+        manifests.retain(|d| match tag {
+            Some(tag) => ref_name(d) != Some(tag),
+            None => ref_name(d).is_some() || d.digest() != root.digest(),
+        });
+        let mut entry = root;
+        if let Some(tag) = tag {
+            let mut annotations = entry.annotations().clone().unwrap_or_default();
+            annotations.insert(REF_NAME.to_owned(), tag.to_owned());
+            entry.set_annotations(Some(annotations));
+        }
+        manifests.push(entry);
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()
+            .map_err(|source| Error::Spec {
+                what: "layout index",
+                source,
+            })?;
+        write_atomically(target, INDEX_FILE, &json::canonical(&index, INDEX_FILE)?)?;
+        Ok(())
+    }
+}
+
+/// Writes `dir/name` through a synced temporary file and a rename.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let mut file = NamedTempFile::new_in(dir).at("write", &path)?;
+    file.write_all(bytes).at("write", &path)?;
+    file.as_file().sync_all().at("write", &path)?;
+    file.persist(&path)
+        .map_err(|e| Error::io("write", &path, e.error))?;
+    Ok(())
+}
+
+/// The path itself when it exists, else its closest existing ancestor (or `.`).
+fn nearest_existing(path: &Path) -> PathBuf {
+    let mut candidate = Some(path);
+    while let Some(p) = candidate {
+        if !p.as_os_str().is_empty() && p.is_dir() {
+            return p.to_path_buf();
+        }
+        candidate = p.parent();
+    }
+    PathBuf::from(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::image::DescriptorBuilder;
+
+    fn descriptor(writer: &mut LayoutWriter, content: &str) -> Descriptor {
+        let (digest, size) = writer
+            .add_json(&serde_json::json!({ "content": content }), "test")
+            .unwrap();
+        DescriptorBuilder::default()
+            .media_type(MediaType::ImageManifest)
+            .digest(oci_spec::image::Digest::try_from(digest.to_string()).unwrap())
+            .size(size)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn commit_adds_tags_replaces_same_tag_and_keeps_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out/layout");
+        for (content, tag) in [("one", "v1"), ("two", "v2"), ("three", "v1")] {
+            let mut writer = LayoutWriter::begin(&target).unwrap();
+            let root = descriptor(&mut writer, content);
+            writer.commit(root, Some(tag)).unwrap();
+        }
+        let layout = Layout::open(&target).unwrap();
+        let index = layout.index().unwrap();
+        let tags: Vec<_> = index
+            .manifests()
+            .iter()
+            .map(|d| ref_name(d).unwrap().to_owned())
+            .collect();
+        assert_eq!(tags, ["v2", "v1"]);
+        let v1 = layout.find_tag("v1").unwrap().unwrap();
+        let digest: Digest = v1.digest().to_string().parse().unwrap();
+        assert_eq!(
+            layout.read_blob(&digest).unwrap(),
+            br#"{"content":"three"}"#
+        );
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".hoist-staging"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "staging directories left behind: {leftovers:?}"
+        );
+    }
+
+    #[test]
+    fn an_abandoned_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("layout");
+        let mut writer = LayoutWriter::begin(&target).unwrap();
+        descriptor(&mut writer, "never committed");
+        drop(writer);
+        assert!(!target.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let err = LayoutWriter::begin(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::NotALayout { .. }), "{err}");
+        let file = dir.path().join("notes.txt");
+        assert!(matches!(
+            LayoutWriter::begin(&file).unwrap_err(),
+            Error::NotALayout { .. }
+        ));
+    }
+
+    #[test]
+    fn a_tampered_blob_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = LayoutWriter::begin(dir.path()).unwrap();
+        let root = descriptor(&mut writer, "x");
+        writer.commit(root.clone(), Some("t")).unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let digest: Digest = root.digest().to_string().parse().unwrap();
+        fs::write(layout.blob_path(&digest), "tampered").unwrap();
+        assert!(matches!(
+            layout.read_blob(&digest),
+            Err(Error::DigestMismatch { .. })
+        ));
+    }
+}

@@ -1,0 +1,24 @@
+//! hoist builds reproducible multi-platform OCI images from directories and publishes them.
+//!
+//! The library is organised by concept: [`reference`] and [`platform`] parse what users type,
+//! [`layer`] turns directories into compressed tar blobs, [`config`] writes image
+//! configurations, [`layout`] stores blobs and tags in an OCI image layout, and [`build`] ties
+//! them together into per-platform images and an index.
+#![deny(missing_docs)]
+
+pub mod build;
+pub mod buildfile;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod json;
+pub mod layer;
+pub mod layout;
+pub mod location;
+pub mod platform;
+pub mod reference;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use platform::Platform;
+pub use reference::Reference;

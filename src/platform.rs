@@ -1,0 +1,175 @@
+//! Target platforms (`os/arch[/variant]`) and the placeholders they expand in layer sources.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// An image platform such as `linux/amd64` or `linux/arm64/v8`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Platform {
+    /// Operating system, e.g. `linux`.
+    pub os: String,
+    /// CPU architecture in Go's naming, e.g. `amd64`, `arm64`.
+    pub architecture: String,
+    /// CPU variant, e.g. `v7` for `linux/arm/v7`.
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The platform as one path-safe word: `linux_arm64_v8`, `linux_amd64`.
+    pub fn underscored(&self) -> String {
+        self.to_string().replace('/', "_")
+    }
+
+    /// Expands `{os}`, `{arch}`, `{variant}` and `{platform}` in `template`.
+    ///
+    /// Any other `{name}` is an error, so a typo never turns into a literal path.
+    pub fn expand(&self, template: &str) -> Result<String> {
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 1..];
+            let end = after.find('}').ok_or_else(|| {
+                Error::invalid("layer source", template, "a '{' is not closed by '}'")
+            })?;
+            let value = match &after[..end] {
+                "os" => self.os.clone(),
+                "arch" => self.architecture.clone(),
+                "variant" => self.variant.clone().unwrap_or_default(),
+                "platform" => self.underscored(),
+                other => {
+                    return Err(Error::invalid(
+                        "layer source",
+                        template,
+                        format!(
+                            "unknown placeholder {{{other}}}; use {{os}}, {{arch}}, {{variant}} or {{platform}}"
+                        ),
+                    ))
+                }
+            };
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Platform {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Platform> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let valid_word = |w: &str| {
+            !w.is_empty()
+                && w.bytes().all(|b| {
+                    b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b == b'_'
+                        || b == b'-'
+                        || b == b'.'
+                })
+        };
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| valid_word(p)) {
+            return Err(Error::invalid(
+                "platform",
+                s,
+                "expected os/arch[/variant] in lowercase, e.g. linux/amd64 or linux/arm/v7",
+            ));
+        }
+        Ok(Platform {
+            os: parts[0].to_owned(),
+            architecture: parts[1].to_owned(),
+            variant: parts.get(2).map(|v| (*v).to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(s: &str) -> Platform {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_and_displays_two_and_three_part_platforms() {
+        assert_eq!(platform("linux/amd64").to_string(), "linux/amd64");
+        let arm = platform("linux/arm64/v8");
+        assert_eq!(arm.variant.as_deref(), Some("v8"));
+        assert_eq!(arm.underscored(), "linux_arm64_v8");
+    }
+
+    #[test]
+    fn rejects_malformed_platforms() {
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/amd64/v8/x",
+            "Linux/AMD64",
+            "linux amd64",
+        ] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn expands_every_placeholder() {
+        let p = platform("linux/arm/v7");
+        assert_eq!(
+            p.expand("dist/{os}_{arch}{variant}/{platform}").unwrap(),
+            "dist/linux_armv7/linux_arm_v7"
+        );
+        assert_eq!(
+            platform("linux/amd64").expand("a/{variant}b").unwrap(),
+            "a/b"
+        );
+    }
+
+    #[test]
+    fn unknown_or_unclosed_placeholders_are_errors() {
+        let p = platform("linux/amd64");
+        let err = p.expand("dist/{osarch}").unwrap_err().to_string();
+        assert!(err.contains("{osarch}"), "{err}");
+        assert!(p.expand("dist/{os").is_err());
+    }
+}
+
+impl serde::Serialize for Platform {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Platform {
+    /// The platform as oci-spec's descriptor field.
+    pub fn to_oci(&self) -> crate::Result<oci_spec::image::Platform> {
+        let mut builder = oci_spec::image::PlatformBuilder::default()
+            .os(oci_spec::image::Os::from(self.os.as_str()))
+            .architecture(oci_spec::image::Arch::from(self.architecture.as_str()));
+        if let Some(variant) = &self.variant {
+            builder = builder.variant(variant.clone());
+        }
+        builder.build().map_err(|source| Error::Spec {
+            what: "platform",
+            source,
+        })
+    }
+}
