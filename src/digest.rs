@@ -106,6 +106,23 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Digest {
+    /// The same digest as oci-spec's type, for descriptors.
+    pub fn to_oci(&self) -> oci_spec::image::Digest {
+        oci_spec::image::Digest::try_from(self.to_string())
+            .expect("a sha256 digest is a valid OCI digest")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,22 +153,5 @@ mod tests {
         assert!("sha256:abc".parse::<Digest>().is_err());
         assert!("md5:00".parse::<Digest>().is_err());
         assert!(text.to_uppercase().parse::<Digest>().is_err());
-    }
-}
-
-impl serde::Serialize for Digest {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl Digest {
-    /// The same digest as oci-spec's type, for descriptors.
-    pub fn to_oci(&self) -> oci_spec::image::Digest {
-        oci_spec::image::Digest::try_from(self.to_string())
-            .expect("a sha256 digest is a valid OCI digest")
     }
 }

@@ -97,6 +97,31 @@ impl FromStr for Platform {
     }
 }
 
+impl serde::Serialize for Platform {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Platform {
+    /// The platform as oci-spec's descriptor field.
+    pub fn to_oci(&self) -> crate::Result<oci_spec::image::Platform> {
+        let mut builder = oci_spec::image::PlatformBuilder::default()
+            .os(oci_spec::image::Os::from(self.os.as_str()))
+            .architecture(oci_spec::image::Arch::from(self.architecture.as_str()));
+        if let Some(variant) = &self.variant {
+            builder = builder.variant(variant.clone());
+        }
+        builder.build().map_err(|source| Error::Spec {
+            what: "platform",
+            source,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,30 +171,5 @@ mod tests {
         let err = p.expand("dist/{osarch}").unwrap_err().to_string();
         assert!(err.contains("{osarch}"), "{err}");
         assert!(p.expand("dist/{os").is_err());
-    }
-}
-
-impl serde::Serialize for Platform {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl Platform {
-    /// The platform as oci-spec's descriptor field.
-    pub fn to_oci(&self) -> crate::Result<oci_spec::image::Platform> {
-        let mut builder = oci_spec::image::PlatformBuilder::default()
-            .os(oci_spec::image::Os::from(self.os.as_str()))
-            .architecture(oci_spec::image::Arch::from(self.architecture.as_str()));
-        if let Some(variant) = &self.variant {
-            builder = builder.variant(variant.clone());
-        }
-        builder.build().map_err(|source| Error::Spec {
-            what: "platform",
-            source,
-        })
     }
 }

@@ -1,1 +1,1 @@
-
+//! Integration tests: the hoist binary against real peers.

@@ -33,7 +33,6 @@ pub struct TarOptions {
     pub skip_special: bool,
 }
 
-
 /// Largest size a ustar header holds (11 octal digits).
 const USTAR_MAX_SIZE: u64 = 0o77_777_777_777;
 const USTAR_NAME_LEN: usize = 100;
@@ -346,4 +345,276 @@ fn pax_record(records: &mut Vec<u8>, key: &str, value: &[u8]) {
     records.push(b'=');
     records.extend_from_slice(value);
     records.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn tar_of(source: &Path, dest: &str, excludes: &[&str], options: &TarOptions) -> Vec<u8> {
+        let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
+        write_tree(source, dest, &excludes, options, Vec::new()).unwrap()
+    }
+
+    /// (path, type, mode, link target) of every entry, reading names as raw bytes.
+    fn entries(tar: &[u8]) -> Vec<(Vec<u8>, EntryType, u32, Option<Vec<u8>>)> {
+        let mut archive = tar::Archive::new(tar);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let link = e.link_name_bytes().map(|l| l.into_owned());
+                (
+                    e.path_bytes().into_owned(),
+                    e.header().entry_type(),
+                    e.header().mode().unwrap(),
+                    link,
+                )
+            })
+            .collect()
+    }
+
+    fn names(tar: &[u8]) -> Vec<String> {
+        entries(tar)
+            .into_iter()
+            .map(|e| String::from_utf8_lossy(&e.0).into_owned())
+            .collect()
+    }
+
+    fn write(path: &Path, content: &str, mode: u32) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+        fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn same_tree_gives_same_bytes_whatever_order_times_and_owners() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let files = [
+            ("bin/app", 0o755),
+            ("etc/app.conf", 0o644),
+            ("z", 0o600),
+            ("a", 0o644),
+        ];
+        for (name, mode) in files {
+            write(&a.path().join(name), name, mode);
+        }
+        for (name, mode) in files.iter().rev() {
+            write(&b.path().join(name), name, *mode);
+            let file = File::options()
+                .write(true)
+                .open(b.path().join(name))
+                .unwrap();
+            file.set_modified(SystemTime::now() - Duration::from_secs(86_400))
+                .unwrap();
+            std::os::unix::fs::chown(b.path().join(name), Some(1234), Some(5678)).unwrap();
+        }
+        for dir in ["bin", "etc"] {
+            for root in [a.path(), b.path()] {
+                fs::set_permissions(
+                    root.join(dir),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                )
+                .unwrap();
+            }
+        }
+        let options = TarOptions::default();
+        let tar_a = tar_of(a.path(), "/", &[], &options);
+        assert_eq!(tar_a, tar_of(b.path(), "/", &[], &options));
+        assert_eq!(
+            names(&tar_a),
+            ["a", "bin/", "bin/app", "etc/", "etc/app.conf", "z"]
+        );
+        let modes: Vec<u32> = entries(&tar_a).iter().map(|e| e.2).collect();
+        assert_eq!(modes, [0o644, 0o755, 0o755, 0o755, 0o644, 0o600]);
+        let mut archive = tar::Archive::new(&tar_a[..]);
+        for entry in archive.entries().unwrap() {
+            let header = entry.unwrap().header().clone();
+            assert_eq!(
+                (
+                    header.mtime().unwrap(),
+                    header.uid().unwrap(),
+                    header.gid().unwrap()
+                ),
+                (0, 0, 0)
+            );
+            assert_eq!(header.username_bytes(), Some(&b""[..]));
+        }
+        let owned = TarOptions {
+            mtime: 42,
+            uid: 65532,
+            gid: 65532,
+            ..TarOptions::default()
+        };
+        let mut archive =
+            tar::Archive::new(std::io::Cursor::new(tar_of(a.path(), "/", &[], &owned)));
+        let first = archive.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(
+            (
+                first.header().mtime().unwrap(),
+                first.header().uid().unwrap()
+            ),
+            (42, 65532)
+        );
+    }
+
+    #[test]
+    fn destination_parents_are_created_and_files_placed() {
+        let src = tempfile::tempdir().unwrap();
+        write(&src.path().join("server"), "bin", 0o755);
+        assert_eq!(
+            names(&tar_of(
+                src.path(),
+                "/usr/local/app/",
+                &[],
+                &TarOptions::default()
+            )),
+            [
+                "usr/",
+                "usr/local/",
+                "usr/local/app/",
+                "usr/local/app/server"
+            ]
+        );
+        let file = src.path().join("server");
+        assert_eq!(
+            names(&tar_of(&file, "/bin/", &[], &TarOptions::default())),
+            ["bin/", "bin/server"]
+        );
+        assert_eq!(
+            names(&tar_of(&file, "/bin/renamed", &[], &TarOptions::default())),
+            ["bin/", "bin/renamed"]
+        );
+    }
+
+    #[test]
+    fn long_names_use_pax_and_non_utf8_names_are_kept() {
+        let src = tempfile::tempdir().unwrap();
+        let deep = "d".repeat(60) + "/" + &"e".repeat(60) + "/" + &"f".repeat(80);
+        write(&src.path().join(&deep), "deep", 0o644);
+        let odd = OsStr::from_bytes(b"caf\xe9");
+        fs::write(src.path().join(odd), "latin-1").unwrap();
+        std::os::unix::fs::symlink("x".repeat(150), src.path().join("longlink")).unwrap();
+        let tar = tar_of(src.path(), "/", &[], &TarOptions::default());
+        let found = entries(&tar);
+        assert!(
+            found.iter().any(|e| e.0 == deep.as_bytes()),
+            "long path read back through PAX"
+        );
+        assert!(found.iter().any(|e| e.0 == b"caf\xe9"), "raw bytes kept");
+        let link = found.iter().find(|e| e.0 == b"longlink").unwrap();
+        assert_eq!(link.3.as_deref(), Some("x".repeat(150).as_bytes()));
+        assert!(
+            tar.windows(4).any(|w| w == b"path"),
+            "a PAX record was written"
+        );
+    }
+
+    #[test]
+    fn sizes_beyond_ustar_go_into_a_pax_record() {
+        let src = tempfile::tempdir().unwrap();
+        let metadata = fs::metadata(src.path()).unwrap();
+        let options = TarOptions::default();
+        let mut stream = TarStream::new(Vec::new(), &options);
+        let size = 9 * (1u64 << 30);
+        stream
+            .header(b"big", EntryType::Regular, 0o644, &metadata, size, None)
+            .unwrap();
+        let bytes = stream.out;
+        assert_eq!(
+            bytes.len(),
+            3 * BLOCK,
+            "PAX header, its records, the entry header"
+        );
+        let records = String::from_utf8_lossy(&bytes[BLOCK..2 * BLOCK]);
+        assert!(
+            records.starts_with(&format!("19 size={size}\n")),
+            "{records}"
+        );
+    }
+
+    #[test]
+    fn symlinks_are_stored_not_followed_and_hard_links_become_links() {
+        let src = tempfile::tempdir().unwrap();
+        write(&src.path().join("data/original"), "content", 0o644);
+        fs::hard_link(
+            src.path().join("data/original"),
+            src.path().join("data/second"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", src.path().join("outside")).unwrap();
+        std::os::unix::fs::symlink("data", src.path().join("dirlink")).unwrap();
+        let tar = tar_of(src.path(), "/", &[], &TarOptions::default());
+        let found = entries(&tar);
+        let get = |name: &[u8]| found.iter().find(|e| e.0 == name).unwrap().clone();
+        assert_eq!(get(b"outside").1, EntryType::Symlink);
+        assert_eq!(get(b"outside").3.as_deref(), Some(&b"/etc/passwd"[..]));
+        assert_eq!(get(b"dirlink").1, EntryType::Symlink);
+        assert!(
+            !found.iter().any(|e| e.0.starts_with(b"dirlink/")),
+            "symlinked directory not followed"
+        );
+        assert_eq!(get(b"data/original").1, EntryType::Regular);
+        assert_eq!(get(b"data/second").1, EntryType::Link);
+        assert_eq!(
+            get(b"data/second").3.as_deref(),
+            Some(&b"data/original"[..])
+        );
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut content = String::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path_bytes().as_ref() == b"data/original" {
+                entry.read_to_string(&mut content).unwrap();
+            }
+        }
+        assert_eq!(content, "content");
+    }
+
+    #[test]
+    fn exclusions_apply_with_negation_and_the_ignore_file_itself_stays_out() {
+        let src = tempfile::tempdir().unwrap();
+        for name in [
+            "app",
+            "app.map",
+            "docs/a.md",
+            "docs/keep.md",
+            "tmp/x",
+            "sub/b.map",
+        ] {
+            write(&src.path().join(name), name, 0o644);
+        }
+        fs::write(
+            src.path().join(IGNORE_FILE),
+            "**/*.map\ndocs\n!docs/keep.md\n",
+        )
+        .unwrap();
+        let tar = tar_of(src.path(), "/", &["tmp"], &TarOptions::default());
+        assert_eq!(names(&tar), ["app", "docs/", "docs/keep.md", "sub/"]);
+    }
+
+    #[test]
+    fn special_files_are_refused_or_skipped() {
+        let src = tempfile::tempdir().unwrap();
+        write(&src.path().join("ok"), "ok", 0o644);
+        let _listener = std::os::unix::net::UnixListener::bind(src.path().join("sock")).unwrap();
+        let err = write_tree(src.path(), "/", &[], &TarOptions::default(), Vec::new()).unwrap_err();
+        assert!(
+            matches!(err, Error::SpecialFile { kind: "socket", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("sock"), "{err}");
+        let skip = TarOptions {
+            skip_special: true,
+            ..TarOptions::default()
+        };
+        assert_eq!(names(&tar_of(src.path(), "/", &[], &skip)), ["ok"]);
+    }
 }
