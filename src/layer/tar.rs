@@ -361,8 +361,10 @@ mod tests {
         write_tree(source, dest, &excludes, options, Vec::new()).unwrap()
     }
 
-    /// (path, type, mode, link target) of every entry, reading names as raw bytes.
-    fn entries(tar: &[u8]) -> Vec<(Vec<u8>, EntryType, u32, Option<Vec<u8>>)> {
+    /// Path, type, mode and link target of an entry, names as raw bytes.
+    type Entry = (Vec<u8>, EntryType, u32, Option<Vec<u8>>);
+
+    fn entries(tar: &[u8]) -> Vec<Entry> {
         let mut archive = tar::Archive::new(tar);
         archive
             .entries()
