@@ -69,6 +69,10 @@ pub struct BuildSpec {
     pub skip_special: Option<bool>,
     /// Write a plain manifest, not an index.
     pub no_index: Option<bool>,
+    /// Directory that relative layer sources are relative to: the build file's, when the
+    /// layers come from one; else the caller's working directory.
+    #[serde(skip)]
+    pub context: Option<PathBuf>,
 }
 
 impl BuildSpec {
@@ -84,11 +88,7 @@ impl BuildSpec {
             message: e.message().to_owned() + &line_of(&text, e.span()),
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for layer in &mut spec.layers {
-            if !Path::new(layer.as_str()).is_absolute() {
-                *layer = base.join(layer.as_str()).to_string_lossy().into_owned();
-            }
-        }
+        spec.context = Some(base.to_path_buf());
         if let Some(output) = &spec.output {
             spec.output = Some(output.parse::<Location>()?.relative_to(base).to_string());
         }
@@ -113,7 +113,6 @@ impl BuildSpec {
         }
         BuildSpec {
             platforms: list(self.platforms, fallback.platforms),
-            layers: list(self.layers, fallback.layers),
             exclude: list(self.exclude, fallback.exclude),
             output: self.output.or(fallback.output),
             entrypoint: self.entrypoint.or(fallback.entrypoint),
@@ -133,6 +132,11 @@ impl BuildSpec {
             owner: self.owner.or(fallback.owner),
             skip_special: self.skip_special.or(fallback.skip_special),
             no_index: self.no_index.or(fallback.no_index),
+            context: match self.layers.is_empty() {
+                true => fallback.context,
+                false => self.context,
+            },
+            layers: list(self.layers, fallback.layers),
         }
     }
 
@@ -161,7 +165,7 @@ impl BuildSpec {
                 .iter()
                 .map(|l| l.parse::<LayerSource>())
                 .collect::<Result<_>>()?,
-            context: context.to_path_buf(),
+            context: self.context.unwrap_or_else(|| context.to_path_buf()),
             excludes: self.exclude,
             tar: TarOptions {
                 mtime: self.mtime.unwrap_or(epoch),
@@ -262,6 +266,11 @@ labels = { "org.opencontainers.image.source" = "https://example.com/repo" }
         assert_eq!(merged.labels.len(), 2);
         let (options, output) = merged.into_options(Path::new("/elsewhere")).unwrap();
         assert_eq!(options.platforms.len(), 2);
+        assert_eq!(
+            options.context,
+            dir.path(),
+            "layers from the file are relative to it"
+        );
         assert_eq!(
             output,
             Location::Layout {

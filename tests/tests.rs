@@ -1,1 +1,6 @@
-//! Integration tests: the hoist binary against real peers.
+//! Integration tests: the `hoist` binary, its output checked by real peers (umoci, skopeo)
+//! and against the OCI image-spec schemas.
+
+mod build;
+mod cli;
+mod util;

@@ -110,6 +110,7 @@ impl BuildArgs {
             owner: self.owner.clone(),
             skip_special: self.skip_special.then_some(true),
             no_index: self.no_index.then_some(true),
+            context: None,
         })
     }
 }

@@ -23,6 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build per-platform images from directories into an OCI layout.
+    #[command(args_override_self = true)]
     Build(Box<build::BuildArgs>),
     /// Parse an image reference and print its parts as JSON.
     Ref {

@@ -1,0 +1,161 @@
+//! Shared helpers: running commands, making source trees, reading layouts.
+
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A command for the hoist binary under test, with a clean environment for reproducibility.
+pub fn hoist() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+    command.env_remove("SOURCE_DATE_EPOCH");
+    command
+}
+
+/// A command for a peer tool; the test command (scripts/test.sh) installs them all.
+pub fn tool(name: &str) -> Command {
+    Command::new(name)
+}
+
+fn output(command: &mut Command) -> Output {
+    command.output().unwrap_or_else(|e| {
+        panic!("cannot run {command:?}: {e}; scripts/test.sh installs the test tools")
+    })
+}
+
+/// Runs `command`, asserts success and returns its stdout.
+pub fn ok(command: &mut Command) -> String {
+    let out = output(command);
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `command`, asserts it fails with a one-line error on stderr, and returns that line.
+pub fn fails(command: &mut Command) -> String {
+    let out = output(command);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "{command:?} should have failed; stderr: {stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout on failure: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one-line error expected, got: {stderr}");
+    assert!(lines[0].starts_with("hoist: error: "), "{stderr}");
+    lines[0].to_owned()
+}
+
+/// Writes `content` at `path` with `mode`, creating parents.
+pub fn write(path: &Path, content: &str, mode: u32) {
+    fs::create_dir_all(path.parent().expect("a parent")).unwrap();
+    fs::write(path, content).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The example application cross-compiled for two platforms: `dist/linux_{amd64,arm64}/`.
+pub fn make_dist(root: &Path) -> PathBuf {
+    let dist = root.join("dist");
+    for arch in ["amd64", "arm64"] {
+        let dir = dist.join(format!("linux_{arch}"));
+        write(
+            &dir.join("server"),
+            &format!("#!/bin/sh\necho server for {arch}\n"),
+            0o755,
+        );
+        write(&dir.join("config/app.yaml"), "port: 8080\n", 0o644);
+        write(&dir.join("config/secret.key"), "private\n", 0o600);
+        write(&dir.join("static/index.html"), "<h1>hi</h1>\n", 0o644);
+        write(&dir.join("static/app.js.map"), "{}\n", 0o644);
+        std::os::unix::fs::symlink("static/index.html", dir.join("index.html")).unwrap();
+        std::os::unix::fs::symlink("/etc/ssl/certs", dir.join("certs")).unwrap();
+        fs::hard_link(dir.join("server"), dir.join("server-alias")).unwrap();
+        for sub in ["config", "static"] {
+            fs::set_permissions(dir.join(sub), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dist
+}
+
+/// What a tree holds: per relative path, its kind, permission bits and content or link target.
+pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for entry in walk(root) {
+        let relative = entry
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let meta = fs::symlink_metadata(&entry).unwrap();
+        let mode = meta.mode() & 0o7777;
+        let description = if meta.file_type().is_symlink() {
+            format!("link -> {}", fs::read_link(&entry).unwrap().display())
+        } else if meta.is_dir() {
+            format!("dir {mode:o}")
+        } else {
+            format!(
+                "file {mode:o} {}",
+                String::from_utf8_lossy(&fs::read(&entry).unwrap())
+            )
+        };
+        found.insert(relative, description);
+    }
+    found
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    let mut entries: Vec<_> = fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        paths.push(path.clone());
+        if fs::symlink_metadata(&path).unwrap().is_dir() {
+            paths.extend(walk(&path));
+        }
+    }
+    paths
+}
+
+/// Parsed JSON of a file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
+/// Parsed JSON of a blob in a layout, by `sha256:…` digest.
+pub fn blob_json(layout: &Path, digest: &str) -> serde_json::Value {
+    read_json(&blob_path(layout, digest))
+}
+
+/// The file of a blob in a layout.
+pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The names in a directory, sorted, including hidden ones.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = walk(dir)
+        .iter()
+        .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
