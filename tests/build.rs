@@ -488,7 +488,7 @@ fn an_unreadable_file_fails_the_build_and_nothing_is_written() {
     )
     .unwrap();
     let layout = work.path().join("layout");
-    let mut command = build_app(work.path(), &layout, &[]);
+    let command = build_app(work.path(), &layout, &[]);
     // root reads any file: run as nobody so that mode 000 really is unreadable.
     let mut as_nobody = tool("setpriv");
     as_nobody

@@ -1,5 +1,6 @@
 //! Integration tests: the `hoist` binary, its output checked by real peers (umoci, skopeo)
 //! and against the OCI image-spec schemas.
+#![allow(clippy::unwrap_used)]
 
 mod build;
 mod cli;
