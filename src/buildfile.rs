@@ -251,10 +251,8 @@ labels = { "org.opencontainers.image.source" = "https://example.com/repo" }
         let path = dir.path().join("hoist.toml");
         std::fs::write(&path, FILE).unwrap();
         let from_file = BuildSpec::load(&path).unwrap();
-        assert_eq!(
-            from_file.layers,
-            [dir.path().join("dist/{os}_{arch}/:/app/").to_string_lossy()]
-        );
+        assert_eq!(from_file.layers, ["dist/{os}_{arch}/:/app/"]);
+        assert_eq!(from_file.context.as_deref(), Some(dir.path()));
         let flags = BuildSpec {
             compression: Some("gzip".into()),
             labels: [("extra".to_owned(), "1".to_owned())].into(),

@@ -5,7 +5,7 @@
 //! replaces `index.json` atomically. A failed or interrupted build leaves the layout as it was.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
@@ -15,6 +15,7 @@ use tempfile::{NamedTempFile, TempDir};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::json;
+use crate::offload::OffloadWriter;
 
 /// The file that marks a directory as an OCI image layout.
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -109,9 +110,10 @@ pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// A blob being written into a [`LayoutWriter`]'s staging area; hashed as it is written.
+/// A blob being written into a [`LayoutWriter`]'s staging area; hashed as it is written, and
+/// written to disk on a thread of its own.
 pub struct BlobWriter {
-    inner: HashingWriter<BufWriter<NamedTempFile>>,
+    inner: HashingWriter<OffloadWriter<NamedTempFile>>,
 }
 
 impl Write for BlobWriter {
@@ -175,17 +177,15 @@ impl LayoutWriter {
         let file = NamedTempFile::new_in(self.staging.path())
             .at("create a blob in", self.staging.path())?;
         Ok(BlobWriter {
-            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            inner: HashingWriter::new(OffloadWriter::new(file)),
         })
     }
 
     /// Finishes a blob: names it by the digest of what was written. Returns digest and size.
     pub fn add_blob(&mut self, blob: BlobWriter) -> Result<(Digest, u64)> {
-        let (digest, size, buffered) = blob.inner.finish();
+        let (digest, size, offloaded) = blob.inner.finish();
         let staging = self.staging.path().to_path_buf();
-        let file = buffered
-            .into_inner()
-            .map_err(|e| Error::io("write a blob in", &staging, e.into_error()))?;
+        let file = offloaded.finish().at("write a blob in", &staging)?;
         file.as_file().sync_all().at("write a blob in", &staging)?;
         let path = staging.join(digest.hex());
         file.persist(&path)

@@ -15,6 +15,7 @@ pub mod json;
 pub mod layer;
 pub mod layout;
 pub mod location;
+pub mod offload;
 pub mod platform;
 pub mod reference;
 
