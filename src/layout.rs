@@ -113,7 +113,7 @@ pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
 /// A blob being written into a [`LayoutWriter`]'s staging area; hashed as it is written, and
 /// written to disk on a thread of its own.
 pub struct BlobWriter {
-    inner: HashingWriter<OffloadWriter<NamedTempFile>>,
+    inner: HashingWriter<std::io::BufWriter<NamedTempFile>>,
 }
 
 impl Write for BlobWriter {
@@ -177,7 +177,7 @@ impl LayoutWriter {
         let file = NamedTempFile::new_in(self.staging.path())
             .at("create a blob in", self.staging.path())?;
         Ok(BlobWriter {
-            inner: HashingWriter::new(OffloadWriter::new(file)),
+            inner: HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)),
         })
     }
 
@@ -185,7 +185,9 @@ impl LayoutWriter {
     pub fn add_blob(&mut self, blob: BlobWriter) -> Result<(Digest, u64)> {
         let (digest, size, offloaded) = blob.inner.finish();
         let staging = self.staging.path().to_path_buf();
-        let file = offloaded.finish().at("write a blob in", &staging)?;
+        let file = offloaded
+            .into_inner()
+            .map_err(|e| Error::io("write a blob in", &staging, e.into_error()))?;
         file.as_file().sync_all().at("write a blob in", &staging)?;
         let path = staging.join(digest.hex());
         file.persist(&path)
