@@ -5,7 +5,7 @@
 //! replaces `index.json` atomically. A failed or interrupted build leaves the layout as it was.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
@@ -15,7 +15,6 @@ use tempfile::{NamedTempFile, TempDir};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::json;
-use crate::offload::OffloadWriter;
 
 /// The file that marks a directory as an OCI image layout.
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -110,10 +109,9 @@ pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// A blob being written into a [`LayoutWriter`]'s staging area; hashed as it is written, and
-/// written to disk on a thread of its own.
+/// A blob being written into a [`LayoutWriter`]'s staging area; hashed as it is written.
 pub struct BlobWriter {
-    inner: HashingWriter<std::io::BufWriter<NamedTempFile>>,
+    inner: HashingWriter<BufWriter<NamedTempFile>>,
 }
 
 impl Write for BlobWriter {
@@ -177,13 +175,13 @@ impl LayoutWriter {
         let file = NamedTempFile::new_in(self.staging.path())
             .at("create a blob in", self.staging.path())?;
         Ok(BlobWriter {
-            inner: HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)),
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
         })
     }
 
     /// Finishes a blob: names it by the digest of what was written. Returns digest and size.
     pub fn add_blob(&mut self, blob: BlobWriter) -> Result<(Digest, u64)> {
-        let (digest, size, offloaded) = blob.inner.finish();
+        let (digest, size, buffered) = blob.inner.finish();
         let staging = self.staging.path().to_path_buf();
         let file = offloaded
             .into_inner()
