@@ -183,7 +183,7 @@ impl LayoutWriter {
     pub fn add_blob(&mut self, blob: BlobWriter) -> Result<(Digest, u64)> {
         let (digest, size, buffered) = blob.inner.finish();
         let staging = self.staging.path().to_path_buf();
-        let file = offloaded
+        let file = buffered
             .into_inner()
             .map_err(|e| Error::io("write a blob in", &staging, e.into_error()))?;
         file.as_file().sync_all().at("write a blob in", &staging)?;
