@@ -25,6 +25,12 @@ impl Platform {
     /// Expands `{os}`, `{arch}`, `{variant}` and `{platform}` in `template`.
     ///
     /// Any other `{name}` is an error, so a typo never turns into a literal path.
+    ///
+    /// ```
+    /// let platform: hoist::Platform = "linux/arm64/v8".parse().unwrap();
+    /// assert_eq!(platform.expand("dist/{os}_{arch}/").unwrap(), "dist/linux_arm64/");
+    /// assert_eq!(platform.expand("out/{platform}").unwrap(), "out/linux_arm64_v8");
+    /// ```
     pub fn expand(&self, template: &str) -> Result<String> {
         let mut out = String::with_capacity(template.len());
         let mut rest = template;

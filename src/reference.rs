@@ -29,6 +29,13 @@ pub struct Reference {
 
 impl Reference {
     /// Parses `input` with distribution/reference's grammar and Docker's normalization.
+    ///
+    /// ```
+    /// let r = hoist::Reference::parse("ubuntu").unwrap();
+    /// assert_eq!(r.to_string(), "docker.io/library/ubuntu:latest");
+    /// assert_eq!(r.repository, "library/ubuntu");
+    /// assert!(hoist::Reference::parse("Not/Valid").is_err());
+    /// ```
     pub fn parse(input: &str) -> Result<Reference> {
         let bad = |reason: &str| Error::invalid("image reference", input, reason);
         if input.is_empty() {
