@@ -20,6 +20,11 @@ impl Digest {
         Digest::from_hasher(Sha256::new_with_prefix(bytes))
     }
 
+    /// The digest a running sha256 hasher has reached.
+    pub fn of_hasher(hasher: Sha256) -> Digest {
+        Digest::from_hasher(hasher)
+    }
+
     fn from_hasher(hasher: Sha256) -> Digest {
         let bytes = hasher.finalize();
         let mut hex = String::with_capacity(64);

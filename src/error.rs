@@ -92,6 +92,17 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A docker credential helper failed.
+    #[error("credential helper {helper} failed: {message}")]
+    CredentialHelper {
+        /// The helper program.
+        helper: String,
+        /// What it said.
+        message: String,
+    },
+    /// Talking to a registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// An OCI document could not be assembled.
     #[error("building the OCI {what}: {source}")]
     Spec {

@@ -9,6 +9,7 @@
 pub mod build;
 pub mod buildfile;
 pub mod config;
+pub mod credentials;
 pub mod digest;
 pub mod error;
 pub mod json;
@@ -18,6 +19,9 @@ pub mod location;
 pub mod offload;
 pub mod platform;
 pub mod reference;
+pub mod registry;
+pub mod secret;
+pub mod source;
 
 pub use digest::Digest;
 pub use error::{Error, Result};

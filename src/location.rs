@@ -1,11 +1,12 @@
-//! Where images are written or read: for now an OCI layout on disk, `oci:DIR[:TAG]`.
+//! Where images are written or read: an OCI layout on disk (`oci:DIR[:TAG]`) or a registry
+//! (`registry/repository[:tag][@digest]`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::reference::is_tag;
+use crate::reference::{is_tag, Reference};
 
 /// An image location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub enum Location {
         /// The tag (`org.opencontainers.image.ref.name`).
         tag: Option<String>,
     },
+    /// An image in a registry.
+    Registry(Reference),
 }
 
 impl Location {
@@ -27,6 +30,7 @@ impl Location {
                 dir: base.join(dir),
                 tag,
             },
+            registry => registry,
         }
     }
 }
@@ -34,14 +38,17 @@ impl Location {
 impl FromStr for Location {
     type Err = Error;
 
-    /// Parses `oci:DIR[:TAG]`; the part after the last `:` is a tag when it is a valid one.
+    /// Parses `oci:DIR[:TAG]` (the part after the last `:` is a tag when it is a valid one),
+    /// else an image reference.
     fn from_str(s: &str) -> Result<Location> {
         let Some(rest) = s.strip_prefix("oci:") else {
-            return Err(Error::invalid(
-                "output",
-                s,
-                "expected oci:DIR[:TAG], e.g. oci:out/layout:v1.2.3",
-            ));
+            return Reference::parse(s).map(Location::Registry).map_err(|_| {
+                Error::invalid(
+                    "image location",
+                    s,
+                    "expected oci:DIR[:TAG] (an OCI layout) or a registry reference such as registry.example.com/app:v1",
+                )
+            });
         };
         let (dir, tag) = match rest.rsplit_once(':') {
             Some((dir, tag)) if is_tag(tag) => (dir, Some(tag.to_owned())),
@@ -49,7 +56,7 @@ impl FromStr for Location {
         };
         if dir.is_empty() {
             return Err(Error::invalid(
-                "output",
+                "image location",
                 s,
                 "the directory is missing: oci:DIR[:TAG]",
             ));
@@ -71,6 +78,7 @@ impl fmt::Display for Location {
                 }
                 Ok(())
             }
+            Location::Registry(reference) => write!(f, "{reference}"),
         }
     }
 }
@@ -80,7 +88,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_layout_locations() {
+    fn parses_layout_and_registry_locations() {
         let loc: Location = "oci:out/layout:v1.2.3".parse().unwrap();
         assert_eq!(
             loc,
@@ -98,7 +106,11 @@ mod tests {
             }
         );
         assert_eq!(loc.to_string(), "oci:out/layout:v1.2.3");
-        for bad in ["out/layout", "oci:", "oci::tag", "docker://x"] {
+        assert!(matches!(
+            "ghcr.io/a/b:1".parse::<Location>().unwrap(),
+            Location::Registry(_)
+        ));
+        for bad in ["oci:", "oci::tag", "docker://x", "Bad Ref"] {
             assert!(bad.parse::<Location>().is_err(), "{bad}");
         }
     }

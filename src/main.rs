@@ -28,8 +28,32 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let _ = writeln!(std::io::stderr(), "hoist: error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&error))
         }
+    }
+}
+
+/// The exit code for an error: what kind of fix it needs (see README, "Exit codes").
+fn exit_code(error: &anyhow::Error) -> u8 {
+    use hoist::registry::RegistryError as R;
+    use hoist::Error as E;
+    let Some(error) = error.chain().find_map(|cause| cause.downcast_ref::<E>()) else {
+        return 1;
+    };
+    match error {
+        E::Invalid { .. }
+        | E::SourceMissing { .. }
+        | E::SpecialFile { .. }
+        | E::NotALayout { .. }
+        | E::BuildFile { .. } => 3,
+        E::CredentialHelper { .. } | E::Registry(R::Unauthorized { .. } | R::Denied { .. }) => 4,
+        E::Registry(R::NotFound { .. }) => 5,
+        E::Registry(
+            R::Connect { .. } | R::Tls { .. } | R::PlainHttp { .. } | R::Timeout { .. },
+        ) => 6,
+        E::DigestMismatch { .. } | E::CorruptLayout { .. } | E::Registry(R::TooLarge { .. }) => 7,
+        E::Registry(R::TooManyRequests { .. }) => 75,
+        _ => 1,
     }
 }
 

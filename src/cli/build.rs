@@ -133,7 +133,11 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         spec = spec.or(BuildSpec::load(file)?);
     }
     let (options, output) = spec.into_options(&current_dir()?)?;
-    let Location::Layout { dir, tag } = &output;
+    let Location::Layout { dir, tag } = &output else {
+        anyhow::bail!(
+            "build writes an OCI layout: give --output oci:DIR[:TAG], then publish it with `skopeo copy oci:DIR:TAG docker://{output}`"
+        );
+    };
     let mut writer = LayoutWriter::begin(dir)?;
     let built = build(&options, &mut writer)?;
     writer.commit(built.descriptor().clone(), tag.as_deref())?;

@@ -1,6 +1,9 @@
 //! Command-line arguments and the commands behind them.
 
 mod build;
+mod inspect;
+mod login;
+mod registry;
 
 use std::io::Write;
 
@@ -25,6 +28,18 @@ enum Command {
     /// Build per-platform images from directories into an OCI layout.
     #[command(args_override_self = true)]
     Build(Box<build::BuildArgs>),
+    /// Show an image or index: media type, digest, platforms, config and layers.
+    Inspect(Box<inspect::InspectArgs>),
+    /// Print the digest of an image or index.
+    Digest(inspect::DigestArgs),
+    /// List a repository's tags, one a line.
+    Tags(inspect::TagsArgs),
+    /// List a registry's repositories, one a line.
+    Catalog(inspect::CatalogArgs),
+    /// Check credentials against a registry and store them as docker does.
+    Login(login::LoginArgs),
+    /// Remove stored credentials for a registry.
+    Logout(login::LogoutArgs),
     /// Parse an image reference and print its parts as JSON.
     Ref {
         /// The reference, e.g. `ubuntu`, `ghcr.io/org/app:v1`, `localhost:5000/app@sha256:…`.
@@ -36,6 +51,12 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build::run(*args),
+        Command::Inspect(args) => inspect::run(*args),
+        Command::Digest(args) => inspect::digest(args),
+        Command::Tags(args) => inspect::tags(args),
+        Command::Catalog(args) => inspect::catalog(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Ref { reference } => {
             let parsed = hoist::Reference::parse(&reference)?;
             let mut json = serde_json::to_value(&parsed)?;

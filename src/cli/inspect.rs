@@ -1,0 +1,263 @@
+//! `hoist inspect`, `hoist digest`, `hoist tags`, `hoist catalog`: reading images.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Args;
+use hoist::location::Location;
+use hoist::platform::Platform;
+use hoist::reference::Reference;
+use hoist::registry::read::Manifest;
+use hoist::source::Source;
+use hoist::Digest;
+use serde_json::{json, Value};
+
+use super::print_line;
+use super::registry::{block_on, RegistryArgs};
+
+/// Flags of `hoist inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Image: a registry reference or oci:DIR[:TAG].
+    reference: String,
+    /// Print the manifest's exact bytes.
+    #[arg(long, conflicts_with_all = ["config", "json"])]
+    raw: bool,
+    /// Print the image config (pick a platform of an index with --platform).
+    #[arg(long, conflicts_with = "json")]
+    config: bool,
+    /// From an index, inspect the image for os/arch[/variant].
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Option<String>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+fn is_index(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/vnd.oci.image.index.v1+json"
+            | "application/vnd.docker.distribution.manifest.list.v2+json"
+    )
+}
+
+fn parse_json(manifest: &Manifest) -> anyhow::Result<Value> {
+    serde_json::from_slice(&manifest.bytes)
+        .with_context(|| format!("manifest {} is not JSON", manifest.digest))
+}
+
+fn platform_of(entry: &Value) -> String {
+    let p = &entry["platform"];
+    let mut text = format!(
+        "{}/{}",
+        p["os"].as_str().unwrap_or("?"),
+        p["architecture"].as_str().unwrap_or("?")
+    );
+    if let Some(variant) = p["variant"].as_str() {
+        text.push('/');
+        text.push_str(variant);
+    }
+    text
+}
+
+/// Runs `hoist inspect`.
+pub fn run(args: InspectArgs) -> anyhow::Result<()> {
+    let location: Location = args.reference.parse()?;
+    let client = args.registry.client()?;
+    block_on(async {
+        let source = Source::open(&location, &client)?;
+        let mut manifest = source.manifest(None).await?;
+        if let Some(wanted) = &args.platform {
+            let wanted: Platform = wanted.parse()?;
+            if !is_index(&manifest.media_type) {
+                anyhow::bail!(
+                    "{} is a single image, not an index; drop --platform",
+                    args.reference
+                );
+            }
+            let index = parse_json(&manifest)?;
+            let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+            let entry = entries
+                .iter()
+                .find(|e| platform_of(e) == wanted.to_string())
+                .ok_or_else(|| {
+                    let available: Vec<String> = entries.iter().map(platform_of).collect();
+                    anyhow::anyhow!(
+                        "{} has no {wanted} image; it has: {}",
+                        args.reference,
+                        available.join(", ")
+                    )
+                })?;
+            let digest: Digest = entry["digest"].as_str().unwrap_or_default().parse()?;
+            manifest = source.manifest(Some(&digest)).await?;
+        }
+        if args.raw {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&manifest.bytes)?;
+            out.flush()?;
+            return Ok(());
+        }
+        let document = parse_json(&manifest)?;
+        if args.config {
+            if is_index(&manifest.media_type) {
+                anyhow::bail!(
+                    "{} is an index; choose an image with --platform os/arch",
+                    args.reference
+                );
+            }
+            let digest: Digest = document["config"]["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .parse()?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&source.blob_bytes(&digest).await?)?;
+            writeln!(out)?;
+            return Ok(());
+        }
+        let mut summary = json!({
+            "reference": location.to_string(),
+            "mediaType": manifest.media_type,
+            "digest": manifest.digest.to_string(),
+            "size": manifest.bytes.len(),
+        });
+        if is_index(&manifest.media_type) {
+            let entries = document["manifests"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            summary["manifests"] = entries
+                .iter()
+                .map(|e| json!({ "platform": platform_of(e), "digest": e["digest"], "size": e["size"], "mediaType": e["mediaType"] }))
+                .collect();
+        } else {
+            let config_digest: Digest = document["config"]["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .parse()?;
+            let config: Value = serde_json::from_slice(&source.blob_bytes(&config_digest).await?)?;
+            summary["platform"] = platform_of(&json!({ "platform": config })).into();
+            summary["config"] = document["config"].clone();
+            summary["layers"] = document["layers"].clone();
+        }
+        if args.json {
+            return print_line(&serde_json::to_string_pretty(&summary)?);
+        }
+        print_line(&human(&summary))
+    })
+}
+
+fn human(summary: &Value) -> String {
+    let mut text = format!(
+        "Reference:  {}\nMedia type: {}\nDigest:     {}\nSize:       {}",
+        summary["reference"].as_str().unwrap_or_default(),
+        summary["mediaType"].as_str().unwrap_or_default(),
+        summary["digest"].as_str().unwrap_or_default(),
+        summary["size"]
+    );
+    if let Some(entries) = summary["manifests"].as_array() {
+        text.push_str("\nPlatforms:");
+        for e in entries {
+            text.push_str(&format!(
+                "\n  {:<16} {}  {} bytes",
+                e["platform"].as_str().unwrap_or_default(),
+                e["digest"].as_str().unwrap_or_default(),
+                e["size"]
+            ));
+        }
+    } else {
+        text.push_str(&format!(
+            "\nPlatform:   {}\nConfig:     {}\nLayers:",
+            summary["platform"].as_str().unwrap_or_default(),
+            summary["config"]["digest"].as_str().unwrap_or_default()
+        ));
+        for layer in summary["layers"].as_array().into_iter().flatten() {
+            text.push_str(&format!(
+                "\n  {}  {} bytes  {}",
+                layer["digest"].as_str().unwrap_or_default(),
+                layer["size"],
+                layer["mediaType"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    text
+}
+
+/// Flags of `hoist digest`.
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// Image: a registry reference or oci:DIR[:TAG].
+    reference: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Runs `hoist digest`: the digest of what the reference names (a HEAD for registries).
+pub fn digest(args: DigestArgs) -> anyhow::Result<()> {
+    let location: Location = args.reference.parse()?;
+    let client = args.registry.client()?;
+    block_on(async {
+        let digest = match &location {
+            Location::Registry(reference) => client
+                .head_manifest(reference)
+                .await?
+                .map(|head| head.digest)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{reference} not found; check the tag (`hoist tags {}`)",
+                        reference.name()
+                    )
+                })?,
+            layout => Source::open(layout, &client)?.manifest(None).await?.digest,
+        };
+        print_line(&digest.to_string())
+    })
+}
+
+/// Flags of `hoist tags`.
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// Repository, e.g. registry.example.com/team/app.
+    repository: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Runs `hoist tags`: one tag a line.
+pub fn tags(args: TagsArgs) -> anyhow::Result<()> {
+    let reference = Reference::parse(&args.repository)?;
+    let client = args.registry.client()?;
+    block_on(async {
+        let tags = client
+            .list_tags(&reference.registry, &reference.repository)
+            .await?;
+        if !tags.is_empty() {
+            print_line(&tags.join("\n"))?;
+        }
+        Ok(())
+    })
+}
+
+/// Flags of `hoist catalog`.
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// Registry host[:port].
+    host: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Runs `hoist catalog`: one repository a line.
+pub fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
+    let host = super::login::registry_host(&args.host)?;
+    let client = args.registry.client()?;
+    block_on(async {
+        let repositories = client.catalog(&host).await?;
+        if !repositories.is_empty() {
+            print_line(&repositories.join("\n"))?;
+        }
+        Ok(())
+    })
+}

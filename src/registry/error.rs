@@ -1,0 +1,165 @@
+//! What can go wrong talking to a registry, each case with its fix.
+
+use serde::Deserialize;
+
+/// A registry failure, classified so that messages and exit codes can say what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The registry could not be reached at all.
+    #[error("cannot reach registry {registry}: {detail}; check the host name and port and that the registry is running")]
+    Connect {
+        /// `host[:port]`.
+        registry: String,
+        /// The underlying error.
+        detail: String,
+    },
+    /// The TLS handshake failed, usually an unknown certificate authority.
+    #[error("TLS with registry {registry} failed: {detail}; for a private CA pass --ca-cert FILE or put it in /etc/docker/certs.d/{registry}/ca.crt; for a plain-HTTP registry pass --insecure-registry {registry}")]
+    Tls {
+        /// `host[:port]`.
+        registry: String,
+        /// The TLS error.
+        detail: String,
+    },
+    /// The registry speaks plain HTTP where HTTPS was required.
+    #[error("registry {registry} answers plain HTTP, not HTTPS; if that is intended, mark it with --insecure-registry {registry}")]
+    PlainHttp {
+        /// `host[:port]`.
+        registry: String,
+    },
+    /// No credentials, or the registry rejected them.
+    #[error("registry {registry} refused the credentials for {scope} ({message}); run `hoist login {registry}` or pass --creds USER:PASS")]
+    Unauthorized {
+        /// `host[:port]`.
+        registry: String,
+        /// What was asked for.
+        scope: String,
+        /// The registry's message.
+        message: String,
+    },
+    /// The credentials are valid but lack permission.
+    #[error("registry {registry} denied access to {scope}: {message}; check that the account may use this repository")]
+    Denied {
+        /// `host[:port]`.
+        registry: String,
+        /// What was asked for.
+        scope: String,
+        /// The registry's message.
+        message: String,
+    },
+    /// A repository, tag, manifest or blob does not exist.
+    #[error("{what} not found on {registry} ({message}); check the name and tag (`hoist tags REPOSITORY` lists the tags)")]
+    NotFound {
+        /// `host[:port]`.
+        registry: String,
+        /// What was looked for.
+        what: String,
+        /// The registry's message.
+        message: String,
+    },
+    /// The registry is rate limiting.
+    #[error("registry {registry} is rate limiting requests ({message}); {}", match retry_after { Some(s) => format!("retry in {s} s"), None => "retry later".to_owned() })]
+    TooManyRequests {
+        /// `host[:port]`.
+        registry: String,
+        /// Seconds to wait, from Retry-After.
+        retry_after: Option<u64>,
+        /// The registry's message.
+        message: String,
+    },
+    /// A document is larger than hoist accepts.
+    #[error("{what} from {registry} is larger than {limit} bytes; refusing it")]
+    TooLarge {
+        /// `host[:port]`.
+        registry: String,
+        /// What it is.
+        what: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// The registry answered something hoist cannot use.
+    #[error("registry {registry} answered {status} to {request}: {message}")]
+    Status {
+        /// `host[:port]`.
+        registry: String,
+        /// HTTP status.
+        status: u16,
+        /// What was asked.
+        request: String,
+        /// The registry's message.
+        message: String,
+    },
+    /// A response did not arrive in time.
+    #[error("registry {registry} did not answer in time ({detail}); check the network, or retry")]
+    Timeout {
+        /// `host[:port]`.
+        registry: String,
+        /// The underlying error.
+        detail: String,
+    },
+}
+
+/// The OCI distribution error envelope: `{"errors":[{"code","message","detail"}]}`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Envelope {
+    /// The errors.
+    #[serde(default)]
+    pub errors: Vec<EnvelopeError>,
+}
+
+/// One error of an [`Envelope`].
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeError {
+    /// Code such as `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, `DENIED`, `UNAUTHORIZED`.
+    #[serde(default)]
+    pub code: String,
+    /// Human message.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl Envelope {
+    /// Parses a body; an unparsable one gives an empty envelope.
+    pub fn parse(body: &[u8]) -> Envelope {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+
+    /// The first error's code.
+    pub fn code(&self) -> Option<&str> {
+        self.errors.first().map(|e| e.code.as_str())
+    }
+
+    /// Every message, joined; `fallback` when there is none.
+    pub fn message(&self, fallback: &str) -> String {
+        let messages: Vec<String> = self
+            .errors
+            .iter()
+            .map(|e| match e.message.is_empty() {
+                true => e.code.clone(),
+                false => format!("{}: {}", e.code, e.message),
+            })
+            .collect();
+        match messages.is_empty() {
+            true => fallback.to_owned(),
+            false => messages.join("; "),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_parse_and_fall_back() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        let envelope = Envelope::parse(body);
+        assert_eq!(envelope.code(), Some("MANIFEST_UNKNOWN"));
+        assert_eq!(envelope.message("-"), "MANIFEST_UNKNOWN: manifest unknown");
+        assert_eq!(
+            Envelope::parse(b"<html>").message("502 Bad Gateway"),
+            "502 Bad Gateway"
+        );
+    }
+}

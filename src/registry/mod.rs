@@ -1,0 +1,254 @@
+//! The registry client: OCI Distribution API v1.1 over reqwest and tokio.
+//!
+//! [`Client`] finds how to reach each registry ([`transport`]), answers its authentication
+//! challenges ([`auth`]) with the user's credentials, caches the resulting tokens per scope, and
+//! turns every failure into a [`RegistryError`] that names the fix. Reading manifests, blobs and
+//! lists lives in [`read`].
+
+pub mod auth;
+pub mod error;
+pub mod read;
+pub mod transport;
+
+use std::collections::HashMap;
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+use tokio::sync::Mutex;
+
+use self::auth::{basic, fetch_token, Authorization, Challenge};
+use self::error::Envelope;
+pub use self::error::RegistryError;
+use self::transport::{classify, connect, Endpoint, Failure, TransportOptions};
+use crate::credentials::{Credential, CredentialStore};
+use crate::error::Result;
+
+/// The token scope to read a repository.
+pub fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
+}
+
+/// The token scope to list a registry's repositories.
+pub const CATALOG_SCOPE: &str = "registry:catalog:*";
+
+/// A client for any number of registries.
+pub struct Client {
+    options: TransportOptions,
+    credentials: CredentialStore,
+    endpoints: Mutex<HashMap<String, Endpoint>>,
+    /// Authorization per registry and scope list.
+    authorizations: Mutex<HashMap<(String, String), Authorization>>,
+}
+
+impl Client {
+    /// A client with these transport options and credentials.
+    pub fn new(options: TransportOptions, credentials: CredentialStore) -> Client {
+        Client {
+            options,
+            credentials,
+            endpoints: Mutex::new(HashMap::new()),
+            authorizations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The credential store in use.
+    pub fn credentials(&self) -> &CredentialStore {
+        &self.credentials
+    }
+
+    /// How to reach `registry`, found once per client.
+    pub async fn endpoint(&self, registry: &str) -> Result<Endpoint> {
+        let mut endpoints = self.endpoints.lock().await;
+        if let Some(endpoint) = endpoints.get(registry) {
+            return Ok(endpoint.clone());
+        }
+        let endpoint = connect(registry, &self.options).await?;
+        tracing::debug!("{registry} is served at {}", endpoint.base);
+        endpoints.insert(registry.to_owned(), endpoint.clone());
+        Ok(endpoint)
+    }
+
+    /// Sends the request `make` builds (from the client and base URL), authenticated for
+    /// `scopes`. On 401 it answers the challenge once and sends again.
+    pub async fn send(
+        &self,
+        registry: &str,
+        scopes: &[String],
+        make: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> Result<Response> {
+        let endpoint = self.endpoint(registry).await?;
+        let key = (registry.to_owned(), scopes.join(" "));
+        let cached = {
+            let authorizations = self.authorizations.lock().await;
+            authorizations.get(&key).filter(|a| a.is_fresh()).cloned()
+        };
+        let response = self
+            .attempt(registry, &endpoint, &make, cached.as_ref())
+            .await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let authorization = self.answer(registry, &endpoint, scopes, &response).await?;
+        self.authorizations
+            .lock()
+            .await
+            .insert(key, authorization.clone());
+        let retried = self
+            .attempt(registry, &endpoint, &make, Some(&authorization))
+            .await?;
+        if retried.status() == StatusCode::UNAUTHORIZED {
+            let body = retried.bytes().await.unwrap_or_default();
+            return Err(RegistryError::Unauthorized {
+                registry: registry.to_owned(),
+                scope: scopes.join(" "),
+                message: Envelope::parse(&body).message("401 Unauthorized"),
+            }
+            .into());
+        }
+        Ok(retried)
+    }
+
+    async fn attempt(
+        &self,
+        registry: &str,
+        endpoint: &Endpoint,
+        make: &impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+        authorization: Option<&Authorization>,
+    ) -> Result<Response> {
+        let mut request = make(&endpoint.http, &endpoint.base);
+        if let Some(authorization) = authorization {
+            request = request.header(
+                reqwest::header::AUTHORIZATION,
+                authorization.header.expose(),
+            );
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| transport_error(registry, &e).into())
+    }
+
+    /// Answers a 401's challenge: Basic with the stored credential, or a Bearer token.
+    async fn answer(
+        &self,
+        registry: &str,
+        endpoint: &Endpoint,
+        scopes: &[String],
+        response: &Response,
+    ) -> Result<Authorization> {
+        let challenge = response
+            .headers()
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(Challenge::parse)
+            .next();
+        let credential = self.credentials.lookup(registry).await?;
+        let unauthorized = |message: &str| RegistryError::Unauthorized {
+            registry: registry.to_owned(),
+            scope: scopes.join(" "),
+            message: message.to_owned(),
+        };
+        match challenge {
+            Some(Challenge::Bearer { realm, service }) => Ok(fetch_token(
+                &endpoint.http,
+                registry,
+                &realm,
+                service.as_deref(),
+                scopes,
+                credential.as_ref(),
+            )
+            .await?),
+            Some(Challenge::Basic) => match credential {
+                Some(Credential::Basic { username, password }) => Ok(Authorization {
+                    header: basic(&username, &password),
+                    expires: None,
+                }),
+                Some(Credential::IdentityToken(_)) => Err(unauthorized(
+                    "it asks for a password, and only an identity token is stored",
+                )
+                .into()),
+                None => Err(unauthorized("it asks for credentials and none are stored").into()),
+            },
+            None => Err(unauthorized("401 without a challenge hoist understands").into()),
+        }
+    }
+
+    /// Checks that the stored (or given) credentials work for `registry`: what `login` does.
+    pub async fn check_login(&self, registry: &str) -> Result<()> {
+        let response = self
+            .send(registry, &[], |http, base| http.get(format!("{base}/v2/")))
+            .await?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(
+            status_error(registry, "the API root /v2/", "login", response)
+                .await
+                .into(),
+        )
+    }
+}
+
+/// A transport failure as a [`RegistryError`].
+pub fn transport_error(registry: &str, error: &reqwest::Error) -> RegistryError {
+    let detail = transport::chain(error);
+    let registry = registry.to_owned();
+    match classify(error) {
+        Failure::Certificate => RegistryError::Tls { registry, detail },
+        Failure::PlainHttp => RegistryError::PlainHttp { registry },
+        Failure::Timeout => RegistryError::Timeout { registry, detail },
+        Failure::Network => RegistryError::Connect { registry, detail },
+    }
+}
+
+/// An unsuccessful response as a [`RegistryError`]; `what` names the object asked for.
+pub async fn status_error(
+    registry: &str,
+    what: &str,
+    request: &str,
+    response: Response,
+) -> RegistryError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let body = response.bytes().await.unwrap_or_default();
+    let envelope = Envelope::parse(&body);
+    let message = envelope.message(&status.to_string());
+    let registry = registry.to_owned();
+    match (status, envelope.code()) {
+        (StatusCode::UNAUTHORIZED, _) | (_, Some("UNAUTHORIZED")) => RegistryError::Unauthorized {
+            registry,
+            scope: what.to_owned(),
+            message,
+        },
+        (StatusCode::FORBIDDEN, _) | (_, Some("DENIED")) => RegistryError::Denied {
+            registry,
+            scope: what.to_owned(),
+            message,
+        },
+        (StatusCode::NOT_FOUND, _)
+        | (_, Some("NAME_UNKNOWN" | "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN")) => {
+            RegistryError::NotFound {
+                registry,
+                what: what.to_owned(),
+                message,
+            }
+        }
+        (StatusCode::TOO_MANY_REQUESTS, _) | (_, Some("TOOMANYREQUESTS")) => {
+            RegistryError::TooManyRequests {
+                registry,
+                retry_after,
+                message,
+            }
+        }
+        _ => RegistryError::Status {
+            registry,
+            status: status.as_u16(),
+            request: request.to_owned(),
+            message,
+        },
+    }
+}

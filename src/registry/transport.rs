@@ -1,0 +1,336 @@
+//! Connections to registries: which scheme, which certificates, which timeouts.
+//!
+//! HTTPS with certificate checks is the rule. Plain HTTP is allowed only for loopback hosts and
+//! registries the user marks insecure; an insecure registry is tried over HTTPS without
+//! verification first, then over plain HTTP.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::RegistryError;
+
+/// Where Docker keeps per-registry certificate authorities: `DIR/HOST[:PORT]/*.crt`.
+pub const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
+/// Docker daemon settings, read for `insecure-registries`.
+pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// Environment variable listing insecure registries, comma-separated.
+pub const INSECURE_ENV: &str = "HOIST_INSECURE_REGISTRIES";
+
+/// How hoist connects to registries.
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    /// Extra certificate authorities (PEM files) trusted for every registry.
+    pub ca_certs: Vec<PathBuf>,
+    /// Per-registry CAs, docker style.
+    pub certs_dir: PathBuf,
+    /// Registries (`host[:port]`, or CIDR ranges) allowed without TLS verification or over HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed between two reads of a response; a slow transfer that moves is never cut.
+    pub read_timeout: Duration,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            ca_certs: Vec::new(),
+            certs_dir: PathBuf::from(DOCKER_CERTS_DIR),
+            insecure_registries: Vec::new(),
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl TransportOptions {
+    /// Adds the insecure registries named in `$HOIST_INSECURE_REGISTRIES` and in docker's
+    /// `daemon_json` (`insecure-registries`), as dockerd reads them.
+    pub fn with_environment(mut self, daemon_json: &Path) -> Self {
+        if let Ok(list) = std::env::var(INSECURE_ENV) {
+            self.insecure_registries.extend(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        if let Ok(text) = std::fs::read_to_string(daemon_json) {
+            if let Ok(settings) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let Some(list) = settings
+                    .get("insecure-registries")
+                    .and_then(|v| v.as_array())
+                {
+                    self.insecure_registries
+                        .extend(list.iter().filter_map(|v| v.as_str()).map(str::to_owned));
+                }
+            }
+        }
+        self
+    }
+
+    /// Whether `registry` was marked insecure.
+    pub fn is_insecure(&self, registry: &str) -> bool {
+        let (host, _) = split_host_port(registry);
+        self.insecure_registries.iter().any(|entry| {
+            let entry = entry
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .trim_end_matches('/');
+            entry == registry || entry == host || in_cidr(entry, host)
+        })
+    }
+}
+
+/// Whether `registry` is on this machine: `localhost`, `127.0.0.0/8` or `::1`.
+pub fn is_loopback(registry: &str) -> bool {
+    let (host, _) = split_host_port(registry);
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `host:port` → (`host`, `port`); brackets removed from IPv6 hosts.
+fn split_host_port(registry: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = registry.strip_prefix('[') {
+        if let Some((host, after)) = rest.split_once(']') {
+            return (host, after.strip_prefix(':'));
+        }
+    }
+    match registry.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port)),
+        _ => (registry, None),
+    }
+}
+
+fn in_cidr(entry: &str, host: &str) -> bool {
+    let Some((network, bits)) = entry.split_once('/') else {
+        return false;
+    };
+    let (Ok(network), Ok(bits), Ok(ip)) = (
+        network.parse::<IpAddr>(),
+        bits.parse::<u32>(),
+        host.parse::<IpAddr>(),
+    ) else {
+        return false;
+    };
+    match (network, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The host that serves a registry's API: Docker Hub's API lives at `registry-1.docker.io`.
+pub fn api_host(registry: &str) -> &str {
+    match registry {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        other => other,
+    }
+}
+
+/// A registry reached: its base URL and the HTTP client configured for it.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// `https://host[:port]` or `http://host[:port]`.
+    pub base: String,
+    /// The client, with this registry's certificates.
+    pub http: reqwest::Client,
+}
+
+/// Finds how to talk to `registry`, by pinging `/v2/`.
+pub async fn connect(
+    registry: &str,
+    options: &TransportOptions,
+) -> Result<Endpoint, RegistryError> {
+    let host = api_host(registry);
+    let insecure = options.is_insecure(registry);
+    let https = client(registry, options, insecure)?;
+    let https_base = format!("https://{host}");
+    let https_error = match https.get(format!("{https_base}/v2/")).send().await {
+        Ok(_) => {
+            return Ok(Endpoint {
+                base: https_base,
+                http: https,
+            })
+        }
+        Err(e) => e,
+    };
+    let kind = classify(&https_error);
+    let plain_allowed = insecure || is_loopback(registry);
+    if kind == Failure::Certificate && !insecure {
+        return Err(RegistryError::Tls {
+            registry: registry.to_owned(),
+            detail: chain(&https_error),
+        });
+    }
+    if !plain_allowed {
+        return Err(match kind {
+            Failure::PlainHttp => RegistryError::PlainHttp {
+                registry: registry.to_owned(),
+            },
+            Failure::Timeout => RegistryError::Timeout {
+                registry: registry.to_owned(),
+                detail: chain(&https_error),
+            },
+            _ => RegistryError::Connect {
+                registry: registry.to_owned(),
+                detail: chain(&https_error),
+            },
+        });
+    }
+    let plain = client(registry, options, false)?;
+    let plain_base = format!("http://{host}");
+    match plain.get(format!("{plain_base}/v2/")).send().await {
+        Ok(_) => Ok(Endpoint {
+            base: plain_base,
+            http: plain,
+        }),
+        Err(e) => Err(RegistryError::Connect {
+            registry: registry.to_owned(),
+            detail: format!("HTTPS: {}; HTTP: {}", chain(&https_error), chain(&e)),
+        }),
+    }
+}
+
+/// An HTTP client for `registry`: its CAs, timeouts, hoist's User-Agent, and redirects that
+/// drop the Authorization header when they leave the host (reqwest's policy).
+fn client(
+    registry: &str,
+    options: &TransportOptions,
+    accept_invalid: bool,
+) -> Result<reqwest::Client, RegistryError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(options.connect_timeout)
+        .read_timeout(options.read_timeout)
+        .danger_accept_invalid_certs(accept_invalid);
+    for path in ca_files(registry, options) {
+        let tls_error = |detail: String| RegistryError::Tls {
+            registry: registry.to_owned(),
+            detail,
+        };
+        let pem = std::fs::read(&path)
+            .map_err(|e| tls_error(format!("cannot read CA file {}: {e}", path.display())))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| tls_error(format!("CA file {} is not PEM: {e}", path.display())))?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().map_err(|e| RegistryError::Connect {
+        registry: registry.to_owned(),
+        detail: chain(&e),
+    })
+}
+
+/// `--ca-cert` files, then `certs_dir/HOST[:PORT]/*.crt`.
+fn ca_files(registry: &str, options: &TransportOptions) -> Vec<PathBuf> {
+    let mut files = options.ca_certs.clone();
+    if let Ok(entries) = std::fs::read_dir(options.certs_dir.join(registry)) {
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    files
+}
+
+/// Why a request failed, as far as the fix is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The server's certificate is not trusted.
+    Certificate,
+    /// The server answered plain HTTP to a TLS handshake.
+    PlainHttp,
+    /// The request timed out.
+    Timeout,
+    /// Anything else on the way: refused, reset, unknown host.
+    Network,
+}
+
+/// Classifies a transport error by its cause chain.
+pub fn classify(error: &reqwest::Error) -> Failure {
+    if error.is_timeout() {
+        return Failure::Timeout;
+    }
+    let text = chain(error).to_lowercase();
+    if text.contains("certificate")
+        || text.contains("unknownissuer")
+        || text.contains("invalidcertificate")
+    {
+        Failure::Certificate
+    } else if text.contains("invalidcontenttype")
+        || text.contains("corrupt message")
+        || text.contains("wrong version number")
+    {
+        Failure::PlainHttp
+    } else {
+        Failure::Network
+    }
+}
+
+/// An error with all its causes on one line.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_insecure_registries_are_recognised() {
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("127.1.2.3"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("registry.example.com"));
+        assert!(!is_loopback("10.0.0.1:5000"));
+        let options = TransportOptions {
+            insecure_registries: vec![
+                "reg.lan:5000".into(),
+                "10.1.0.0/16".into(),
+                "http://other.lan".into(),
+            ],
+            ..Default::default()
+        };
+        assert!(options.is_insecure("reg.lan:5000"));
+        assert!(!options.is_insecure("reg.lan:6000"));
+        assert!(options.is_insecure("10.1.200.3:5000"));
+        assert!(!options.is_insecure("10.2.0.1:5000"));
+        assert!(options.is_insecure("other.lan"));
+    }
+
+    #[test]
+    fn insecure_registries_come_from_daemon_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = dir.path().join("daemon.json");
+        std::fs::write(&daemon, r#"{"insecure-registries": ["lan.example:5000"]}"#).unwrap();
+        let options = TransportOptions::default().with_environment(&daemon);
+        assert!(options.is_insecure("lan.example:5000"));
+    }
+
+    #[test]
+    fn docker_hub_is_served_by_registry_1() {
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(api_host("ghcr.io"), "ghcr.io");
+    }
+}
