@@ -12,6 +12,7 @@ declare -A packages=(
   [gzip]=gzip
   [setpriv]=util-linux
   [mkfifo]=coreutils
+  [docker-registry]=docker-registry
 )
 missing=()
 for command in "${!packages[@]}"; do

@@ -205,10 +205,11 @@ pub fn digest(args: DigestArgs) -> anyhow::Result<()> {
                 .await?
                 .map(|head| head.digest)
                 .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{reference} not found; check the tag (`hoist tags {}`)",
-                        reference.name()
-                    )
+                    hoist::Error::from(hoist::registry::RegistryError::NotFound {
+                        registry: reference.registry.clone(),
+                        what: format!("manifest {reference}"),
+                        message: "HEAD answered 404".into(),
+                    })
                 })?,
             layout => Source::open(layout, &client)?.manifest(None).await?.digest,
         };

@@ -32,6 +32,9 @@ impl RegistryArgs {
             insecure_registries: self.insecure.clone(),
             ..TransportOptions::default()
         };
+        if let Some(dir) = std::env::var_os("HOIST_DOCKER_CERTS_DIR") {
+            options.certs_dir = PathBuf::from(dir);
+        }
         let daemon_json = std::env::var_os("HOIST_DOCKER_DAEMON_JSON")
             .map_or(PathBuf::from(DOCKER_DAEMON_JSON), PathBuf::from);
         options = options.with_environment(&daemon_json);

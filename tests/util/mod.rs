@@ -1,6 +1,9 @@
 //! Shared helpers: running commands, making source trees, reading layouts.
 
+pub mod proxy;
+pub mod registry;
 pub mod schema;
+pub mod token;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,7 +14,15 @@ use std::process::{Command, Output};
 /// A command for the hoist binary under test, with a clean environment for reproducibility.
 pub fn hoist() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
-    command.env_remove("SOURCE_DATE_EPOCH");
+    let empty = std::env::temp_dir().join("hoist-tests-no-docker-config");
+    command
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("HOIST_INSECURE_REGISTRIES")
+        .env_remove("HOIST_USERNAME")
+        .env_remove("HOIST_PASSWORD")
+        .env("DOCKER_CONFIG", empty)
+        .env("HOIST_DOCKER_DAEMON_JSON", "/nonexistent/daemon.json")
+        .env("HOIST_DOCKER_CERTS_DIR", "/nonexistent/certs.d");
     command
 }
 
@@ -41,7 +52,20 @@ pub fn ok(command: &mut Command) -> String {
 
 /// Runs `command`, asserts it fails with a one-line error on stderr, and returns that line.
 pub fn fails(command: &mut Command) -> String {
+    fails_with(command, None)
+}
+
+/// Like [`fails`], and checks the exit code when one is given.
+pub fn fails_with(command: &mut Command, code: Option<i32>) -> String {
     let out = output(command);
+    if let Some(code) = code {
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !out.status.success(),

@@ -1,0 +1,447 @@
+//! The registry client against the real registry (Debian's docker-registry): plain HTTP, TLS,
+//! Basic and Bearer authentication, docker credentials, and a registry that lies.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::util::proxy::Proxy;
+use crate::util::registry::{free_port, htpasswd, Registry, Setup};
+use crate::util::token::TokenServer;
+use crate::util::{fails_with, hoist, make_dist, ok, tool};
+
+/// Builds the two-platform app and a single-platform image into `layout`; returns the index digest.
+fn build_images(work: &Path) -> (std::path::PathBuf, String) {
+    make_dist(work);
+    let layout = work.join("layout");
+    let digest = ok(hoist().current_dir(work).args([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        "--layer",
+        "dist/{os}_{arch}/:/app/",
+        "--entrypoint",
+        "/app/server",
+        "--output",
+        &format!("oci:{}:multi", layout.display()),
+    ]));
+    ok(hoist().current_dir(work).args([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--layer",
+        "dist/linux_amd64/:/app/",
+        "--no-index",
+        "--output",
+        &format!("oci:{}:single", layout.display()),
+    ]));
+    (layout, digest.trim().to_owned())
+}
+
+/// `skopeo copy` from the layout into the registry (the real peer puts the content there).
+fn skopeo_push(layout: &Path, tag: &str, destination: &str, extra: &[&str]) {
+    ok(tool("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .args(extra)
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{destination}")));
+}
+
+#[test]
+fn inspect_digest_tags_and_catalog_read_what_skopeo_pushed() {
+    let work = tempfile::tempdir().unwrap();
+    let (layout, index_digest) = build_images(work.path());
+    let registry = Registry::start();
+    let repo = format!("{}/team/app", registry.host());
+    skopeo_push(&layout, "multi", &format!("{repo}:v1"), &["--all"]);
+    skopeo_push(
+        &layout,
+        "single",
+        &format!("{repo}:docker"),
+        &["--format", "v2s2"],
+    );
+
+    let human = ok(hoist().args(["inspect", &format!("{repo}:v1")]));
+    assert!(human.contains(&index_digest), "{human}");
+    assert!(
+        human.contains("linux/amd64") && human.contains("linux/arm64"),
+        "{human}"
+    );
+
+    let raw = ok(hoist().args(["inspect", "--raw", &format!("{repo}:v1")]));
+    let skopeo_raw = ok(tool("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{repo}:v1"),
+    ]));
+    assert_eq!(raw, skopeo_raw, "--raw gives the exact bytes");
+    assert_eq!(hoist::Digest::of(raw.as_bytes()).to_string(), index_digest);
+
+    let json: serde_json::Value = serde_json::from_str(&ok(hoist().args([
+        "inspect",
+        "--json",
+        &format!("{repo}:v1"),
+    ])))
+    .unwrap();
+    let platforms: Vec<&str> = json["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+
+    let config: serde_json::Value = serde_json::from_str(&ok(hoist().args([
+        "inspect",
+        "--config",
+        "--platform",
+        "linux/arm64",
+        &format!("{repo}:v1"),
+    ])))
+    .unwrap();
+    assert_eq!(config["architecture"], "arm64");
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/app/server"])
+    );
+
+    assert_eq!(
+        ok(hoist().args(["digest", &format!("{repo}:v1")])).trim(),
+        index_digest
+    );
+
+    let docker: serde_json::Value = serde_json::from_str(&ok(hoist().args([
+        "inspect",
+        "--json",
+        &format!("{repo}:docker"),
+    ])))
+    .unwrap();
+    assert_eq!(
+        docker["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(docker["platform"], "linux/amd64");
+    let skopeo: serde_json::Value = serde_json::from_str(&ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{repo}:docker"),
+    ])))
+    .unwrap();
+    assert_eq!(docker["digest"], skopeo["Digest"]);
+
+    let mut tags: Vec<String> = ok(hoist().args(["tags", &repo]))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["docker", "v1"]);
+    assert_eq!(
+        ok(hoist().args(["catalog", &registry.host()])),
+        "team/app\n"
+    );
+
+    let from_layout = ok(hoist().args([
+        "inspect",
+        "--json",
+        &format!("oci:{}:multi", layout.display()),
+    ]));
+    assert!(from_layout.contains(&index_digest));
+}
+
+#[test]
+fn each_failure_has_its_message_and_exit_code() {
+    let work = tempfile::tempdir().unwrap();
+    let (layout, _) = build_images(work.path());
+    let registry = Registry::start();
+    let repo = format!("{}/team/app", registry.host());
+    skopeo_push(&layout, "single", &format!("{repo}:v1"), &[]);
+
+    let missing_tag = fails_with(hoist().args(["inspect", &format!("{repo}:nope")]), Some(5));
+    assert!(
+        missing_tag.contains("not found") && missing_tag.contains("nope"),
+        "{missing_tag}"
+    );
+    let missing_repo = fails_with(
+        hoist().args(["digest", &format!("{}/no/such:v1", registry.host())]),
+        Some(5),
+    );
+    assert!(missing_repo.contains("not found"), "{missing_repo}");
+    let refused = fails_with(
+        hoist().args(["inspect", &format!("127.0.0.1:{}/x:y", free_port())]),
+        Some(6),
+    );
+    assert!(refused.contains("cannot reach"), "{refused}");
+    let malformed = fails_with(hoist().args(["inspect", "UPPER/case/Bad:tag"]), Some(3));
+    assert!(malformed.contains("UPPER/case/Bad:tag"), "{malformed}");
+
+    // A registry that serves other bytes than the digest it names: refused, never used.
+    let lying = Proxy::start(registry.host(), |request, response| {
+        if request.contains("/manifests/") && request.starts_with("GET") {
+            let mut body = response.body.clone();
+            body.push(b' ');
+            response.set_body(body);
+        }
+    });
+    let lie = fails_with(
+        hoist().args(["inspect", &format!("{}/team/app:v1", lying.host())]),
+        Some(7),
+    );
+    assert!(
+        lie.contains("digest mismatch") && lie.contains("refused"),
+        "{lie}"
+    );
+    let oversize = Proxy::start(registry.host(), |request, response| {
+        if request.contains("/manifests/") {
+            let mut body = response.body.clone();
+            body.extend(std::iter::repeat_n(b' ', 5 << 20));
+            response.set_body(body);
+        }
+    });
+    let big = fails_with(
+        hoist().args(["inspect", &format!("{}/team/app:v1", oversize.host())]),
+        Some(7),
+    );
+    assert!(big.contains("larger than"), "{big}");
+}
+
+#[test]
+fn tls_registries_need_their_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "hoist test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let mut server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    server_params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
+    let (cert, key, ca_file) = (
+        certs.path().join("server.crt"),
+        certs.path().join("server.key"),
+        certs.path().join("ca.crt"),
+    );
+    fs::write(&cert, server.pem()).unwrap();
+    fs::write(&key, server_key.serialize_pem()).unwrap();
+    fs::write(&ca_file, ca.pem()).unwrap();
+    let registry = Registry::start_with(Setup {
+        tls: Some((cert, key)),
+        ..Setup::default()
+    });
+
+    let without = fails_with(hoist().args(["catalog", &registry.host()]), Some(6));
+    assert!(
+        without.contains("TLS") && without.contains("--ca-cert"),
+        "{without}"
+    );
+    assert_eq!(
+        ok(hoist()
+            .args(["catalog", &registry.host(), "--ca-cert"])
+            .arg(&ca_file)),
+        ""
+    );
+    assert_eq!(
+        ok(hoist().args([
+            "catalog",
+            &registry.host(),
+            "--insecure-registry",
+            &registry.host()
+        ])),
+        ""
+    );
+    // docker's per-registry CA directory works too.
+    let certs_d = certs.path().join("certs.d");
+    fs::create_dir_all(certs_d.join(registry.host())).unwrap();
+    fs::copy(&ca_file, certs_d.join(registry.host()).join("ca.crt")).unwrap();
+    assert_eq!(
+        ok(hoist()
+            .env("HOIST_DOCKER_CERTS_DIR", &certs_d)
+            .args(["catalog", &registry.host()])),
+        ""
+    );
+}
+
+/// A `docker-credential-hoisttest` helper that answers `get` from a file and records `store`.
+fn credential_helper(bin: &Path, user: &str, password: &str) {
+    fs::create_dir_all(bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in\n  get) read host; echo \"{{\\\"ServerURL\\\":\\\"$host\\\",\\\"Username\\\":\\\"{user}\\\",\\\"Secret\\\":\\\"{password}\\\"}}\" ;;\n  store) cat > \"$(dirname \"$0\")/stored.json\" ;;\n  erase) read host; echo \"$host\" > \"$(dirname \"$0\")/erased\" ;;\nesac\n"
+    );
+    let path = bin.join("docker-credential-hoisttest");
+    fs::write(&path, script).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn path_with(bin: &Path) -> String {
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn basic_auth_with_flags_login_and_docker_credentials() {
+    let secrets = tempfile::tempdir().unwrap();
+    let passwords = htpasswd(secrets.path(), &[("alice", "wonderland")]);
+    let registry = Registry::start_with(Setup {
+        auth: Some(format!(
+            "  htpasswd:\n    realm: hoist-test\n    path: {}\n",
+            passwords.display()
+        )),
+        ..Setup::default()
+    });
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let (layout, _) = build_images(work.path());
+    skopeo_push(
+        &layout,
+        "single",
+        &format!("{host}/team/app:v1"),
+        &["--dest-creds", "alice:wonderland"],
+    );
+    let reference = format!("{host}/team/app:v1");
+
+    let anonymous = fails_with(hoist().args(["inspect", &reference]), Some(4));
+    assert!(
+        anonymous.contains(&format!("hoist login {host}")),
+        "{anonymous}"
+    );
+    ok(hoist().args(["inspect", &reference, "--creds", "alice:wonderland"]));
+    ok(hoist()
+        .args(["inspect", &reference])
+        .env("HOIST_USERNAME", "alice")
+        .env("HOIST_PASSWORD", "wonderland"));
+
+    let docker_config = tempfile::tempdir().unwrap();
+    let config_file = docker_config.path().join("config.json");
+    let wrong = fails_with(
+        hoist()
+            .env("DOCKER_CONFIG", docker_config.path())
+            .args(["login", "-u", "alice", "-p", "wrong", &host]),
+        Some(4),
+    );
+    assert!(
+        !wrong.contains("wrong"),
+        "the password never appears: {wrong}"
+    );
+    assert!(!config_file.exists(), "nothing stored for a failed login");
+    let mut login = hoist();
+    login
+        .env("DOCKER_CONFIG", docker_config.path())
+        .args(["login", "-u", "alice", "--password-stdin", &host])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"wonderland\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::metadata(&config_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&config_file).unwrap()).unwrap();
+    assert!(config["auths"][&host]["auth"].is_string(), "{config}");
+    ok(hoist()
+        .env("DOCKER_CONFIG", docker_config.path())
+        .args(["inspect", &reference]));
+    ok(hoist()
+        .env("DOCKER_CONFIG", docker_config.path())
+        .args(["logout", &host]));
+    fails_with(
+        hoist()
+            .env("DOCKER_CONFIG", docker_config.path())
+            .args(["inspect", &reference]),
+        Some(4),
+    );
+
+    // credHelpers[host], then credsStore: docker's precedence.
+    let bin = docker_config.path().join("bin");
+    credential_helper(&bin, "alice", "wonderland");
+    fs::write(&config_file, format!(r#"{{"credHelpers": {{"{host}": "hoisttest"}}, "auths": {{"{host}": {{"auth": "bm9ib2R5Om5vcGU="}}}}}}"#)).unwrap();
+    ok(hoist()
+        .env("DOCKER_CONFIG", docker_config.path())
+        .env("PATH", path_with(&bin))
+        .args(["inspect", &reference]));
+    fs::write(&config_file, r#"{"credsStore": "hoisttest"}"#).unwrap();
+    ok(hoist()
+        .env("DOCKER_CONFIG", docker_config.path())
+        .env("PATH", path_with(&bin))
+        .args(["inspect", &reference]));
+    ok(hoist()
+        .env("DOCKER_CONFIG", docker_config.path())
+        .env("PATH", path_with(&bin))
+        .args(["login", "-u", "alice", "-p", "wonderland", &host]));
+    let stored: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(bin.join("stored.json")).unwrap()).unwrap();
+    assert_eq!(stored["Username"], "alice");
+    assert_eq!(stored["ServerURL"], host.as_str());
+}
+
+#[test]
+fn bearer_tokens_from_a_token_server_with_the_right_scopes() {
+    let secrets = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(secrets.path(), "bob", "builder");
+    let registry = Registry::start_with(Setup {
+        auth: Some(tokens.registry_auth()),
+        ..Setup::default()
+    });
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let (layout, digest) = build_images(work.path());
+    skopeo_push(
+        &layout,
+        "multi",
+        &format!("{host}/team/app:v1"),
+        &["--all", "--dest-creds", "bob:builder"],
+    );
+    tokens.requests.lock().unwrap().clear();
+
+    let got = ok(hoist().args([
+        "digest",
+        &format!("{host}/team/app:v1"),
+        "--creds",
+        "bob:builder",
+    ]));
+    assert_eq!(got.trim(), digest, "registry log: {}", registry.log());
+    assert_eq!(
+        *tokens.requests.lock().unwrap(),
+        [vec!["repository:team/app:pull".to_owned()]]
+    );
+    tokens.requests.lock().unwrap().clear();
+    assert_eq!(
+        ok(hoist().args(["catalog", &host, "--creds", "bob:builder"])),
+        "team/app\n"
+    );
+    assert_eq!(
+        *tokens.requests.lock().unwrap(),
+        [vec!["registry:catalog:*".to_owned()]]
+    );
+
+    let refused = fails_with(
+        hoist().args([
+            "digest",
+            &format!("{host}/team/app:v1"),
+            "--creds",
+            "bob:wrong",
+        ]),
+        Some(4),
+    );
+    assert!(
+        refused.contains("hoist login") && !refused.contains("wrong"),
+        "{refused}"
+    );
+}
