@@ -5,9 +5,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::util::proxy::Proxy;
+use crate::util::proxy::{Proxy, StaticServer};
 use crate::util::registry::{free_port, htpasswd, Registry, Setup};
-use crate::util::token::TokenServer;
+use crate::util::token::{TokenServer, REFRESH_TOKEN};
 use crate::util::{fails_with, hoist, make_dist, ok, tool};
 
 /// Builds the two-platform app and a single-platform image into `layout`; returns the index digest.
@@ -444,4 +444,143 @@ fn bearer_tokens_from_a_token_server_with_the_right_scopes() {
         refused.contains("hoist login") && !refused.contains("wrong"),
         "{refused}"
     );
+}
+
+#[test]
+fn identity_tokens_use_the_oauth2_refresh_grant() {
+    let secrets = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(secrets.path(), "bob", "builder");
+    let registry = Registry::start_with(Setup {
+        auth: Some(tokens.registry_auth()),
+        ..Setup::default()
+    });
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let (layout, _) = build_images(work.path());
+    skopeo_push(
+        &layout,
+        "single",
+        &format!("{host}/team/app:v1"),
+        &["--dest-creds", "bob:builder"],
+    );
+    let docker_config = tempfile::tempdir().unwrap();
+    fs::write(
+        docker_config.path().join("config.json"),
+        format!(r#"{{"auths": {{"{host}": {{"identitytoken": "{REFRESH_TOKEN}"}}}}}}"#),
+    )
+    .unwrap();
+    tokens.requests.lock().unwrap().clear();
+    ok(hoist()
+        .env("DOCKER_CONFIG", docker_config.path())
+        .args(["digest", &format!("{host}/team/app:v1")]));
+    assert_eq!(
+        *tokens.requests.lock().unwrap(),
+        [vec!["repository:team/app:pull".to_owned()]]
+    );
+}
+
+#[test]
+fn redirects_drop_credentials_and_rate_limits_say_how_long_to_wait() {
+    let secrets = tempfile::tempdir().unwrap();
+    let passwords = htpasswd(secrets.path(), &[("alice", "wonderland")]);
+    let registry = Registry::start_with(Setup {
+        auth: Some(format!(
+            "  htpasswd:\n    realm: hoist-test\n    path: {}\n",
+            passwords.display()
+        )),
+        ..Setup::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (layout, _) = build_images(work.path());
+    let reference = format!("{}/team/app:v1", registry.host());
+    skopeo_push(
+        &layout,
+        "single",
+        &reference,
+        &["--dest-creds", "alice:wonderland"],
+    );
+    let raw = ok(hoist().args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}:single", layout.display()),
+    ]));
+    let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_owned();
+    let config = fs::read(crate::util::blob_path(&layout, &config_digest)).unwrap();
+
+    // Blob storage elsewhere: the registry answers 307 to another host.
+    let storage = StaticServer::start(config.clone());
+    let location = format!(
+        "http://localhost:{}/storage/{config_digest}",
+        storage.port()
+    );
+    let redirecting = Proxy::start(registry.host(), move |request, response| {
+        if request.contains("/blobs/") && !response.head.contains(" 401 ") {
+            response.head = format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}");
+            response.set_body(Vec::new());
+        }
+    });
+    let through = format!("{}/team/app:v1", redirecting.host());
+    let shown = ok(hoist().args([
+        "inspect",
+        "--config",
+        &through,
+        "--creds",
+        "alice:wonderland",
+    ]));
+    assert_eq!(shown.trim_end().as_bytes(), &config[..]);
+    let seen = storage.requests.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        !seen[0].to_ascii_lowercase().contains("authorization"),
+        "credentials leaked: {}",
+        seen[0]
+    );
+
+    let limited = Proxy::start(registry.host(), |_, response| {
+        response.head =
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Type: application/json"
+                .to_owned();
+        response
+            .set_body(br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.to_vec());
+    });
+    let through = format!("{}/team/app:v1", limited.host());
+    let waited = fails_with(
+        hoist().args(["digest", &through, "--creds", "alice:wonderland"]),
+        Some(75),
+    );
+    assert!(waited.contains("retry in 7 s"), "{waited}");
+}
+
+#[test]
+fn tag_lists_follow_link_pages_and_platforms_are_checked() {
+    let work = tempfile::tempdir().unwrap();
+    let (layout, _) = build_images(work.path());
+    let registry = Registry::start();
+    let repo = format!("{}/team/app", registry.host());
+    for tag in ["a", "b", "c", "d", "e"] {
+        skopeo_push(&layout, "single", &format!("{repo}:{tag}"), &[]);
+    }
+    skopeo_push(&layout, "multi", &format!("{repo}:multi"), &["--all"]);
+    // Pages of two, so that every page but the last carries a Link to the next.
+    let paging = Proxy::start_with_requests(
+        registry.host(),
+        |head| *head = head.replacen("n=1000", "n=2", 1),
+        |_, _| {},
+    );
+    let listed = ok(hoist().args(["tags", &format!("{}/team/app", paging.host())]));
+    let mut tags: Vec<&str> = listed.lines().collect();
+    tags.sort();
+    assert_eq!(tags, ["a", "b", "c", "d", "e", "multi"]);
+
+    let error = fails_with(
+        hoist().args([
+            "inspect",
+            "--platform",
+            "linux/s390x",
+            &format!("{repo}:multi"),
+        ]),
+        Some(1),
+    );
+    assert!(error.contains("linux/amd64, linux/arm64"), "{error}");
 }

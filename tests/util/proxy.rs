@@ -1,9 +1,10 @@
 //! A fault-injecting HTTP proxy in front of the real registry: it forwards each request
-//! (one per connection) and lets a test rewrite the response, to play a registry that lies.
+//! (one per connection) and lets a test rewrite the request or the response, to play a
+//! registry that lies, redirects or rate-limits. Also a stand-in for external blob storage.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A response as the proxy holds it.
 pub struct Response {
@@ -27,12 +28,13 @@ impl Response {
     }
 }
 
+type Rewrite = dyn Fn(&str, &mut Response) + Send + Sync;
+type RewriteRequest = dyn Fn(&mut String) + Send + Sync;
+
 /// A running proxy.
 pub struct Proxy {
     port: u16,
 }
-
-type Rewrite = dyn Fn(&str, &mut Response) + Send + Sync;
 
 impl Proxy {
     /// Forwards to `upstream` (`127.0.0.1:PORT`); `rewrite(request_line, response)` may alter.
@@ -40,15 +42,26 @@ impl Proxy {
         upstream: String,
         rewrite: impl Fn(&str, &mut Response) + Send + Sync + 'static,
     ) -> Proxy {
+        Proxy::start_with_requests(upstream, |_| {}, rewrite)
+    }
+
+    /// Like [`Proxy::start`], and `on_request` may alter each request head before it is sent.
+    pub fn start_with_requests(
+        upstream: String,
+        on_request: impl Fn(&mut String) + Send + Sync + 'static,
+        rewrite: impl Fn(&str, &mut Response) + Send + Sync + 'static,
+    ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let on_request: Arc<RewriteRequest> = Arc::new(on_request);
         let rewrite: Arc<Rewrite> = Arc::new(rewrite);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let upstream = upstream.clone();
+                let on_request = Arc::clone(&on_request);
                 let rewrite = Arc::clone(&rewrite);
                 std::thread::spawn(move || {
-                    let _ = serve(client, &upstream, rewrite.as_ref());
+                    let _ = serve(client, &upstream, on_request.as_ref(), rewrite.as_ref());
                 });
             }
         });
@@ -82,8 +95,14 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     }
 }
 
-fn serve(mut client: TcpStream, upstream: &str, rewrite: &Rewrite) -> std::io::Result<()> {
-    let (head, mut body) = read_head(&mut client)?;
+fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    on_request: &RewriteRequest,
+    rewrite: &Rewrite,
+) -> std::io::Result<()> {
+    let (mut head, mut body) = read_head(&mut client)?;
+    on_request(&mut head);
     let length: usize = head
         .lines()
         .find_map(|l| {
@@ -124,4 +143,42 @@ fn serve(mut client: TcpStream, upstream: &str, rewrite: &Rewrite) -> std::io::R
     client.write_all(b"\r\n\r\n")?;
     client.write_all(&response.body)?;
     Ok(())
+}
+
+/// A stand-in for external blob storage (what a registry redirects to): serves one body and
+/// records every request head it receives.
+pub struct StaticServer {
+    port: u16,
+    /// The request heads received.
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl StaticServer {
+    /// Serves `body` to every request.
+    pub fn start(body: Vec<u8>) -> StaticServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for mut client in listener.incoming().flatten() {
+                let Ok((head, _)) = read_head(&mut client) else {
+                    continue;
+                };
+                recorded.lock().unwrap().push(head);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = client.write_all(reply.as_bytes());
+                let _ = client.write_all(&body);
+            }
+        });
+        StaticServer { port, requests }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
 }

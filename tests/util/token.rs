@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 
+/// The identity (refresh) token the server accepts in the OAuth2 refresh grant.
+pub const REFRESH_TOKEN: &str = "hoist-refresh-token";
 /// Service and issuer names shared by the registry config and the tokens.
 pub const SERVICE: &str = "hoist-test-registry";
 const ISSUER: &str = "hoist-test-issuer";
@@ -103,6 +105,7 @@ impl TokenServer {
                     continue;
                 }
                 let mut authorization = String::new();
+                let mut length = 0usize;
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
@@ -112,6 +115,9 @@ impl TokenServer {
                         if name.eq_ignore_ascii_case("authorization") {
                             authorization = value.trim().to_owned();
                         }
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
                     }
                 }
                 let target = request_line
@@ -120,13 +126,27 @@ impl TokenServer {
                     .unwrap_or_default()
                     .to_owned();
                 let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
-                let scopes: Vec<String> = query
-                    .split('&')
-                    .filter_map(|pair| pair.strip_prefix("scope="))
-                    .map(percent_decode)
-                    .collect();
+                let mut form = vec![0u8; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut form);
+                let form = String::from_utf8_lossy(&form).into_owned();
+                let field = |text: &str, key: &str| -> Vec<String> {
+                    text.split('&')
+                        .filter_map(|pair| pair.strip_prefix(&format!("{key}=")))
+                        .map(percent_decode)
+                        .collect()
+                };
+                // GET carries scopes in the query; the OAuth2 refresh grant POSTs them, space-separated.
+                let mut scopes: Vec<String> = field(query, "scope");
+                scopes.extend(
+                    field(&form, "scope")
+                        .iter()
+                        .flat_map(|s| s.split(' ').map(str::to_owned))
+                        .filter(|s| !s.is_empty()),
+                );
+                let refreshed = field(&form, "grant_type") == ["refresh_token"]
+                    && field(&form, "refresh_token") == [REFRESH_TOKEN];
                 recorded.lock().unwrap().push(scopes.clone());
-                let response = if authorization != expected {
+                let response = if authorization != expected && !refreshed {
                     let body =
                         r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
                     format!("HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
@@ -161,7 +181,10 @@ impl TokenServer {
                     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
                     header.kid = Some(kid.clone());
                     let token = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
-                    let body = format!(r#"{{"token":"{token}","expires_in":300}}"#);
+                    let body = match refreshed {
+                        true => format!(r#"{{"access_token":"{token}","expires_in":300}}"#),
+                        false => format!(r#"{{"token":"{token}","expires_in":300}}"#),
+                    };
                     format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
                 };
                 let _ = stream.write_all(response.as_bytes());
