@@ -8,9 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use oci_spec::image::{
-    Descriptor, DescriptorBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType,
-};
+use oci_spec::image::{Descriptor, DescriptorBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType};
 use serde::Serialize;
 
 use crate::config::{image_config, timestamp, ConfigLayer, ImageSettings};
@@ -39,16 +37,9 @@ impl FromStr for LayerSource {
             None => (s, "/"),
         };
         if source.is_empty() {
-            return Err(Error::invalid(
-                "layer",
-                s,
-                "expected SRC[:DEST], e.g. dist/{os}_{arch}/:/app/",
-            ));
+            return Err(Error::invalid("layer", s, "expected SRC[:DEST], e.g. dist/{os}_{arch}/:/app/"));
         }
-        Ok(LayerSource {
-            source: source.to_owned(),
-            dest: dest.to_owned(),
-        })
+        Ok(LayerSource { source: source.to_owned(), dest: dest.to_owned() })
     }
 }
 
@@ -136,13 +127,11 @@ impl BuildOutput {
 /// Reads `$SOURCE_DATE_EPOCH`: the reproducible-builds convention for timestamps.
 pub fn source_date_epoch() -> Result<Option<u64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) => value.trim().parse().map(Some).map_err(|_| {
-            Error::invalid(
-                "SOURCE_DATE_EPOCH",
-                value,
-                "expected whole seconds since 1970-01-01",
-            )
-        }),
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::invalid("SOURCE_DATE_EPOCH", value, "expected whole seconds since 1970-01-01")),
         Err(_) => Ok(None),
     }
 }
@@ -152,28 +141,16 @@ impl BuildOptions {
     /// missing one, naming it and its platform.
     fn plan(&self) -> Result<Vec<Vec<PathBuf>>> {
         if self.platforms.is_empty() {
-            return Err(Error::invalid(
-                "platforms",
-                "",
-                "give at least one --platform, e.g. linux/amd64",
-            ));
+            return Err(Error::invalid("platforms", "", "give at least one --platform, e.g. linux/amd64"));
         }
         let mut seen = std::collections::HashSet::new();
         for platform in &self.platforms {
             if !seen.insert(platform) {
-                return Err(Error::invalid(
-                    "platform",
-                    platform.to_string(),
-                    "it is given twice",
-                ));
+                return Err(Error::invalid("platform", platform.to_string(), "it is given twice"));
             }
         }
         if self.layers.is_empty() {
-            return Err(Error::invalid(
-                "layers",
-                "",
-                "give at least one --layer SRC[:DEST]",
-            ));
+            return Err(Error::invalid("layers", "", "give at least one --layer SRC[:DEST]"));
         }
         if self.no_index && self.platforms.len() != 1 {
             return Err(Error::invalid(
@@ -187,11 +164,7 @@ impl BuildOptions {
         self.image.validate()?;
         for layer in &self.layers {
             if !layer.dest.starts_with('/') {
-                return Err(Error::invalid(
-                    "layer destination",
-                    &layer.dest,
-                    "use an absolute path such as /app/",
-                ));
+                return Err(Error::invalid("layer destination", &layer.dest, "use an absolute path such as /app/"));
             }
         }
         self.platforms
@@ -202,10 +175,7 @@ impl BuildOptions {
                     .map(|layer| {
                         let path = self.context.join(platform.expand(&layer.source)?);
                         if std::fs::symlink_metadata(&path).is_err() {
-                            return Err(Error::SourceMissing {
-                                path,
-                                platform: platform.to_string(),
-                            });
+                            return Err(Error::SourceMissing { path, platform: platform.to_string() });
                         }
                         Ok(path)
                     })
@@ -215,8 +185,7 @@ impl BuildOptions {
     }
 
     fn level(&self) -> u32 {
-        self.compression_level
-            .unwrap_or(self.compression.default_level())
+        self.compression_level.unwrap_or(self.compression.default_level())
     }
 }
 
@@ -233,11 +202,7 @@ pub fn build(options: &BuildOptions, writer: &mut LayoutWriter) -> Result<BuildO
         for (layer, path) in options.layers.iter().zip(paths) {
             let key = (path.clone(), layer.dest.clone());
             if !built_layers.contains_key(&key) {
-                tracing::info!(
-                    "building layer {} -> {} for {platform}",
-                    path.display(),
-                    layer.dest
-                );
+                tracing::info!("building layer {} -> {} for {platform}", path.display(), layer.dest);
                 let built = build_layer(options, path, &layer.dest, writer)?;
                 built_layers.insert(key.clone(), built);
             }
@@ -262,23 +227,12 @@ pub fn build(options: &BuildOptions, writer: &mut LayoutWriter) -> Result<BuildO
         entry.set_platform(Some(image.platform.to_oci()?));
         manifests.push(entry);
     }
-    let mut index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(manifests);
+    let mut index =
+        ImageIndexBuilder::default().schema_version(2u32).media_type(MediaType::ImageIndex).manifests(manifests);
     if !options.annotations.is_empty() {
-        index = index.annotations(
-            options
-                .annotations
-                .clone()
-                .into_iter()
-                .collect::<HashMap<_, _>>(),
-        );
+        index = index.annotations(options.annotations.clone().into_iter().collect::<HashMap<_, _>>());
     }
-    let index = index.build().map_err(|source| Error::Spec {
-        what: "image index",
-        source,
-    })?;
+    let index = index.build().map_err(|source| Error::Spec { what: "image index", source })?;
     let (digest, size) = writer.add_json(&index, "image index")?;
     Ok(BuildOutput {
         media_type: MediaType::ImageIndex.to_string(),
@@ -289,22 +243,10 @@ pub fn build(options: &BuildOptions, writer: &mut LayoutWriter) -> Result<BuildO
     })
 }
 
-fn build_layer(
-    options: &BuildOptions,
-    path: &Path,
-    dest: &str,
-    writer: &mut LayoutWriter,
-) -> Result<BuiltLayer> {
+fn build_layer(options: &BuildOptions, path: &Path, dest: &str, writer: &mut LayoutWriter) -> Result<BuiltLayer> {
     let blob = writer.blob()?;
-    let (diff_id, blob) = write_layer(
-        path,
-        dest,
-        &options.excludes,
-        &options.tar,
-        options.compression,
-        options.level(),
-        blob,
-    )?;
+    let (diff_id, blob) =
+        write_layer(path, dest, &options.excludes, &options.tar, options.compression, options.level(), blob)?;
     let (digest, size) = writer.add_blob(blob)?;
     Ok(BuiltLayer {
         source: path.to_path_buf(),
@@ -341,33 +283,14 @@ fn build_image(
     let mut manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(descriptor(
-            MediaType::ImageConfig,
-            &config_digest,
-            config_size,
-        )?)
+        .config(descriptor(MediaType::ImageConfig, &config_digest, config_size)?)
         .layers(layer_descriptors);
     if !options.annotations.is_empty() {
-        manifest = manifest.annotations(
-            options
-                .annotations
-                .clone()
-                .into_iter()
-                .collect::<HashMap<_, _>>(),
-        );
+        manifest = manifest.annotations(options.annotations.clone().into_iter().collect::<HashMap<_, _>>());
     }
-    let manifest = manifest.build().map_err(|source| Error::Spec {
-        what: "image manifest",
-        source,
-    })?;
+    let manifest = manifest.build().map_err(|source| Error::Spec { what: "image manifest", source })?;
     let (digest, size) = writer.add_json(&manifest, "image manifest")?;
-    Ok(BuiltImage {
-        platform: platform.clone(),
-        digest,
-        size,
-        config: config_digest,
-        layers,
-    })
+    Ok(BuiltImage { platform: platform.clone(), digest, size, config: config_digest, layers })
 }
 
 fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Result<Descriptor> {
@@ -376,10 +299,7 @@ fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Result<Descr
         .digest(digest.to_oci())
         .size(size)
         .build()
-        .map_err(|source| Error::Spec {
-            what: "descriptor",
-            source,
-        })
+        .map_err(|source| Error::Spec { what: "descriptor", source })
 }
 
 #[cfg(test)]

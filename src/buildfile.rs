@@ -79,10 +79,8 @@ impl BuildSpec {
     /// Reads a build file. Relative paths in it (layer sources, output) are taken relative to
     /// the file's directory, so the file works from any working directory.
     pub fn load(path: &Path) -> Result<BuildSpec> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::BuildFile {
-            path: path.to_path_buf(),
-            message: format!("cannot read it: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::BuildFile { path: path.to_path_buf(), message: format!("cannot read it: {e}") })?;
         let mut spec: BuildSpec = toml::from_str(&text).map_err(|e| Error::BuildFile {
             path: path.to_path_buf(),
             message: e.message().to_owned() + &line_of(&text, e.span()),
@@ -104,10 +102,7 @@ impl BuildSpec {
                 mine
             }
         }
-        fn map(
-            mut theirs: BTreeMap<String, String>,
-            mine: BTreeMap<String, String>,
-        ) -> BTreeMap<String, String> {
+        fn map(mut theirs: BTreeMap<String, String>, mine: BTreeMap<String, String>) -> BTreeMap<String, String> {
             theirs.extend(mine);
             theirs
         }
@@ -155,16 +150,8 @@ impl BuildSpec {
             None => (0, 0),
         };
         let options = BuildOptions {
-            platforms: self
-                .platforms
-                .iter()
-                .map(|p| p.parse())
-                .collect::<Result<_>>()?,
-            layers: self
-                .layers
-                .iter()
-                .map(|l| l.parse::<LayerSource>())
-                .collect::<Result<_>>()?,
+            platforms: self.platforms.iter().map(|p| p.parse()).collect::<Result<_>>()?,
+            layers: self.layers.iter().map(|l| l.parse::<LayerSource>()).collect::<Result<_>>()?,
             context: self.context.unwrap_or_else(|| context.to_path_buf()),
             excludes: self.exclude,
             tar: TarOptions {
@@ -201,26 +188,14 @@ pub fn key_values(what: &'static str, entries: &[String]) -> Result<BTreeMap<Str
 }
 
 fn parse_owner(owner: &str) -> Result<(u64, u64)> {
-    let parsed = owner
-        .split_once(':')
-        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
-    parsed.ok_or_else(|| {
-        Error::invalid(
-            "owner",
-            owner,
-            "expected numeric UID:GID, e.g. 0:0 or 65532:65532",
-        )
-    })
+    let parsed = owner.split_once(':').and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+    parsed.ok_or_else(|| Error::invalid("owner", owner, "expected numeric UID:GID, e.g. 0:0 or 65532:65532"))
 }
 
 /// " at line N" for a parser error span.
 fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     span.map(|s| {
-        let line = text.as_bytes()[..s.start.min(text.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
+        let line = text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
         format!(" (line {line})")
     })
     .unwrap_or_default()
@@ -264,34 +239,17 @@ labels = { "org.opencontainers.image.source" = "https://example.com/repo" }
         assert_eq!(merged.labels.len(), 2);
         let (options, output) = merged.into_options(Path::new("/elsewhere")).unwrap();
         assert_eq!(options.platforms.len(), 2);
-        assert_eq!(
-            options.context,
-            dir.path(),
-            "layers from the file are relative to it"
-        );
-        assert_eq!(
-            output,
-            Location::Layout {
-                dir: dir.path().join("out/layout"),
-                tag: Some("v1".into())
-            }
-        );
+        assert_eq!(options.context, dir.path(), "layers from the file are relative to it");
+        assert_eq!(output, Location::Layout { dir: dir.path().join("out/layout"), tag: Some("v1".into()) });
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_reported_with_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hoist.toml");
-        std::fs::write(
-            &path,
-            "platforms = [\"linux/amd64\"]\nentrypont = [\"/x\"]\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "platforms = [\"linux/amd64\"]\nentrypont = [\"/x\"]\n").unwrap();
         let err = BuildSpec::load(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("hoist.toml") && err.contains("entrypont") && err.contains("line 2"),
-            "{err}"
-        );
+        assert!(err.contains("hoist.toml") && err.contains("entrypont") && err.contains("line 2"), "{err}");
         assert!(parse_owner("root:root").is_err());
         assert_eq!(parse_owner("65532:65532").unwrap(), (65532, 65532));
     }

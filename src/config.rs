@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder, Os,
-    RootFsBuilder,
+    Arch, ConfigBuilder, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder, Os, RootFsBuilder,
 };
 
 use crate::digest::Digest;
@@ -43,20 +42,12 @@ impl ImageSettings {
         }
         if let Some(workdir) = &self.workdir {
             if !workdir.starts_with('/') {
-                return Err(Error::invalid(
-                    "working directory",
-                    workdir,
-                    "use an absolute path such as /app",
-                ));
+                return Err(Error::invalid("working directory", workdir, "use an absolute path such as /app"));
             }
         }
         for volume in &self.volumes {
             if !volume.starts_with('/') {
-                return Err(Error::invalid(
-                    "volume",
-                    volume,
-                    "use an absolute path such as /data",
-                ));
+                return Err(Error::invalid("volume", volume, "use an absolute path such as /data"));
             }
         }
         Ok(())
@@ -67,11 +58,7 @@ impl ImageSettings {
 pub fn parse_key_value(what: &'static str, entry: &str) -> Result<(String, String)> {
     match entry.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err(Error::invalid(
-            what,
-            entry,
-            "expected KEY=VALUE with a non-empty KEY",
-        )),
+        _ => Err(Error::invalid(what, entry, "expected KEY=VALUE with a non-empty KEY")),
     }
 }
 
@@ -83,20 +70,13 @@ fn merged_env(entries: &[String]) -> Result<Vec<String>> {
     for entry in entries {
         let (key, value) = parse_key_value("env entry", entry)?;
         if key.contains(char::is_whitespace) || entry.contains('\0') {
-            return Err(Error::invalid(
-                "env entry",
-                entry,
-                "the name may not contain spaces or NUL",
-            ));
+            return Err(Error::invalid("env entry", entry, "the name may not contain spaces or NUL"));
         }
         if values.insert(key.clone(), value).is_none() {
             order.push(key);
         }
     }
-    Ok(order
-        .into_iter()
-        .map(|k| format!("{k}={}", values[&k]))
-        .collect())
+    Ok(order.into_iter().map(|k| format!("{k}={}", values[&k])).collect())
 }
 
 /// `8080` → `8080/tcp`; checks the number and the protocol.
@@ -104,21 +84,14 @@ fn normalize_port(port: &str) -> Result<String> {
     let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
     let valid_number = number.parse::<u16>().is_ok_and(|n| n > 0);
     if !valid_number || !matches!(protocol, "tcp" | "udp" | "sctp") {
-        return Err(Error::invalid(
-            "port",
-            port,
-            "expected PORT[/tcp|udp|sctp] with PORT from 1 to 65535",
-        ));
+        return Err(Error::invalid("port", port, "expected PORT[/tcp|udp|sctp] with PORT from 1 to 65535"));
     }
     Ok(format!("{number}/{protocol}"))
 }
 
 /// The RFC 3339 form of `seconds` since the epoch, as used in `created` fields.
 pub fn timestamp(seconds: u64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
-    )
-    .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds)).to_string()
 }
 
 /// One layer as the config records it: its diff_id and the history line that made it.
@@ -137,10 +110,7 @@ pub fn image_config(
     layers: &[ConfigLayer],
     created: &str,
 ) -> Result<ImageConfiguration> {
-    let spec = |source| Error::Spec {
-        what: "image config",
-        source,
-    };
+    let spec = |source| Error::Spec { what: "image config", source };
     let mut config = ConfigBuilder::default();
     if let Some(entrypoint) = &settings.entrypoint {
         config = config.entrypoint(entrypoint.clone());
@@ -158,47 +128,26 @@ pub fn image_config(
         config = config.user(user.clone());
     }
     if !settings.ports.is_empty() {
-        let ports = settings
-            .ports
-            .iter()
-            .map(|p| normalize_port(p))
-            .collect::<Result<Vec<_>>>()?;
+        let ports = settings.ports.iter().map(|p| normalize_port(p)).collect::<Result<Vec<_>>>()?;
         config = config.exposed_ports(ports);
     }
     if !settings.volumes.is_empty() {
         config = config.volumes(settings.volumes.clone());
     }
     if !settings.labels.is_empty() {
-        config = config.labels(
-            settings
-                .labels
-                .clone()
-                .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-        );
+        config = config.labels(settings.labels.clone().into_iter().collect::<std::collections::HashMap<_, _>>());
     }
     if let Some(signal) = &settings.stop_signal {
         config = config.stop_signal(signal.clone());
     }
     let rootfs = RootFsBuilder::default()
         .typ("layers")
-        .diff_ids(
-            layers
-                .iter()
-                .map(|l| l.diff_id.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .diff_ids(layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>())
         .build()
         .map_err(spec)?;
     let history = layers
         .iter()
-        .map(|l| {
-            HistoryBuilder::default()
-                .created(created)
-                .created_by(l.created_by.clone())
-                .build()
-                .map_err(spec)
-        })
+        .map(|l| HistoryBuilder::default().created(created).created_by(l.created_by.clone()).build().map_err(spec))
         .collect::<Result<Vec<_>>>()?;
     let mut image = ImageConfigurationBuilder::default()
         .created(created)
@@ -251,24 +200,15 @@ mod tests {
             user: Some("65532".into()),
             ..Default::default()
         };
-        let layers = [ConfigLayer {
-            diff_id: Digest::of(b"tar"),
-            created_by: "hoist layer dist /app/".into(),
-        }];
+        let layers = [ConfigLayer { diff_id: Digest::of(b"tar"), created_by: "hoist layer dist /app/".into() }];
         let config = image_config(&platform, &settings, &layers, &timestamp(0)).unwrap();
         let json: serde_json::Value =
             serde_json::from_slice(&crate::json::canonical(&config, "config").unwrap()).unwrap();
         assert_eq!(json["architecture"], "arm");
         assert_eq!(json["variant"], "v7");
-        assert_eq!(
-            json["config"]["ExposedPorts"]["8080/tcp"],
-            serde_json::json!({})
-        );
+        assert_eq!(json["config"]["ExposedPorts"]["8080/tcp"], serde_json::json!({}));
         assert_eq!(json["config"]["User"], "65532");
-        assert_eq!(
-            json["rootfs"]["diff_ids"][0],
-            Digest::of(b"tar").to_string()
-        );
+        assert_eq!(json["rootfs"]["diff_ids"][0], Digest::of(b"tar").to_string());
         assert_eq!(json["history"].as_array().unwrap().len(), 1);
     }
 }

@@ -44,28 +44,16 @@ impl CredentialStore {
     /// Credentials from `explicit` (`--creds`) or `$HOIST_USERNAME`/`$HOIST_PASSWORD`, then
     /// docker's config: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
     pub fn from_environment(explicit: Option<Credential>) -> CredentialStore {
-        let from_env = match (
-            std::env::var("HOIST_USERNAME"),
-            std::env::var("HOIST_PASSWORD"),
-        ) {
-            (Ok(username), Ok(password)) => Some(Credential::Basic {
-                username,
-                password: Secret::new(password),
-            }),
+        let from_env = match (std::env::var("HOIST_USERNAME"), std::env::var("HOIST_PASSWORD")) {
+            (Ok(username), Ok(password)) => Some(Credential::Basic { username, password: Secret::new(password) }),
             _ => None,
         };
-        CredentialStore {
-            explicit: explicit.or(from_env),
-            config_path: docker_config_path(),
-        }
+        CredentialStore { explicit: explicit.or(from_env), config_path: docker_config_path() }
     }
 
     /// A store reading only the docker config at `path` (for tests and tools).
     pub fn with_config(path: impl Into<PathBuf>) -> CredentialStore {
-        CredentialStore {
-            explicit: None,
-            config_path: Some(path.into()),
-        }
+        CredentialStore { explicit: None, config_path: Some(path.into()) }
     }
 
     /// The docker config file this store reads and writes.
@@ -89,17 +77,11 @@ impl CredentialStore {
         let Some(auths) = config.get("auths").and_then(Value::as_object) else {
             return Ok(None);
         };
-        let entry = auths
-            .iter()
-            .find(|(k, _)| normalize_key(k) == normalize_key(&key));
+        let entry = auths.iter().find(|(k, _)| normalize_key(k) == normalize_key(&key));
         let Some((_, entry)) = entry else {
             return Ok(None);
         };
-        if let Some(token) = entry
-            .get("identitytoken")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
+        if let Some(token) = entry.get("identitytoken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
             return Ok(Some(Credential::IdentityToken(Secret::new(token))));
         }
         match entry.get("auth").and_then(Value::as_str) {
@@ -110,23 +92,16 @@ impl CredentialStore {
 
     /// Stores `username`/`password` for `registry` as docker does: in the configured helper,
     /// else base64 in `auths` of `config.json` (written atomically, mode 0600).
-    pub async fn store(
-        &self,
-        registry: &str,
-        username: &str,
-        password: &Secret,
-    ) -> Result<PathBuf> {
+    pub async fn store(&self, registry: &str, username: &str, password: &Secret) -> Result<PathBuf> {
         let path = self.writable_config()?;
         let mut config = read_config(&path)?;
         let key = config_key(registry);
         if let Some(helper) = helper_for(&config, &key) {
-            let request =
-                json!({ "ServerURL": key, "Username": username, "Secret": password.expose() });
+            let request = json!({ "ServerURL": key, "Username": username, "Secret": password.expose() });
             run_helper(&helper, "store", &request.to_string()).await?;
             return Ok(path);
         }
-        let auth = base64::engine::general_purpose::STANDARD
-            .encode(format!("{username}:{}", password.expose()));
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
         let auths = object_entry(&mut config, "auths");
         auths.retain(|k, _| normalize_key(k) != normalize_key(&key));
         auths.insert(key, json!({ "auth": auth }));
@@ -154,13 +129,9 @@ impl CredentialStore {
     }
 
     fn writable_config(&self) -> Result<PathBuf> {
-        self.config_path.clone().ok_or_else(|| {
-            Error::invalid(
-                "docker config",
-                "",
-                "no home directory; set DOCKER_CONFIG to a directory",
-            )
-        })
+        self.config_path
+            .clone()
+            .ok_or_else(|| Error::invalid("docker config", "", "no home directory; set DOCKER_CONFIG to a directory"))
     }
 }
 
@@ -182,10 +153,7 @@ pub fn config_key(registry: &str) -> String {
 
 /// `https://host/v1/` and `host` name the same registry.
 fn normalize_key(key: &str) -> String {
-    let without_scheme = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
+    let without_scheme = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
     let host = without_scheme.split('/').next().unwrap_or_default();
     match host {
         "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".to_owned(),
@@ -215,24 +183,17 @@ fn write_config(path: &Path, config: &Map<String, Value>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).at("create", dir)?;
     let mut file = tempfile::NamedTempFile::new_in(dir).at("write", path)?;
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .at("write", path)?;
-    let text = serde_json::to_string_pretty(config).map_err(|source| Error::Json {
-        what: path.display().to_string(),
-        source,
-    })?;
+    file.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).at("write", path)?;
+    let text = serde_json::to_string_pretty(config)
+        .map_err(|source| Error::Json { what: path.display().to_string(), source })?;
     file.write_all(text.as_bytes()).at("write", path)?;
     file.as_file().sync_all().at("write", path)?;
-    file.persist(path)
-        .map_err(|e| Error::io("write", path, e.error))?;
+    file.persist(path).map_err(|e| Error::io("write", path, e.error))?;
     Ok(())
 }
 
 fn object_entry<'a>(config: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let value = config
-        .entry(key)
-        .or_insert_with(|| Value::Object(Map::new()));
+    let value = config.entry(key).or_insert_with(|| Value::Object(Map::new()));
     if !value.is_object() {
         *value = Value::Object(Map::new());
     }
@@ -240,81 +201,49 @@ fn object_entry<'a>(config: &'a mut Map<String, Value>, key: &str) -> &'a mut Ma
 }
 
 fn helper_for(config: &Map<String, Value>, key: &str) -> Option<String> {
-    let helpers: BTreeMap<String, String> = config
-        .get("credHelpers")
-        .and_then(|h| serde_json::from_value(h.clone()).ok())
-        .unwrap_or_default();
+    let helpers: BTreeMap<String, String> =
+        config.get("credHelpers").and_then(|h| serde_json::from_value(h.clone()).ok()).unwrap_or_default();
     helpers
         .iter()
         .find(|(k, _)| normalize_key(k) == normalize_key(key))
         .map(|(_, v)| v.clone())
-        .or_else(|| {
-            config
-                .get("credsStore")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+        .or_else(|| config.get("credsStore").and_then(Value::as_str).map(str::to_owned))
         .filter(|h| !h.is_empty())
 }
 
 fn decode_auth(path: &Path, auth: &str) -> Result<Credential> {
     let bad = || {
-        Error::invalid(
-            "docker config",
-            path.display().to_string(),
-            "an `auth` entry is not base64 of user:password",
-        )
+        Error::invalid("docker config", path.display().to_string(), "an `auth` entry is not base64 of user:password")
     };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(auth.trim())
-        .map_err(|_| bad())?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(decoded).map_err(|_| bad())?;
     let (username, password) = text.split_once(':').ok_or_else(bad)?;
-    Ok(Credential::Basic {
-        username: username.to_owned(),
-        password: Secret::new(password),
-    })
+    Ok(Credential::Basic { username: username.to_owned(), password: Secret::new(password) })
 }
 
 async fn helper_get(helper: &str, key: &str) -> Result<Option<Credential>> {
     let output = match run_helper(helper, "get", key).await {
         Ok(output) => output,
-        Err(Error::CredentialHelper { message, .. })
-            if message.contains("credentials not found") =>
-        {
-            return Ok(None)
-        }
+        Err(Error::CredentialHelper { message, .. }) if message.contains("credentials not found") => return Ok(None),
         Err(e) => return Err(e),
     };
-    let reply: Value = serde_json::from_str(&output).map_err(|_| Error::CredentialHelper {
-        helper: helper.to_owned(),
-        message: "its answer is not JSON".into(),
-    })?;
-    let username = reply
-        .get("Username")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let secret = reply
-        .get("Secret")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let reply: Value = serde_json::from_str(&output)
+        .map_err(|_| Error::CredentialHelper { helper: helper.to_owned(), message: "its answer is not JSON".into() })?;
+    let username = reply.get("Username").and_then(Value::as_str).unwrap_or_default();
+    let secret = reply.get("Secret").and_then(Value::as_str).unwrap_or_default();
     Ok(match (username, secret) {
         (_, "") => None,
         ("<token>", token) => Some(Credential::IdentityToken(Secret::new(token))),
-        (username, password) => Some(Credential::Basic {
-            username: username.to_owned(),
-            password: Secret::new(password),
-        }),
+        (username, password) => {
+            Some(Credential::Basic { username: username.to_owned(), password: Secret::new(password) })
+        }
     })
 }
 
 /// Runs `docker-credential-HELPER ACTION` with `input` on stdin; returns stdout.
 async fn run_helper(helper: &str, action: &str, input: &str) -> Result<String> {
     let program = format!("docker-credential-{helper}");
-    let failed = |message: String| Error::CredentialHelper {
-        helper: program.clone(),
-        message,
-    };
+    let failed = |message: String| Error::CredentialHelper { helper: program.clone(), message };
     let mut child = tokio::process::Command::new(&program)
         .arg(action)
         .stdin(Stdio::piped())
@@ -322,16 +251,9 @@ async fn run_helper(helper: &str, action: &str, input: &str) -> Result<String> {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| {
-            failed(format!(
-                "cannot run it ({e}); install it or remove it from the docker config"
-            ))
-        })?;
+        .map_err(|e| failed(format!("cannot run it ({e}); install it or remove it from the docker config")))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        stdin.write_all(input.as_bytes()).await.map_err(|e| failed(e.to_string()))?;
     }
     let output = tokio::time::timeout(HELPER_TIMEOUT, child.wait_with_output())
         .await
@@ -340,11 +262,7 @@ async fn run_helper(helper: &str, action: &str, input: &str) -> Result<String> {
     let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let message = if stdout.is_empty() {
-            stderr.trim().to_owned()
-        } else {
-            stdout
-        };
+        let message = if stdout.is_empty() { stderr.trim().to_owned() } else { stdout };
         return Err(failed(message));
     }
     Ok(stdout)
@@ -370,46 +288,21 @@ mod tests {
         );
         let (_dir, store) = store_with(&config);
         let found = store.lookup("reg.example.com").await.unwrap();
-        assert_eq!(
-            found,
-            Some(Credential::Basic {
-                username: "alice".into(),
-                password: Secret::new("s3cret")
-            })
-        );
-        assert_eq!(
-            store.lookup("docker.io").await.unwrap(),
-            Some(Credential::IdentityToken(Secret::new("refresh")))
-        );
+        assert_eq!(found, Some(Credential::Basic { username: "alice".into(), password: Secret::new("s3cret") }));
+        assert_eq!(store.lookup("docker.io").await.unwrap(), Some(Credential::IdentityToken(Secret::new("refresh"))));
         assert_eq!(store.lookup("other.example.com").await.unwrap(), None);
-        assert!(
-            !format!("{found:?}").contains("s3cret"),
-            "Debug never shows the password"
-        );
+        assert!(!format!("{found:?}").contains("s3cret"), "Debug never shows the password");
     }
 
     #[tokio::test]
     async fn store_and_erase_round_trip_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt;
-        let (dir, store) =
-            store_with(r#"{"auths": {"keep.example.com": {"auth": "eDp5"}}, "other": 1}"#);
-        store
-            .store("localhost:5000", "bob", &Secret::new("pw"))
-            .await
-            .unwrap();
+        let (dir, store) = store_with(r#"{"auths": {"keep.example.com": {"auth": "eDp5"}}, "other": 1}"#);
+        store.store("localhost:5000", "bob", &Secret::new("pw")).await.unwrap();
         let path = dir.path().join("config.json");
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let found = store.lookup("localhost:5000").await.unwrap();
-        assert_eq!(
-            found,
-            Some(Credential::Basic {
-                username: "bob".into(),
-                password: Secret::new("pw")
-            })
-        );
+        assert_eq!(found, Some(Credential::Basic { username: "bob".into(), password: Secret::new("pw") }));
         assert!(store.erase("localhost:5000").await.unwrap());
         assert_eq!(store.lookup("localhost:5000").await.unwrap(), None);
         let config: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -420,11 +313,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_helper_is_a_clear_error() {
         let (_dir, store) = store_with(r#"{"credsStore": "hoist-test-absent"}"#);
-        let err = store
-            .lookup("reg.example.com")
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = store.lookup("reg.example.com").await.unwrap_err().to_string();
         assert!(err.contains("docker-credential-hoist-test-absent"), "{err}");
     }
 }

@@ -50,23 +50,13 @@ impl FromStr for Digest {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Digest> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| {
-            Error::invalid(
-                "digest",
-                s,
-                "hoist handles sha256 digests: sha256:<64 hex digits>",
-            )
-        })?;
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| Error::invalid("digest", s, "hoist handles sha256 digests: sha256:<64 hex digits>"))?;
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(Error::invalid(
-                "digest",
-                s,
-                "expected sha256: followed by 64 lowercase hex digits",
-            ));
+            return Err(Error::invalid("digest", s, "expected sha256: followed by 64 lowercase hex digits"));
         }
-        Ok(Digest {
-            hex: hex.to_owned(),
-        })
+        Ok(Digest { hex: hex.to_owned() })
     }
 }
 
@@ -80,11 +70,7 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            size: 0,
-        }
+        HashingWriter { inner, hasher: Sha256::new(), size: 0 }
     }
 
     /// The inner writer, for reads of its state.
@@ -112,10 +98,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 impl serde::Serialize for Digest {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
 }
@@ -123,8 +106,7 @@ impl serde::Serialize for Digest {
 impl Digest {
     /// The same digest as oci-spec's type, for descriptors.
     pub fn to_oci(&self) -> oci_spec::image::Digest {
-        oci_spec::image::Digest::try_from(self.to_string())
-            .expect("a sha256 digest is a valid OCI digest")
+        oci_spec::image::Digest::try_from(self.to_string()).expect("a sha256 digest is a valid OCI digest")
     }
 }
 

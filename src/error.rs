@@ -100,6 +100,18 @@ pub enum Error {
         /// What it said.
         message: String,
     },
+    /// Transient failures went on after every retry; a later rerun may succeed.
+    #[error(
+        "{what}: still failing after {attempts} attempts, giving up ({last}); rerun the command to finish the job"
+    )]
+    RetriesExhausted {
+        /// What was being done.
+        what: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<Error>,
+    },
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
@@ -120,24 +132,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An I/O error at `path` while doing `action`.
     pub fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            action,
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { action, path: path.as_ref().to_path_buf(), source }
     }
 
     /// An invalid user-supplied value.
-    pub fn invalid(
-        what: &'static str,
-        value: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::Invalid {
-            what,
-            value: value.into(),
-            reason: reason.into(),
-        }
+    pub fn invalid(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid { what, value: value.into(), reason: reason.into() }
     }
 }
 

@@ -40,11 +40,10 @@ impl Layout {
             path: root.clone(),
             reason: format!("cannot read {OCI_LAYOUT_FILE}: {e}"),
         })?;
-        let version: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::CorruptLayout {
-                path: root.clone(),
-                reason: format!("{OCI_LAYOUT_FILE} is not JSON: {e}"),
-            })?;
+        let version: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::CorruptLayout {
+            path: root.clone(),
+            reason: format!("{OCI_LAYOUT_FILE} is not JSON: {e}"),
+        })?;
         if version["imageLayoutVersion"] != "1.0.0" {
             return Err(Error::CorruptLayout {
                 path: root,
@@ -91,22 +90,13 @@ impl Layout {
 
     /// The descriptor tagged `tag` in `index.json`.
     pub fn find_tag(&self, tag: &str) -> Result<Option<Descriptor>> {
-        Ok(self
-            .index()?
-            .manifests()
-            .iter()
-            .find(|d| ref_name(d) == Some(tag))
-            .cloned())
+        Ok(self.index()?.manifests().iter().find(|d| ref_name(d) == Some(tag)).cloned())
     }
 }
 
 /// The tag a descriptor carries in `index.json`, if any.
 pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
-    descriptor
-        .annotations()
-        .as_ref()?
-        .get(REF_NAME)
-        .map(String::as_str)
+    descriptor.annotations().as_ref()?.get(REF_NAME).map(String::as_str)
 }
 
 /// A blob being written into a [`LayoutWriter`]'s staging area; hashed as it is written.
@@ -139,10 +129,7 @@ impl LayoutWriter {
     pub fn begin(target: &Path) -> Result<LayoutWriter> {
         match fs::symlink_metadata(target) {
             Ok(meta) if !meta.is_dir() => {
-                return Err(Error::NotALayout {
-                    path: target.to_path_buf(),
-                    reason: "it is not a directory".into(),
-                })
+                return Err(Error::NotALayout { path: target.to_path_buf(), reason: "it is not a directory".into() })
             }
             Ok(_) => {
                 let empty = fs::read_dir(target).at("read", target)?.next().is_none();
@@ -158,11 +145,7 @@ impl LayoutWriter {
             .prefix(".hoist-staging-")
             .tempdir_in(&anchor)
             .at("create a staging directory in", &anchor)?;
-        Ok(LayoutWriter {
-            target: target.to_path_buf(),
-            staging,
-            staged: Vec::new(),
-        })
+        Ok(LayoutWriter { target: target.to_path_buf(), staging, staged: Vec::new() })
     }
 
     /// The directory the layout is (or will be) in.
@@ -172,24 +155,18 @@ impl LayoutWriter {
 
     /// Starts a new blob in the staging area.
     pub fn blob(&self) -> Result<BlobWriter> {
-        let file = NamedTempFile::new_in(self.staging.path())
-            .at("create a blob in", self.staging.path())?;
-        Ok(BlobWriter {
-            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
-        })
+        let file = NamedTempFile::new_in(self.staging.path()).at("create a blob in", self.staging.path())?;
+        Ok(BlobWriter { inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)) })
     }
 
     /// Finishes a blob: names it by the digest of what was written. Returns digest and size.
     pub fn add_blob(&mut self, blob: BlobWriter) -> Result<(Digest, u64)> {
         let (digest, size, buffered) = blob.inner.finish();
         let staging = self.staging.path().to_path_buf();
-        let file = buffered
-            .into_inner()
-            .map_err(|e| Error::io("write a blob in", &staging, e.into_error()))?;
+        let file = buffered.into_inner().map_err(|e| Error::io("write a blob in", &staging, e.into_error()))?;
         file.as_file().sync_all().at("write a blob in", &staging)?;
         let path = staging.join(digest.hex());
-        file.persist(&path)
-            .map_err(|e| Error::io("write", &path, e.error))?;
+        file.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
         if !self.staged.contains(&digest) {
             self.staged.push(digest.clone());
         }
@@ -244,10 +221,7 @@ impl LayoutWriter {
             .media_type(MediaType::ImageIndex)
             .manifests(manifests)
             .build()
-            .map_err(|source| Error::Spec {
-                what: "layout index",
-                source,
-            })?;
+            .map_err(|source| Error::Spec { what: "layout index", source })?;
         write_atomically(target, INDEX_FILE, &json::canonical(&index, INDEX_FILE)?)?;
         Ok(())
     }
@@ -259,8 +233,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let mut file = NamedTempFile::new_in(dir).at("write", &path)?;
     file.write_all(bytes).at("write", &path)?;
     file.as_file().sync_all().at("write", &path)?;
-    file.persist(&path)
-        .map_err(|e| Error::io("write", &path, e.error))?;
+    file.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
     Ok(())
 }
 
@@ -282,9 +255,7 @@ mod tests {
     use oci_spec::image::DescriptorBuilder;
 
     fn descriptor(writer: &mut LayoutWriter, content: &str) -> Descriptor {
-        let (digest, size) = writer
-            .add_json(&serde_json::json!({ "content": content }), "test")
-            .unwrap();
+        let (digest, size) = writer.add_json(&serde_json::json!({ "content": content }), "test").unwrap();
         DescriptorBuilder::default()
             .media_type(MediaType::ImageManifest)
             .digest(oci_spec::image::Digest::try_from(digest.to_string()).unwrap())
@@ -304,27 +275,17 @@ mod tests {
         }
         let layout = Layout::open(&target).unwrap();
         let index = layout.index().unwrap();
-        let tags: Vec<_> = index
-            .manifests()
-            .iter()
-            .map(|d| ref_name(d).unwrap().to_owned())
-            .collect();
+        let tags: Vec<_> = index.manifests().iter().map(|d| ref_name(d).unwrap().to_owned()).collect();
         assert_eq!(tags, ["v2", "v1"]);
         let v1 = layout.find_tag("v1").unwrap().unwrap();
         let digest: Digest = v1.digest().to_string().parse().unwrap();
-        assert_eq!(
-            layout.read_blob(&digest).unwrap(),
-            br#"{"content":"three"}"#
-        );
+        assert_eq!(layout.read_blob(&digest).unwrap(), br#"{"content":"three"}"#);
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("out"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .filter(|n| n.to_string_lossy().starts_with(".hoist-staging"))
             .collect();
-        assert!(
-            leftovers.is_empty(),
-            "staging directories left behind: {leftovers:?}"
-        );
+        assert!(leftovers.is_empty(), "staging directories left behind: {leftovers:?}");
     }
 
     #[test]
@@ -345,10 +306,7 @@ mod tests {
         let err = LayoutWriter::begin(dir.path()).unwrap_err();
         assert!(matches!(err, Error::NotALayout { .. }), "{err}");
         let file = dir.path().join("notes.txt");
-        assert!(matches!(
-            LayoutWriter::begin(&file).unwrap_err(),
-            Error::NotALayout { .. }
-        ));
+        assert!(matches!(LayoutWriter::begin(&file).unwrap_err(), Error::NotALayout { .. }));
     }
 
     #[test]
@@ -360,9 +318,6 @@ mod tests {
         let layout = Layout::open(dir.path()).unwrap();
         let digest: Digest = root.digest().to_string().parse().unwrap();
         fs::write(layout.blob_path(&digest), "tampered").unwrap();
-        assert!(matches!(
-            layout.read_blob(&digest),
-            Err(Error::DigestMismatch { .. })
-        ));
+        assert!(matches!(layout.read_blob(&digest), Err(Error::DigestMismatch { .. })));
     }
 }

@@ -18,6 +18,7 @@ pub mod layout;
 pub mod location;
 pub mod offload;
 pub mod platform;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod secret;

@@ -26,10 +26,7 @@ impl Location {
     /// The same location with a relative directory taken relative to `base`.
     pub fn relative_to(self, base: &Path) -> Location {
         match self {
-            Location::Layout { dir, tag } => Location::Layout {
-                dir: base.join(dir),
-                tag,
-            },
+            Location::Layout { dir, tag } => Location::Layout { dir: base.join(dir), tag },
             registry => registry,
         }
     }
@@ -55,16 +52,9 @@ impl FromStr for Location {
             _ => (rest, None),
         };
         if dir.is_empty() {
-            return Err(Error::invalid(
-                "image location",
-                s,
-                "the directory is missing: oci:DIR[:TAG]",
-            ));
+            return Err(Error::invalid("image location", s, "the directory is missing: oci:DIR[:TAG]"));
         }
-        Ok(Location::Layout {
-            dir: PathBuf::from(dir),
-            tag,
-        })
+        Ok(Location::Layout { dir: PathBuf::from(dir), tag })
     }
 }
 
@@ -90,26 +80,11 @@ mod tests {
     #[test]
     fn parses_layout_and_registry_locations() {
         let loc: Location = "oci:out/layout:v1.2.3".parse().unwrap();
-        assert_eq!(
-            loc,
-            Location::Layout {
-                dir: "out/layout".into(),
-                tag: Some("v1.2.3".into())
-            }
-        );
+        assert_eq!(loc, Location::Layout { dir: "out/layout".into(), tag: Some("v1.2.3".into()) });
         let untagged: Location = "oci:out/layout".parse().unwrap();
-        assert_eq!(
-            untagged,
-            Location::Layout {
-                dir: "out/layout".into(),
-                tag: None
-            }
-        );
+        assert_eq!(untagged, Location::Layout { dir: "out/layout".into(), tag: None });
         assert_eq!(loc.to_string(), "oci:out/layout:v1.2.3");
-        assert!(matches!(
-            "ghcr.io/a/b:1".parse::<Location>().unwrap(),
-            Location::Registry(_)
-        ));
+        assert!(matches!("ghcr.io/a/b:1".parse::<Location>().unwrap(), Location::Registry(_)));
         for bad in ["oci:", "oci::tag", "docker://x", "Bad Ref"] {
             assert!(bad.parse::<Location>().is_err(), "{bad}");
         }

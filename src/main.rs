@@ -49,19 +49,17 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         E::CredentialHelper { .. } | E::Registry(R::Unauthorized { .. } | R::Denied { .. }) => 4,
         E::Registry(R::NotFound { .. }) => 5,
         E::Registry(
-            R::Connect { .. } | R::Tls { .. } | R::PlainHttp { .. } | R::Timeout { .. },
+            R::Connect { .. } | R::Tls { .. } | R::PlainHttp { .. } | R::Timeout { .. } | R::Stalled { .. },
         ) => 6,
         E::DigestMismatch { .. } | E::CorruptLayout { .. } | E::Registry(R::TooLarge { .. }) => 7,
-        E::Registry(R::TooManyRequests { .. }) => 75,
+        E::Registry(R::TooManyRequests { .. }) | E::RetriesExhausted { .. } => 75,
         _ => 1,
     }
 }
 
 /// A closed stdout (`hoist … | head`) is not a failure.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }

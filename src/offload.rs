@@ -32,26 +32,15 @@ impl<W: Write + Send + 'static> OffloadWriter<W> {
             inner.flush()?;
             Ok(inner)
         });
-        OffloadWriter {
-            buffer: Vec::with_capacity(CHUNK),
-            full: Some(full_tx),
-            empty: empty_rx,
-            thread: Some(thread),
-        }
+        OffloadWriter { buffer: Vec::with_capacity(CHUNK), full: Some(full_tx), empty: empty_rx, thread: Some(thread) }
     }
 
     fn hand_over(&mut self) -> io::Result<()> {
-        let next = self
-            .empty
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let next = self.empty.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
         let chunk = std::mem::replace(&mut self.buffer, next);
         match self.full.as_ref().map(|full| full.send(chunk)) {
             Some(Ok(())) => Ok(()),
-            _ => Err(self
-                .stop()
-                .err()
-                .unwrap_or_else(|| io::Error::other("writer thread stopped"))),
+            _ => Err(self.stop().err().unwrap_or_else(|| io::Error::other("writer thread stopped"))),
         }
     }
 
@@ -113,9 +102,7 @@ mod tests {
         }
         let mut writer = OffloadWriter::new(Full);
         let result = (0..10).try_for_each(|_| writer.write_all(&data));
-        let error = result
-            .err()
-            .unwrap_or_else(|| writer.finish().err().unwrap());
+        let error = result.err().unwrap_or_else(|| writer.finish().err().unwrap());
         assert_eq!(error.kind(), io::ErrorKind::StorageFull);
     }
 }

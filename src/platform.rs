@@ -37,9 +37,9 @@ impl Platform {
         while let Some(start) = rest.find('{') {
             out.push_str(&rest[..start]);
             let after = &rest[start + 1..];
-            let end = after.find('}').ok_or_else(|| {
-                Error::invalid("layer source", template, "a '{' is not closed by '}'")
-            })?;
+            let end = after
+                .find('}')
+                .ok_or_else(|| Error::invalid("layer source", template, "a '{' is not closed by '}'"))?;
             let value = match &after[..end] {
                 "os" => self.os.clone(),
                 "arch" => self.architecture.clone(),
@@ -49,9 +49,7 @@ impl Platform {
                     return Err(Error::invalid(
                         "layer source",
                         template,
-                        format!(
-                            "unknown placeholder {{{other}}}; use {{os}}, {{arch}}, {{variant}} or {{platform}}"
-                        ),
+                        format!("unknown placeholder {{{other}}}; use {{os}}, {{arch}}, {{variant}} or {{platform}}"),
                     ))
                 }
             };
@@ -80,13 +78,8 @@ impl FromStr for Platform {
         let parts: Vec<&str> = s.split('/').collect();
         let valid_word = |w: &str| {
             !w.is_empty()
-                && w.bytes().all(|b| {
-                    b.is_ascii_lowercase()
-                        || b.is_ascii_digit()
-                        || b == b'_'
-                        || b == b'-'
-                        || b == b'.'
-                })
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' || b == b'.')
         };
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| valid_word(p)) {
             return Err(Error::invalid(
@@ -104,10 +97,7 @@ impl FromStr for Platform {
 }
 
 impl serde::Serialize for Platform {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
 }
@@ -121,10 +111,7 @@ impl Platform {
         if let Some(variant) = &self.variant {
             builder = builder.variant(variant.clone());
         }
-        builder.build().map_err(|source| Error::Spec {
-            what: "platform",
-            source,
-        })
+        builder.build().map_err(|source| Error::Spec { what: "platform", source })
     }
 }
 
@@ -146,14 +133,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_platforms() {
-        for bad in [
-            "linux",
-            "linux/",
-            "/amd64",
-            "linux/amd64/v8/x",
-            "Linux/AMD64",
-            "linux amd64",
-        ] {
+        for bad in ["linux", "linux/", "/amd64", "linux/amd64/v8/x", "Linux/AMD64", "linux amd64"] {
             assert!(bad.parse::<Platform>().is_err(), "{bad} should be rejected");
         }
     }
@@ -161,14 +141,8 @@ mod tests {
     #[test]
     fn expands_every_placeholder() {
         let p = platform("linux/arm/v7");
-        assert_eq!(
-            p.expand("dist/{os}_{arch}{variant}/{platform}").unwrap(),
-            "dist/linux_armv7/linux_arm_v7"
-        );
-        assert_eq!(
-            platform("linux/amd64").expand("a/{variant}b").unwrap(),
-            "a/b"
-        );
+        assert_eq!(p.expand("dist/{os}_{arch}{variant}/{platform}").unwrap(), "dist/linux_armv7/linux_arm_v7");
+        assert_eq!(platform("linux/amd64").expand("a/{variant}b").unwrap(), "a/b");
     }
 
     #[test]

@@ -39,14 +39,10 @@ impl Reference {
     pub fn parse(input: &str) -> Result<Reference> {
         let bad = |reason: &str| Error::invalid("image reference", input, reason);
         if input.is_empty() {
-            return Err(bad(
-                "it is empty; expected [registry/]repository[:tag][@digest]",
-            ));
+            return Err(bad("it is empty; expected [registry/]repository[:tag][@digest]"));
         }
         if is_identifier(input) {
-            return Err(bad(
-                "a 64-digit hex string is an image ID, not a repository name; name a repository",
-            ));
+            return Err(bad("a 64-digit hex string is an image ID, not a repository name; name a repository"));
         }
         let (rest, digest) = match input.split_once('@') {
             Some((rest, digest)) => (rest, Some(parse_digest(input, digest)?)),
@@ -58,9 +54,7 @@ impl Reference {
         };
         if let Some(tag) = tag {
             if !is_tag(tag) {
-                return Err(bad(
-                    "a tag is 1 to 128 of [A-Za-z0-9_.-] and does not start with '.' or '-'",
-                ));
+                return Err(bad("a tag is 1 to 128 of [A-Za-z0-9_.-] and does not start with '.' or '-'"));
             }
         }
         let (registry, repository) = split_docker_domain(name);
@@ -73,21 +67,14 @@ impl Reference {
             ));
         }
         if registry.len() + 1 + repository.len() > NAME_TOTAL_LENGTH_MAX {
-            return Err(bad(
-                "the name (registry and repository) is longer than 255 characters",
-            ));
+            return Err(bad("the name (registry and repository) is longer than 255 characters"));
         }
         let tag = match (tag, &digest) {
             (Some(tag), _) => Some(tag.to_owned()),
             (None, None) => Some("latest".to_owned()),
             (None, Some(_)) => None,
         };
-        Ok(Reference {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        Ok(Reference { registry, repository, tag, digest })
     }
 
     /// The repository with its registry: `docker.io/library/ubuntu`.
@@ -121,11 +108,7 @@ impl FromStr for Reference {
 /// Docker's rule for telling a registry from the first path component.
 fn split_docker_domain(name: &str) -> (String, String) {
     let (mut domain, mut remainder) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.to_lowercase() != first =>
-        {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first => {
             (first.to_owned(), rest.to_owned())
         }
         _ => (DOCKER_HUB.to_owned(), name.to_owned()),
@@ -205,10 +188,7 @@ fn is_path_component(c: &str) -> bool {
 pub fn is_tag(tag: &str) -> bool {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let b = tag.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && word(b[0])
-        && b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
+    !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -219,23 +199,16 @@ fn is_identifier(s: &str) -> bool {
 /// exact number of lowercase hex digits.
 fn parse_digest(input: &str, digest: &str) -> Result<String> {
     let bad = |reason: &str| Error::invalid("image reference", input, reason);
-    let (algorithm, hex) = digest
-        .split_once(':')
-        .ok_or_else(|| bad("a digest is algorithm:hex, e.g. sha256:<64 hex digits>"))?;
+    let (algorithm, hex) =
+        digest.split_once(':').ok_or_else(|| bad("a digest is algorithm:hex, e.g. sha256:<64 hex digits>"))?;
     let length = match algorithm {
         "sha256" => 64,
         "sha384" => 96,
         "sha512" => 128,
-        _ => {
-            return Err(bad(
-                "unsupported digest algorithm; use sha256, sha384 or sha512",
-            ))
-        }
+        _ => return Err(bad("unsupported digest algorithm; use sha256, sha384 or sha512")),
     };
     if hex.len() != length || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(bad(&format!(
-            "a {algorithm} digest has exactly {length} lowercase hex digits"
-        )));
+        return Err(bad(&format!("a {algorithm} digest has exactly {length} lowercase hex digits")));
     }
     Ok(digest.to_owned())
 }
@@ -247,9 +220,7 @@ mod tests {
     const HEX: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
 
     fn normalized(s: &str) -> String {
-        Reference::parse(s)
-            .unwrap_or_else(|e| panic!("{s}: {e}"))
-            .to_string()
+        Reference::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")).to_string()
     }
 
     #[test]
@@ -257,36 +228,18 @@ mod tests {
         assert_eq!(normalized("ubuntu"), "docker.io/library/ubuntu:latest");
         assert_eq!(normalized("ubuntu:22.04"), "docker.io/library/ubuntu:22.04");
         assert_eq!(normalized("foo/bar"), "docker.io/foo/bar:latest");
-        assert_eq!(
-            normalized("index.docker.io/foo"),
-            "docker.io/library/foo:latest"
-        );
+        assert_eq!(normalized("index.docker.io/foo"), "docker.io/library/foo:latest");
         assert_eq!(normalized("localhost/foo"), "localhost/foo:latest");
-        assert_eq!(
-            normalized("localhost:5000/foo/bar:v1"),
-            "localhost:5000/foo/bar:v1"
-        );
+        assert_eq!(normalized("localhost:5000/foo/bar:v1"), "localhost:5000/foo/bar:v1");
         assert_eq!(normalized("test.com:tag"), "docker.io/library/test.com:tag");
-        assert_eq!(
-            normalized("test.com:5000"),
-            "docker.io/library/test.com:5000"
-        );
+        assert_eq!(normalized("test.com:5000"), "docker.io/library/test.com:5000");
         assert_eq!(normalized("Foo/bar"), "Foo/bar:latest");
         assert_eq!(normalized("UPPER/case"), "UPPER/case:latest");
         assert_eq!(normalized("[::1]:5000/app"), "[::1]:5000/app:latest");
-        assert_eq!(
-            normalized("127.0.0.1:5000/a__b/c-d.e:1"),
-            "127.0.0.1:5000/a__b/c-d.e:1"
-        );
+        assert_eq!(normalized("127.0.0.1:5000/a__b/c-d.e:1"), "127.0.0.1:5000/a__b/c-d.e:1");
         let digest = format!("sha256:{HEX}");
-        assert_eq!(
-            normalized(&format!("ubuntu@{digest}")),
-            format!("docker.io/library/ubuntu@{digest}")
-        );
-        assert_eq!(
-            normalized(&format!("reg.io/a:t@{digest}")),
-            format!("reg.io/a:t@{digest}")
-        );
+        assert_eq!(normalized(&format!("ubuntu@{digest}")), format!("docker.io/library/ubuntu@{digest}"));
+        assert_eq!(normalized(&format!("reg.io/a:t@{digest}")), format!("reg.io/a:t@{digest}"));
     }
 
     #[test]
@@ -324,10 +277,7 @@ mod tests {
             "a/b@sha256:FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
         ];
         for input in bad {
-            assert!(
-                Reference::parse(input).is_err(),
-                "{input:?} should be rejected"
-            );
+            assert!(Reference::parse(input).is_err(), "{input:?} should be rejected");
         }
         let tag129 = format!("a:{}", "t".repeat(129));
         assert!(Reference::parse(&tag129).is_err());

@@ -46,30 +46,21 @@ impl<'a> Source<'a> {
                     Some(digest) => (digest.clone(), None),
                     None => {
                         let root = root_descriptor(layout, tag.as_deref())?;
-                        (
-                            root.digest().to_string().parse()?,
-                            Some(root.media_type().to_string()),
-                        )
+                        (root.digest().to_string().parse()?, Some(root.media_type().to_string()))
                     }
                 };
                 let bytes = layout.read_blob(&digest)?;
                 if bytes.len() as u64 > MAX_MANIFEST_BYTES {
                     return Err(Error::CorruptLayout {
                         path: layout.root().to_path_buf(),
-                        reason: format!(
-                            "manifest {digest} is larger than {MAX_MANIFEST_BYTES} bytes"
-                        ),
+                        reason: format!("manifest {digest} is larger than {MAX_MANIFEST_BYTES} bytes"),
                     });
                 }
                 let media_type = media_type.or_else(|| {
                     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
                     value.get("mediaType")?.as_str().map(str::to_owned)
                 });
-                Ok(Manifest {
-                    media_type: media_type.unwrap_or_default(),
-                    digest,
-                    bytes,
-                })
+                Ok(Manifest { media_type: media_type.unwrap_or_default(), digest, bytes })
             }
         }
     }
@@ -78,14 +69,7 @@ impl<'a> Source<'a> {
     pub async fn blob_bytes(&self, digest: &Digest) -> Result<Vec<u8>> {
         match self {
             Source::Registry(client, reference) => {
-                client
-                    .get_blob_bytes(
-                        &reference.registry,
-                        &reference.repository,
-                        digest,
-                        MAX_CONFIG_BYTES,
-                    )
-                    .await
+                client.get_blob_bytes(&reference.registry, &reference.repository, digest, MAX_CONFIG_BYTES).await
             }
             Source::Layout(layout, _) => layout.read_blob(digest),
         }
@@ -93,7 +77,7 @@ impl<'a> Source<'a> {
 }
 
 /// The descriptor `tag` names in a layout; without a tag, the layout's only entry.
-fn root_descriptor(layout: &Layout, tag: Option<&str>) -> Result<Descriptor> {
+pub fn root_descriptor(layout: &Layout, tag: Option<&str>) -> Result<Descriptor> {
     let index = layout.index()?;
     let entries = index.manifests();
     let found = match tag {
@@ -112,11 +96,7 @@ fn root_descriptor(layout: &Layout, tag: Option<&str>) -> Result<Descriptor> {
         Error::invalid(
             "tag",
             tag.unwrap_or_default(),
-            format!(
-                "not in {}; it has: {}",
-                layout.root().display(),
-                tags.join(", ")
-            ),
+            format!("not in {}; it has: {}", layout.root().display(), tags.join(", ")),
         )
     })
 }

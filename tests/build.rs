@@ -5,8 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::util::{
-    blob_json, blob_path, fails, hoist, listing, make_dist, ok, read_json, schema, snapshot, tool,
-    write,
+    blob_json, blob_path, fails, hoist, listing, make_dist, ok, read_json, schema, snapshot, tool, write,
 };
 
 const TAG: &str = "v1.2.3";
@@ -50,20 +49,12 @@ fn multi_platform_layout_is_read_by_skopeo_and_unpacked_by_umoci() {
     let work = tempfile::tempdir().unwrap();
     let dist = make_dist(work.path());
     let layout = work.path().join("out/layout");
-    let digest = ok(&mut build_app(work.path(), &layout, &[]))
-        .trim()
-        .to_owned();
-    assert!(
-        digest.starts_with("sha256:") && digest.len() == 71,
-        "digest alone on stdout: {digest}"
-    );
+    let digest = ok(&mut build_app(work.path(), &layout, &[])).trim().to_owned();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "digest alone on stdout: {digest}");
 
     let index_json = read_json(&layout.join("index.json"));
     let entry = &index_json["manifests"][0];
-    assert_eq!(
-        entry["annotations"]["org.opencontainers.image.ref.name"],
-        TAG
-    );
+    assert_eq!(entry["annotations"]["org.opencontainers.image.ref.name"], TAG);
     assert_eq!(entry["digest"], digest.as_str());
     let index = blob_json(&layout, &digest);
     let platforms: Vec<String> = index["manifests"]
@@ -71,70 +62,36 @@ fn multi_platform_layout_is_read_by_skopeo_and_unpacked_by_umoci() {
         .unwrap()
         .iter()
         .map(|m| {
-            format!(
-                "{}/{}",
-                m["platform"]["os"].as_str().unwrap(),
-                m["platform"]["architecture"].as_str().unwrap()
-            )
+            format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())
         })
         .collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
-    assert_eq!(
-        index["annotations"]["org.opencontainers.image.version"],
-        "1.2.3"
-    );
+    assert_eq!(index["annotations"]["org.opencontainers.image.version"], "1.2.3");
 
     let source = format!("oci:{}:{TAG}", layout.display());
     let raw = ok(tool("skopeo").args(["inspect", "--raw", &source]));
-    assert_eq!(
-        raw.as_bytes(),
-        fs::read(blob_path(&layout, &digest)).unwrap(),
-        "skopeo reads the index bytes"
-    );
+    assert_eq!(raw.as_bytes(), fs::read(blob_path(&layout, &digest)).unwrap(), "skopeo reads the index bytes");
     let copied = work.path().join("copied");
-    ok(tool("skopeo")
-        .args(["copy", "--override-arch", "arm64", &source])
-        .arg(format!("dir:{}", copied.display())));
+    ok(tool("skopeo").args(["copy", "--override-arch", "arm64", &source]).arg(format!("dir:{}", copied.display())));
     assert!(copied.join("manifest.json").exists());
 
     for arch in ["amd64", "arm64"] {
         let single = work.path().join(format!("single-{arch}"));
         ok(tool("skopeo")
-            .args([
-                "copy",
-                "--override-os",
-                "linux",
-                "--override-arch",
-                arch,
-                &source,
-            ])
+            .args(["copy", "--override-os", "linux", "--override-arch", arch, &source])
             .arg(format!("oci:{}:{arch}", single.display())));
-        let inspect: serde_json::Value = serde_json::from_str(&ok(tool("skopeo")
-            .args(["inspect"])
-            .arg(format!("oci:{}:{arch}", single.display()))))
-        .unwrap();
+        let inspect: serde_json::Value =
+            serde_json::from_str(&ok(tool("skopeo").args(["inspect"]).arg(format!("oci:{}:{arch}", single.display()))))
+                .unwrap();
         assert_eq!(inspect["Architecture"], arch);
-        assert_eq!(
-            inspect["Labels"]["org.opencontainers.image.source"],
-            "https://example.com/repo"
-        );
+        assert_eq!(inspect["Labels"]["org.opencontainers.image.source"], "https://example.com/repo");
         let bundle = work.path().join(format!("bundle-{arch}"));
-        ok(tool("umoci")
-            .args(["unpack", "--image"])
-            .arg(format!("{}:{arch}", single.display()))
-            .arg(&bundle));
+        ok(tool("umoci").args(["unpack", "--image"]).arg(format!("{}:{arch}", single.display())).arg(&bundle));
         let mut expected = snapshot(&dist.join(format!("linux_{arch}")));
         expected.remove("static/app.js.map");
-        assert_eq!(
-            snapshot(&bundle.join("rootfs/app")),
-            expected,
-            "umoci reproduces the {arch} tree"
-        );
+        assert_eq!(snapshot(&bundle.join("rootfs/app")), expected, "umoci reproduces the {arch} tree");
         let runtime = read_json(&bundle.join("config.json"));
-        assert_eq!(
-            runtime["process"]["args"],
-            serde_json::json!(["/app/server"])
-        );
+        assert_eq!(runtime["process"]["args"], serde_json::json!(["/app/server"]));
         assert_eq!(runtime["process"]["cwd"], "/app");
         assert_eq!(runtime["process"]["user"]["uid"], 65532);
         let env = runtime["process"]["env"].as_array().unwrap();
@@ -151,41 +108,23 @@ fn every_document_validates_against_the_oci_schemas() {
     ok(&mut build_app(
         work.path(),
         &layout,
-        &[
-            "--compression",
-            "zstd",
-            "--output",
-            &format!("oci:{}:zstd", layout.display()),
-        ],
+        &["--compression", "zstd", "--output", &format!("oci:{}:zstd", layout.display())],
     ));
     let single = format!("oci:{}:single", layout.display());
-    ok(hoist()
-        .current_dir(work.path())
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args([
-            "build",
-            "--platform",
-            "linux/amd64",
-            "--layer",
-            "dist/linux_amd64/",
-            "--no-index",
-            "--output",
-            &single,
-        ]));
-    let single_manifest = blob_json(
-        &layout,
-        read_json(&layout.join("index.json"))["manifests"][2]["digest"]
-            .as_str()
-            .unwrap(),
-    );
-    let config = blob_json(
-        &layout,
-        single_manifest["config"]["digest"].as_str().unwrap(),
-    );
-    assert_eq!(
-        config["created"], "2023-11-14T22:13:20Z",
-        "created follows SOURCE_DATE_EPOCH"
-    );
+    ok(hoist().current_dir(work.path()).env("SOURCE_DATE_EPOCH", "1700000000").args([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--layer",
+        "dist/linux_amd64/",
+        "--no-index",
+        "--output",
+        &single,
+    ]));
+    let single_manifest =
+        blob_json(&layout, read_json(&layout.join("index.json"))["manifests"][2]["digest"].as_str().unwrap());
+    let config = blob_json(&layout, single_manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z", "created follows SOURCE_DATE_EPOCH");
     // index.json + oci-layout, then per build: index, 2 manifests, 2 configs (the single: 2).
     assert_eq!(schema::validate_layout(&layout), 2 + 5 + 5 + 2);
 }
@@ -197,29 +136,12 @@ fn same_sources_give_the_same_digests_whatever_the_copy() {
     make_dist(first.path());
     make_dist(second.path());
     // Other times and other owners in the second copy must not matter.
-    let file = fs::File::options()
-        .write(true)
-        .open(second.path().join("dist/linux_amd64/server"))
-        .unwrap();
-    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(999_999))
-        .unwrap();
-    std::os::unix::fs::chown(
-        second.path().join("dist/linux_arm64/config/app.yaml"),
-        Some(4242),
-        Some(4242),
-    )
-    .unwrap();
+    let file = fs::File::options().write(true).open(second.path().join("dist/linux_amd64/server")).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(999_999)).unwrap();
+    std::os::unix::fs::chown(second.path().join("dist/linux_arm64/config/app.yaml"), Some(4242), Some(4242)).unwrap();
     for compression in ["gzip", "zstd", "none"] {
-        let a = ok(&mut build_app(
-            first.path(),
-            &first.path().join(compression),
-            &["--compression", compression],
-        ));
-        let b = ok(&mut build_app(
-            second.path(),
-            &second.path().join(compression),
-            &["--compression", compression],
-        ));
+        let a = ok(&mut build_app(first.path(), &first.path().join(compression), &["--compression", compression]));
+        let b = ok(&mut build_app(second.path(), &second.path().join(compression), &["--compression", compression]));
         assert_eq!(a, b, "{compression}: same index digest");
     }
 }
@@ -229,25 +151,14 @@ fn layers_have_the_media_type_and_diff_id_of_their_compression() {
     let work = tempfile::tempdir().unwrap();
     make_dist(work.path());
     for (compression, media_type, decompress) in [
-        (
-            "gzip",
-            "application/vnd.oci.image.layer.v1.tar+gzip",
-            Some("gzip"),
-        ),
-        (
-            "zstd",
-            "application/vnd.oci.image.layer.v1.tar+zstd",
-            Some("zstd"),
-        ),
+        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip", Some("gzip")),
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd", Some("zstd")),
         ("none", "application/vnd.oci.image.layer.v1.tar", None),
     ] {
         let layout = work.path().join(compression);
-        let summary: serde_json::Value = serde_json::from_str(&ok(&mut build_app(
-            work.path(),
-            &layout,
-            &["--compression", compression, "--json"],
-        )))
-        .unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_str(&ok(&mut build_app(work.path(), &layout, &["--compression", compression, "--json"])))
+                .unwrap();
         let layer = &summary["images"][0]["layers"][0];
         assert_eq!(layer["media_type"], media_type);
         let blob = blob_path(&layout, layer["digest"].as_str().unwrap());
@@ -259,11 +170,7 @@ fn layers_have_the_media_type_and_diff_id_of_their_compression() {
             }
             None => fs::read(&blob).unwrap(),
         };
-        assert_eq!(
-            layer["diff_id"],
-            hoist::Digest::of(&tar).to_string(),
-            "{compression}"
-        );
+        assert_eq!(layer["diff_id"], hoist::Digest::of(&tar).to_string(), "{compression}");
         let manifest = blob_json(&layout, summary["images"][0]["digest"].as_str().unwrap());
         assert_eq!(manifest["layers"][0]["mediaType"], media_type);
         let config = blob_json(&layout, manifest["config"]["digest"].as_str().unwrap());
@@ -277,10 +184,7 @@ fn no_index_writes_a_single_manifest_that_umoci_unpacks() {
     make_dist(work.path());
     let layout = work.path().join("layout");
     let error = fails(&mut build_app(work.path(), &layout, &["--no-index"]));
-    assert!(
-        error.contains("--no-index") && error.contains("one platform"),
-        "{error}"
-    );
+    assert!(error.contains("--no-index") && error.contains("one platform"), "{error}");
     let mut single = hoist();
     single.current_dir(work.path()).args([
         "build",
@@ -296,21 +200,12 @@ fn no_index_writes_a_single_manifest_that_umoci_unpacks() {
     single.arg(format!("oci:{}:plain", layout.display()));
     let digest = ok(&mut single).trim().to_owned();
     let manifest = blob_json(&layout, &digest);
-    assert_eq!(
-        manifest["mediaType"],
-        "application/vnd.oci.image.manifest.v1+json"
-    );
+    assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
     let config = blob_json(&layout, manifest["config"]["digest"].as_str().unwrap());
-    assert_eq!(
-        config["config"]["Cmd"],
-        serde_json::json!(["/usr/bin/server", "--flag"])
-    );
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["/usr/bin/server", "--flag"]));
     assert_eq!(config["architecture"], "arm64");
     let bundle = work.path().join("bundle");
-    ok(tool("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:plain", layout.display()))
-        .arg(&bundle));
+    ok(tool("umoci").args(["unpack", "--image"]).arg(format!("{}:plain", layout.display())).arg(&bundle));
     let server = fs::read_to_string(bundle.join("rootfs/usr/bin/server")).unwrap();
     assert!(server.contains("arm64"));
 }
@@ -322,16 +217,8 @@ fn rebuilding_moves_the_tag_and_keeps_other_tags() {
     let layout = work.path().join("layout");
     let first = ok(&mut build_app(work.path(), &layout, &[]));
     let other = format!("oci:{}:other", layout.display());
-    let kept = ok(&mut build_app(
-        work.path(),
-        &layout,
-        &["--output", &other, "--env", "MODE=other"],
-    ));
-    write(
-        &work.path().join("dist/linux_amd64/server"),
-        "changed\n",
-        0o755,
-    );
+    let kept = ok(&mut build_app(work.path(), &layout, &["--output", &other, "--env", "MODE=other"]));
+    write(&work.path().join("dist/linux_amd64/server"), "changed\n", 0o755);
     let second = ok(&mut build_app(work.path(), &layout, &[]));
     assert_ne!(first, second);
     let index = read_json(&layout.join("index.json"));
@@ -340,26 +227,12 @@ fn rebuilding_moves_the_tag_and_keeps_other_tags() {
         .unwrap()
         .iter()
         .map(|m| {
-            let tag = m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let tag = m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap().to_owned();
             (tag, m["digest"].as_str().unwrap().to_owned())
         })
         .collect();
-    assert_eq!(
-        tags,
-        [
-            ("other".to_owned(), kept.trim().to_owned()),
-            (TAG.to_owned(), second.trim().to_owned())
-        ]
-    );
-    assert!(
-        !listing(work.path())
-            .iter()
-            .any(|n| n.contains(".hoist-staging")),
-        "no staging left"
-    );
+    assert_eq!(tags, [("other".to_owned(), kept.trim().to_owned()), (TAG.to_owned(), second.trim().to_owned())]);
+    assert!(!listing(work.path()).iter().any(|n| n.contains(".hoist-staging")), "no staging left");
 }
 
 #[test]
@@ -388,19 +261,10 @@ annotations = {{ "org.opencontainers.image.version" = "1.2.3" }}
     .unwrap();
     // Run from elsewhere: paths in the file are relative to the file.
     let elsewhere = tempfile::tempdir().unwrap();
-    let from_file = ok(hoist()
-        .current_dir(elsewhere.path())
-        .arg("build")
-        .arg("-f")
-        .arg(&file));
+    let from_file = ok(hoist().current_dir(elsewhere.path()).arg("build").arg("-f").arg(&file));
     assert_eq!(from_flags, from_file);
     assert!(work.path().join("b/index.json").exists());
-    let overridden = ok(hoist()
-        .current_dir(elsewhere.path())
-        .arg("build")
-        .arg("-f")
-        .arg(&file)
-        .args(["--user", "0"]));
+    let overridden = ok(hoist().current_dir(elsewhere.path()).arg("build").arg("-f").arg(&file).args(["--user", "0"]));
     assert_ne!(overridden, from_file, "a flag overrides the file");
 }
 
@@ -410,69 +274,32 @@ fn bad_input_fails_with_one_line_and_leaves_the_layout_untouched() {
     make_dist(work.path());
     let layout = work.path().join("layout");
     ok(&mut build_app(work.path(), &layout, &[]));
-    let before = (
-        listing(work.path()),
-        fs::read(layout.join("index.json")).unwrap(),
-    );
+    let before = (listing(work.path()), fs::read(layout.join("index.json")).unwrap());
 
     let cases: Vec<(Vec<&str>, &[&str])> = vec![
-        (
-            vec!["--platform", "linux/riscv64"],
-            &["dist/linux_riscv64", "linux/riscv64"],
-        ),
+        (vec!["--platform", "linux/riscv64"], &["dist/linux_riscv64", "linux/riscv64"]),
         (vec!["--platform", "amd64"], &["amd64", "os/arch"]),
         (vec!["--env", "NOVALUE"], &["NOVALUE", "KEY=VALUE"]),
-        (
-            vec!["--layer", "dist/{osarch}/:/x/"],
-            &["{osarch}", "placeholder"],
-        ),
-        (
-            vec!["--compression", "brotli"],
-            &["brotli", "gzip, zstd or none"],
-        ),
+        (vec!["--layer", "dist/{osarch}/:/x/"], &["{osarch}", "placeholder"]),
+        (vec!["--compression", "brotli"], &["brotli", "gzip, zstd or none"]),
         (vec!["--workdir", "relative"], &["relative", "absolute"]),
         (vec!["--port", "99999"], &["99999"]),
     ];
     for (extra, expected) in cases {
         let error = fails(&mut build_app(work.path(), &layout, &extra));
         for needle in expected {
-            assert!(
-                error.contains(needle),
-                "{extra:?}: {error:?} should mention {needle:?}"
-            );
+            assert!(error.contains(needle), "{extra:?}: {error:?} should mention {needle:?}");
         }
-        assert_eq!(
-            (
-                listing(work.path()),
-                fs::read(layout.join("index.json")).unwrap()
-            ),
-            before,
-            "{extra:?}"
-        );
+        assert_eq!((listing(work.path()), fs::read(layout.join("index.json")).unwrap()), before, "{extra:?}");
     }
 
     let not_layout = work.path().join("notes");
     write(&not_layout.join("todo.txt"), "mine", 0o644);
-    let error = fails(&mut build_app(
-        work.path(),
-        &layout,
-        &["--output", &format!("oci:{}:x", not_layout.display())],
-    ));
-    assert!(
-        error.contains("not an OCI image layout") && error.contains("notes"),
-        "{error}"
-    );
+    let error = fails(&mut build_app(work.path(), &layout, &["--output", &format!("oci:{}:x", not_layout.display())]));
+    assert!(error.contains("not an OCI image layout") && error.contains("notes"), "{error}");
     assert_eq!(listing(&not_layout), ["todo.txt"]);
 
-    let error = fails(hoist().args([
-        "build",
-        "--platform",
-        "linux/amd64",
-        "--layer",
-        "x",
-        "--output",
-        "docker://x",
-    ]));
+    let error = fails(hoist().args(["build", "--platform", "linux/amd64", "--layer", "x", "--output", "docker://x"]));
     assert!(error.contains("oci:DIR"), "{error}");
 }
 
@@ -482,11 +309,7 @@ fn an_unreadable_file_fails_the_build_and_nothing_is_written() {
     make_dist(work.path());
     let secret = work.path().join("dist/linux_arm64/config/secret.key");
     fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
-    fs::set_permissions(
-        work.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    fs::set_permissions(work.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let layout = work.path().join("layout");
     let command = build_app(work.path(), &layout, &[]);
     // root reads any file: run as nobody so that mode 000 really is unreadable.
@@ -497,14 +320,9 @@ fn an_unreadable_file_fails_the_build_and_nothing_is_written() {
         .args(command.get_args())
         .current_dir(work.path());
     let error = fails(&mut as_nobody);
-    assert!(
-        error.contains("secret.key") && error.contains("ermission denied"),
-        "{error}"
-    );
+    assert!(error.contains("secret.key") && error.contains("ermission denied"), "{error}");
     assert!(!layout.exists(), "no layout written");
-    assert!(!listing(work.path())
-        .iter()
-        .any(|n| n.contains(".hoist-staging")));
+    assert!(!listing(work.path()).iter().any(|n| n.contains(".hoist-staging")));
 }
 
 #[test]
@@ -515,13 +333,8 @@ fn special_files_are_refused_by_name_or_skipped() {
     ok(tool("mkfifo").arg(&fifo));
     let layout = work.path().join("layout");
     let error = fails(&mut build_app(work.path(), &layout, &[]));
-    assert!(
-        error.contains("pipe") && error.contains("fifo") && error.contains("--skip-special"),
-        "{error}"
-    );
-    let out = build_app(work.path(), &layout, &["--skip-special"])
-        .output()
-        .unwrap();
+    assert!(error.contains("pipe") && error.contains("fifo") && error.contains("--skip-special"), "{error}");
+    let out = build_app(work.path(), &layout, &["--skip-special"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("skipping fifo"));
 }

@@ -56,42 +56,22 @@ fn inspect_digest_tags_and_catalog_read_what_skopeo_pushed() {
     let registry = Registry::start();
     let repo = format!("{}/team/app", registry.host());
     skopeo_push(&layout, "multi", &format!("{repo}:v1"), &["--all"]);
-    skopeo_push(
-        &layout,
-        "single",
-        &format!("{repo}:docker"),
-        &["--format", "v2s2"],
-    );
+    skopeo_push(&layout, "single", &format!("{repo}:docker"), &["--format", "v2s2"]);
 
     let human = ok(hoist().args(["inspect", &format!("{repo}:v1")]));
     assert!(human.contains(&index_digest), "{human}");
-    assert!(
-        human.contains("linux/amd64") && human.contains("linux/arm64"),
-        "{human}"
-    );
+    assert!(human.contains("linux/amd64") && human.contains("linux/arm64"), "{human}");
 
     let raw = ok(hoist().args(["inspect", "--raw", &format!("{repo}:v1")]));
-    let skopeo_raw = ok(tool("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{repo}:v1"),
-    ]));
+    let skopeo_raw =
+        ok(tool("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{repo}:v1")]));
     assert_eq!(raw, skopeo_raw, "--raw gives the exact bytes");
     assert_eq!(hoist::Digest::of(raw.as_bytes()).to_string(), index_digest);
 
-    let json: serde_json::Value = serde_json::from_str(&ok(hoist().args([
-        "inspect",
-        "--json",
-        &format!("{repo}:v1"),
-    ])))
-    .unwrap();
-    let platforms: Vec<&str> = json["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["platform"].as_str().unwrap())
-        .collect();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(hoist().args(["inspect", "--json", &format!("{repo}:v1")]))).unwrap();
+    let platforms: Vec<&str> =
+        json["manifests"].as_array().unwrap().iter().map(|m| m["platform"].as_str().unwrap()).collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
 
     let config: serde_json::Value = serde_json::from_str(&ok(hoist().args([
@@ -103,26 +83,13 @@ fn inspect_digest_tags_and_catalog_read_what_skopeo_pushed() {
     ])))
     .unwrap();
     assert_eq!(config["architecture"], "arm64");
-    assert_eq!(
-        config["config"]["Entrypoint"],
-        serde_json::json!(["/app/server"])
-    );
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/app/server"]));
 
-    assert_eq!(
-        ok(hoist().args(["digest", &format!("{repo}:v1")])).trim(),
-        index_digest
-    );
+    assert_eq!(ok(hoist().args(["digest", &format!("{repo}:v1")])).trim(), index_digest);
 
-    let docker: serde_json::Value = serde_json::from_str(&ok(hoist().args([
-        "inspect",
-        "--json",
-        &format!("{repo}:docker"),
-    ])))
-    .unwrap();
-    assert_eq!(
-        docker["mediaType"],
-        "application/vnd.docker.distribution.manifest.v2+json"
-    );
+    let docker: serde_json::Value =
+        serde_json::from_str(&ok(hoist().args(["inspect", "--json", &format!("{repo}:docker")]))).unwrap();
+    assert_eq!(docker["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
     assert_eq!(docker["platform"], "linux/amd64");
     let skopeo: serde_json::Value = serde_json::from_str(&ok(tool("skopeo").args([
         "inspect",
@@ -132,22 +99,12 @@ fn inspect_digest_tags_and_catalog_read_what_skopeo_pushed() {
     .unwrap();
     assert_eq!(docker["digest"], skopeo["Digest"]);
 
-    let mut tags: Vec<String> = ok(hoist().args(["tags", &repo]))
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let mut tags: Vec<String> = ok(hoist().args(["tags", &repo])).lines().map(str::to_owned).collect();
     tags.sort();
     assert_eq!(tags, ["docker", "v1"]);
-    assert_eq!(
-        ok(hoist().args(["catalog", &registry.host()])),
-        "team/app\n"
-    );
+    assert_eq!(ok(hoist().args(["catalog", &registry.host()])), "team/app\n");
 
-    let from_layout = ok(hoist().args([
-        "inspect",
-        "--json",
-        &format!("oci:{}:multi", layout.display()),
-    ]));
+    let from_layout = ok(hoist().args(["inspect", "--json", &format!("oci:{}:multi", layout.display())]));
     assert!(from_layout.contains(&index_digest));
 }
 
@@ -160,19 +117,10 @@ fn each_failure_has_its_message_and_exit_code() {
     skopeo_push(&layout, "single", &format!("{repo}:v1"), &[]);
 
     let missing_tag = fails_with(hoist().args(["inspect", &format!("{repo}:nope")]), Some(5));
-    assert!(
-        missing_tag.contains("not found") && missing_tag.contains("nope"),
-        "{missing_tag}"
-    );
-    let missing_repo = fails_with(
-        hoist().args(["digest", &format!("{}/no/such:v1", registry.host())]),
-        Some(5),
-    );
+    assert!(missing_tag.contains("not found") && missing_tag.contains("nope"), "{missing_tag}");
+    let missing_repo = fails_with(hoist().args(["digest", &format!("{}/no/such:v1", registry.host())]), Some(5));
     assert!(missing_repo.contains("not found"), "{missing_repo}");
-    let refused = fails_with(
-        hoist().args(["inspect", &format!("127.0.0.1:{}/x:y", free_port())]),
-        Some(6),
-    );
+    let refused = fails_with(hoist().args(["inspect", &format!("127.0.0.1:{}/x:y", free_port())]), Some(6));
     assert!(refused.contains("cannot reach"), "{refused}");
     let malformed = fails_with(hoist().args(["inspect", "UPPER/case/Bad:tag"]), Some(3));
     assert!(malformed.contains("UPPER/case/Bad:tag"), "{malformed}");
@@ -185,14 +133,8 @@ fn each_failure_has_its_message_and_exit_code() {
             response.set_body(body);
         }
     });
-    let lie = fails_with(
-        hoist().args(["inspect", &format!("{}/team/app:v1", lying.host())]),
-        Some(7),
-    );
-    assert!(
-        lie.contains("digest mismatch") && lie.contains("refused"),
-        "{lie}"
-    );
+    let lie = fails_with(hoist().args(["inspect", &format!("{}/team/app:v1", lying.host())]), Some(7));
+    assert!(lie.contains("digest mismatch") && lie.contains("refused"), "{lie}");
     let oversize = Proxy::start(registry.host(), |request, response| {
         if request.contains("/manifests/") {
             let mut body = response.body.clone();
@@ -200,10 +142,7 @@ fn each_failure_has_its_message_and_exit_code() {
             response.set_body(body);
         }
     });
-    let big = fails_with(
-        hoist().args(["inspect", &format!("{}/team/app:v1", oversize.host())]),
-        Some(7),
-    );
+    let big = fails_with(hoist().args(["inspect", &format!("{}/team/app:v1", oversize.host())]), Some(7));
     assert!(big.contains("larger than"), "{big}");
 }
 
@@ -213,59 +152,28 @@ fn tls_registries_need_their_ca() {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "hoist test CA");
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "hoist test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let server_key = rcgen::KeyPair::generate().unwrap();
     let mut server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    server_params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    server_params.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
     let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
-    let (cert, key, ca_file) = (
-        certs.path().join("server.crt"),
-        certs.path().join("server.key"),
-        certs.path().join("ca.crt"),
-    );
+    let (cert, key, ca_file) =
+        (certs.path().join("server.crt"), certs.path().join("server.key"), certs.path().join("ca.crt"));
     fs::write(&cert, server.pem()).unwrap();
     fs::write(&key, server_key.serialize_pem()).unwrap();
     fs::write(&ca_file, ca.pem()).unwrap();
-    let registry = Registry::start_with(Setup {
-        tls: Some((cert, key)),
-        ..Setup::default()
-    });
+    let registry = Registry::start_with(Setup { tls: Some((cert, key)), ..Setup::default() });
 
     let without = fails_with(hoist().args(["catalog", &registry.host()]), Some(6));
-    assert!(
-        without.contains("TLS") && without.contains("--ca-cert"),
-        "{without}"
-    );
-    assert_eq!(
-        ok(hoist()
-            .args(["catalog", &registry.host(), "--ca-cert"])
-            .arg(&ca_file)),
-        ""
-    );
-    assert_eq!(
-        ok(hoist().args([
-            "catalog",
-            &registry.host(),
-            "--insecure-registry",
-            &registry.host()
-        ])),
-        ""
-    );
+    assert!(without.contains("TLS") && without.contains("--ca-cert"), "{without}");
+    assert_eq!(ok(hoist().args(["catalog", &registry.host(), "--ca-cert"]).arg(&ca_file)), "");
+    assert_eq!(ok(hoist().args(["catalog", &registry.host(), "--insecure-registry", &registry.host()])), "");
     // docker's per-registry CA directory works too.
     let certs_d = certs.path().join("certs.d");
     fs::create_dir_all(certs_d.join(registry.host())).unwrap();
     fs::copy(&ca_file, certs_d.join(registry.host()).join("ca.crt")).unwrap();
-    assert_eq!(
-        ok(hoist()
-            .env("HOIST_DOCKER_CERTS_DIR", &certs_d)
-            .args(["catalog", &registry.host()])),
-        ""
-    );
+    assert_eq!(ok(hoist().env("HOIST_DOCKER_CERTS_DIR", &certs_d).args(["catalog", &registry.host()])), "");
 }
 
 /// A `docker-credential-hoisttest` helper that answers `get` from a file and records `store`.
@@ -280,11 +188,7 @@ fn credential_helper(bin: &Path, user: &str, password: &str) {
 }
 
 fn path_with(bin: &Path) -> String {
-    format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
 }
 
 #[test]
@@ -292,46 +196,27 @@ fn basic_auth_with_flags_login_and_docker_credentials() {
     let secrets = tempfile::tempdir().unwrap();
     let passwords = htpasswd(secrets.path(), &[("alice", "wonderland")]);
     let registry = Registry::start_with(Setup {
-        auth: Some(format!(
-            "  htpasswd:\n    realm: hoist-test\n    path: {}\n",
-            passwords.display()
-        )),
+        auth: Some(format!("  htpasswd:\n    realm: hoist-test\n    path: {}\n", passwords.display())),
         ..Setup::default()
     });
     let host = registry.host();
     let work = tempfile::tempdir().unwrap();
     let (layout, _) = build_images(work.path());
-    skopeo_push(
-        &layout,
-        "single",
-        &format!("{host}/team/app:v1"),
-        &["--dest-creds", "alice:wonderland"],
-    );
+    skopeo_push(&layout, "single", &format!("{host}/team/app:v1"), &["--dest-creds", "alice:wonderland"]);
     let reference = format!("{host}/team/app:v1");
 
     let anonymous = fails_with(hoist().args(["inspect", &reference]), Some(4));
-    assert!(
-        anonymous.contains(&format!("hoist login {host}")),
-        "{anonymous}"
-    );
+    assert!(anonymous.contains(&format!("hoist login {host}")), "{anonymous}");
     ok(hoist().args(["inspect", &reference, "--creds", "alice:wonderland"]));
-    ok(hoist()
-        .args(["inspect", &reference])
-        .env("HOIST_USERNAME", "alice")
-        .env("HOIST_PASSWORD", "wonderland"));
+    ok(hoist().args(["inspect", &reference]).env("HOIST_USERNAME", "alice").env("HOIST_PASSWORD", "wonderland"));
 
     let docker_config = tempfile::tempdir().unwrap();
     let config_file = docker_config.path().join("config.json");
     let wrong = fails_with(
-        hoist()
-            .env("DOCKER_CONFIG", docker_config.path())
-            .args(["login", "-u", "alice", "-p", "wrong", &host]),
+        hoist().env("DOCKER_CONFIG", docker_config.path()).args(["login", "-u", "alice", "-p", "wrong", &host]),
         Some(4),
     );
-    assert!(
-        !wrong.contains("wrong"),
-        "the password never appears: {wrong}"
-    );
+    assert!(!wrong.contains("wrong"), "the password never appears: {wrong}");
     assert!(!config_file.exists(), "nothing stored for a failed login");
     let mut login = hoist();
     login
@@ -343,48 +228,35 @@ fn basic_auth_with_flags_login_and_docker_credentials() {
     let mut child = login.spawn().unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"wonderland\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        fs::metadata(&config_file).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    let config: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&config_file).unwrap()).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::metadata(&config_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let config: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config_file).unwrap()).unwrap();
     assert!(config["auths"][&host]["auth"].is_string(), "{config}");
-    ok(hoist()
-        .env("DOCKER_CONFIG", docker_config.path())
-        .args(["inspect", &reference]));
-    ok(hoist()
-        .env("DOCKER_CONFIG", docker_config.path())
-        .args(["logout", &host]));
-    fails_with(
-        hoist()
-            .env("DOCKER_CONFIG", docker_config.path())
-            .args(["inspect", &reference]),
-        Some(4),
-    );
+    ok(hoist().env("DOCKER_CONFIG", docker_config.path()).args(["inspect", &reference]));
+    ok(hoist().env("DOCKER_CONFIG", docker_config.path()).args(["logout", &host]));
+    fails_with(hoist().env("DOCKER_CONFIG", docker_config.path()).args(["inspect", &reference]), Some(4));
 
     // credHelpers[host], then credsStore: docker's precedence.
     let bin = docker_config.path().join("bin");
     credential_helper(&bin, "alice", "wonderland");
-    fs::write(&config_file, format!(r#"{{"credHelpers": {{"{host}": "hoisttest"}}, "auths": {{"{host}": {{"auth": "bm9ib2R5Om5vcGU="}}}}}}"#)).unwrap();
-    ok(hoist()
-        .env("DOCKER_CONFIG", docker_config.path())
-        .env("PATH", path_with(&bin))
-        .args(["inspect", &reference]));
+    fs::write(
+        &config_file,
+        format!(
+            r#"{{"credHelpers": {{"{host}": "hoisttest"}}, "auths": {{"{host}": {{"auth": "bm9ib2R5Om5vcGU="}}}}}}"#
+        ),
+    )
+    .unwrap();
+    ok(hoist().env("DOCKER_CONFIG", docker_config.path()).env("PATH", path_with(&bin)).args(["inspect", &reference]));
     fs::write(&config_file, r#"{"credsStore": "hoisttest"}"#).unwrap();
-    ok(hoist()
-        .env("DOCKER_CONFIG", docker_config.path())
-        .env("PATH", path_with(&bin))
-        .args(["inspect", &reference]));
-    ok(hoist()
-        .env("DOCKER_CONFIG", docker_config.path())
-        .env("PATH", path_with(&bin))
-        .args(["login", "-u", "alice", "-p", "wonderland", &host]));
+    ok(hoist().env("DOCKER_CONFIG", docker_config.path()).env("PATH", path_with(&bin)).args(["inspect", &reference]));
+    ok(hoist().env("DOCKER_CONFIG", docker_config.path()).env("PATH", path_with(&bin)).args([
+        "login",
+        "-u",
+        "alice",
+        "-p",
+        "wonderland",
+        &host,
+    ]));
     let stored: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(bin.join("stored.json")).unwrap()).unwrap();
     assert_eq!(stored["Username"], "alice");
@@ -395,74 +267,33 @@ fn basic_auth_with_flags_login_and_docker_credentials() {
 fn bearer_tokens_from_a_token_server_with_the_right_scopes() {
     let secrets = tempfile::tempdir().unwrap();
     let tokens = TokenServer::start(secrets.path(), "bob", "builder");
-    let registry = Registry::start_with(Setup {
-        auth: Some(tokens.registry_auth()),
-        ..Setup::default()
-    });
+    let registry = Registry::start_with(Setup { auth: Some(tokens.registry_auth()), ..Setup::default() });
     let host = registry.host();
     let work = tempfile::tempdir().unwrap();
     let (layout, digest) = build_images(work.path());
-    skopeo_push(
-        &layout,
-        "multi",
-        &format!("{host}/team/app:v1"),
-        &["--all", "--dest-creds", "bob:builder"],
-    );
+    skopeo_push(&layout, "multi", &format!("{host}/team/app:v1"), &["--all", "--dest-creds", "bob:builder"]);
     tokens.requests.lock().unwrap().clear();
 
-    let got = ok(hoist().args([
-        "digest",
-        &format!("{host}/team/app:v1"),
-        "--creds",
-        "bob:builder",
-    ]));
+    let got = ok(hoist().args(["digest", &format!("{host}/team/app:v1"), "--creds", "bob:builder"]));
     assert_eq!(got.trim(), digest, "registry log: {}", registry.log());
-    assert_eq!(
-        *tokens.requests.lock().unwrap(),
-        [vec!["repository:team/app:pull".to_owned()]]
-    );
+    assert_eq!(*tokens.requests.lock().unwrap(), [vec!["repository:team/app:pull".to_owned()]]);
     tokens.requests.lock().unwrap().clear();
-    assert_eq!(
-        ok(hoist().args(["catalog", &host, "--creds", "bob:builder"])),
-        "team/app\n"
-    );
-    assert_eq!(
-        *tokens.requests.lock().unwrap(),
-        [vec!["registry:catalog:*".to_owned()]]
-    );
+    assert_eq!(ok(hoist().args(["catalog", &host, "--creds", "bob:builder"])), "team/app\n");
+    assert_eq!(*tokens.requests.lock().unwrap(), [vec!["registry:catalog:*".to_owned()]]);
 
-    let refused = fails_with(
-        hoist().args([
-            "digest",
-            &format!("{host}/team/app:v1"),
-            "--creds",
-            "bob:wrong",
-        ]),
-        Some(4),
-    );
-    assert!(
-        refused.contains("hoist login") && !refused.contains("wrong"),
-        "{refused}"
-    );
+    let refused = fails_with(hoist().args(["digest", &format!("{host}/team/app:v1"), "--creds", "bob:wrong"]), Some(4));
+    assert!(refused.contains("hoist login") && !refused.contains("wrong"), "{refused}");
 }
 
 #[test]
 fn identity_tokens_use_the_oauth2_refresh_grant() {
     let secrets = tempfile::tempdir().unwrap();
     let tokens = TokenServer::start(secrets.path(), "bob", "builder");
-    let registry = Registry::start_with(Setup {
-        auth: Some(tokens.registry_auth()),
-        ..Setup::default()
-    });
+    let registry = Registry::start_with(Setup { auth: Some(tokens.registry_auth()), ..Setup::default() });
     let host = registry.host();
     let work = tempfile::tempdir().unwrap();
     let (layout, _) = build_images(work.path());
-    skopeo_push(
-        &layout,
-        "single",
-        &format!("{host}/team/app:v1"),
-        &["--dest-creds", "bob:builder"],
-    );
+    skopeo_push(&layout, "single", &format!("{host}/team/app:v1"), &["--dest-creds", "bob:builder"]);
     let docker_config = tempfile::tempdir().unwrap();
     fs::write(
         docker_config.path().join("config.json"),
@@ -470,13 +301,8 @@ fn identity_tokens_use_the_oauth2_refresh_grant() {
     )
     .unwrap();
     tokens.requests.lock().unwrap().clear();
-    ok(hoist()
-        .env("DOCKER_CONFIG", docker_config.path())
-        .args(["digest", &format!("{host}/team/app:v1")]));
-    assert_eq!(
-        *tokens.requests.lock().unwrap(),
-        [vec!["repository:team/app:pull".to_owned()]]
-    );
+    ok(hoist().env("DOCKER_CONFIG", docker_config.path()).args(["digest", &format!("{host}/team/app:v1")]));
+    assert_eq!(*tokens.requests.lock().unwrap(), [vec!["repository:team/app:pull".to_owned()]]);
 }
 
 #[test]
@@ -484,36 +310,21 @@ fn redirects_drop_credentials_and_rate_limits_say_how_long_to_wait() {
     let secrets = tempfile::tempdir().unwrap();
     let passwords = htpasswd(secrets.path(), &[("alice", "wonderland")]);
     let registry = Registry::start_with(Setup {
-        auth: Some(format!(
-            "  htpasswd:\n    realm: hoist-test\n    path: {}\n",
-            passwords.display()
-        )),
+        auth: Some(format!("  htpasswd:\n    realm: hoist-test\n    path: {}\n", passwords.display())),
         ..Setup::default()
     });
     let work = tempfile::tempdir().unwrap();
     let (layout, _) = build_images(work.path());
     let reference = format!("{}/team/app:v1", registry.host());
-    skopeo_push(
-        &layout,
-        "single",
-        &reference,
-        &["--dest-creds", "alice:wonderland"],
-    );
-    let raw = ok(hoist().args([
-        "inspect",
-        "--raw",
-        &format!("oci:{}:single", layout.display()),
-    ]));
+    skopeo_push(&layout, "single", &reference, &["--dest-creds", "alice:wonderland"]);
+    let raw = ok(hoist().args(["inspect", "--raw", &format!("oci:{}:single", layout.display())]));
     let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let config_digest = manifest["config"]["digest"].as_str().unwrap().to_owned();
     let config = fs::read(crate::util::blob_path(&layout, &config_digest)).unwrap();
 
     // Blob storage elsewhere: the registry answers 307 to another host.
     let storage = StaticServer::start(config.clone());
-    let location = format!(
-        "http://localhost:{}/storage/{config_digest}",
-        storage.port()
-    );
+    let location = format!("http://localhost:{}/storage/{config_digest}", storage.port());
     let redirecting = Proxy::start(registry.host(), move |request, response| {
         if request.contains("/blobs/") && !response.head.contains(" 401 ") {
             response.head = format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}");
@@ -521,34 +332,18 @@ fn redirects_drop_credentials_and_rate_limits_say_how_long_to_wait() {
         }
     });
     let through = format!("{}/team/app:v1", redirecting.host());
-    let shown = ok(hoist().args([
-        "inspect",
-        "--config",
-        &through,
-        "--creds",
-        "alice:wonderland",
-    ]));
+    let shown = ok(hoist().args(["inspect", "--config", &through, "--creds", "alice:wonderland"]));
     assert_eq!(shown.trim_end().as_bytes(), &config[..]);
     let seen = storage.requests.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert!(
-        !seen[0].to_ascii_lowercase().contains("authorization"),
-        "credentials leaked: {}",
-        seen[0]
-    );
+    assert!(!seen[0].to_ascii_lowercase().contains("authorization"), "credentials leaked: {}", seen[0]);
 
     let limited = Proxy::start(registry.host(), |_, response| {
-        response.head =
-            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Type: application/json"
-                .to_owned();
-        response
-            .set_body(br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.to_vec());
+        response.head = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Type: application/json".to_owned();
+        response.set_body(br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.to_vec());
     });
     let through = format!("{}/team/app:v1", limited.host());
-    let waited = fails_with(
-        hoist().args(["digest", &through, "--creds", "alice:wonderland"]),
-        Some(75),
-    );
+    let waited = fails_with(hoist().args(["digest", &through, "--creds", "alice:wonderland"]), Some(75));
     assert!(waited.contains("retry in 7 s"), "{waited}");
 }
 
@@ -563,24 +358,13 @@ fn tag_lists_follow_link_pages_and_platforms_are_checked() {
     }
     skopeo_push(&layout, "multi", &format!("{repo}:multi"), &["--all"]);
     // Pages of two, so that every page but the last carries a Link to the next.
-    let paging = Proxy::start_with_requests(
-        registry.host(),
-        |head| *head = head.replacen("n=1000", "n=2", 1),
-        |_, _| {},
-    );
+    let paging =
+        Proxy::start_with_requests(registry.host(), |head| *head = head.replacen("n=1000", "n=2", 1), |_, _| {});
     let listed = ok(hoist().args(["tags", &format!("{}/team/app", paging.host())]));
     let mut tags: Vec<&str> = listed.lines().collect();
     tags.sort();
     assert_eq!(tags, ["a", "b", "c", "d", "e", "multi"]);
 
-    let error = fails_with(
-        hoist().args([
-            "inspect",
-            "--platform",
-            "linux/s390x",
-            &format!("{repo}:multi"),
-        ]),
-        Some(1),
-    );
+    let error = fails_with(hoist().args(["inspect", "--platform", "linux/s390x", &format!("{repo}:multi")]), Some(1));
     assert!(error.contains("linux/amd64, linux/arm64"), "{error}");
 }

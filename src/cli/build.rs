@@ -9,7 +9,11 @@ use hoist::buildfile::{current_dir, key_values, BuildSpec};
 use hoist::layout::LayoutWriter;
 use hoist::location::Location;
 
+use hoist::reference::Reference;
+
 use super::print_line;
+use super::push::{print_report, push_layout, PushFlags};
+use super::registry::RegistryArgs;
 
 /// Flags of `hoist build`; each overrides the same setting in the build file.
 #[derive(Debug, Args)]
@@ -83,6 +87,14 @@ pub struct BuildArgs {
     /// Print a JSON summary instead of the digest.
     #[arg(long)]
     json: bool,
+    /// After building, push to this registry reference (without --output, the layout is
+    /// temporary).
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+    #[command(flatten)]
+    push_flags: PushFlags,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 impl BuildArgs {
@@ -127,21 +139,32 @@ fn argv(flag: &str, values: &[String]) -> anyhow::Result<Option<Vec<String>>> {
 }
 
 /// Runs `hoist build`.
-pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let mut spec = args.spec()?;
     if let Some(file) = &args.file {
         spec = spec.or(BuildSpec::load(file)?);
     }
+    let destination = args.push.as_deref().map(Reference::parse).transpose()?;
+    // Pushing without --output: build into a temporary layout.
+    let scratch = match (&spec.output, &destination) {
+        (None, Some(_)) => Some(tempfile::tempdir()?),
+        _ => None,
+    };
+    if let Some(scratch) = &scratch {
+        spec.output = Some(format!("oci:{}", scratch.path().join("layout").display()));
+    }
     let (options, output) = spec.into_options(&current_dir()?)?;
     let Location::Layout { dir, tag } = &output else {
-        anyhow::bail!(
-            "build writes an OCI layout: give --output oci:DIR[:TAG], then publish it with `skopeo copy oci:DIR:TAG docker://{output}`"
-        );
+        anyhow::bail!("build writes an OCI layout: give --output oci:DIR[:TAG], and --push {output} to publish it");
     };
     let mut writer = LayoutWriter::begin(dir)?;
     let built = build(&options, &mut writer)?;
     writer.commit(built.descriptor().clone(), tag.as_deref())?;
     tracing::info!("wrote {} to {output}", built.digest);
+    if let Some(destination) = &destination {
+        let report = push_layout(dir, tag.as_deref(), destination, &args.push_flags, &args.registry, quiet)?;
+        return print_report(&report, args.json);
+    }
     if args.json {
         let mut summary = serde_json::to_value(&built)?;
         summary["output"] = output.to_string().into();

@@ -39,23 +39,17 @@ pub struct InspectArgs {
 fn is_index(media_type: &str) -> bool {
     matches!(
         media_type,
-        "application/vnd.oci.image.index.v1+json"
-            | "application/vnd.docker.distribution.manifest.list.v2+json"
+        "application/vnd.oci.image.index.v1+json" | "application/vnd.docker.distribution.manifest.list.v2+json"
     )
 }
 
 fn parse_json(manifest: &Manifest) -> anyhow::Result<Value> {
-    serde_json::from_slice(&manifest.bytes)
-        .with_context(|| format!("manifest {} is not JSON", manifest.digest))
+    serde_json::from_slice(&manifest.bytes).with_context(|| format!("manifest {} is not JSON", manifest.digest))
 }
 
 fn platform_of(entry: &Value) -> String {
     let p = &entry["platform"];
-    let mut text = format!(
-        "{}/{}",
-        p["os"].as_str().unwrap_or("?"),
-        p["architecture"].as_str().unwrap_or("?")
-    );
+    let mut text = format!("{}/{}", p["os"].as_str().unwrap_or("?"), p["architecture"].as_str().unwrap_or("?"));
     if let Some(variant) = p["variant"].as_str() {
         text.push('/');
         text.push_str(variant);
@@ -73,24 +67,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         if let Some(wanted) = &args.platform {
             let wanted: Platform = wanted.parse()?;
             if !is_index(&manifest.media_type) {
-                anyhow::bail!(
-                    "{} is a single image, not an index; drop --platform",
-                    args.reference
-                );
+                anyhow::bail!("{} is a single image, not an index; drop --platform", args.reference);
             }
             let index = parse_json(&manifest)?;
             let entries = index["manifests"].as_array().cloned().unwrap_or_default();
-            let entry = entries
-                .iter()
-                .find(|e| platform_of(e) == wanted.to_string())
-                .ok_or_else(|| {
-                    let available: Vec<String> = entries.iter().map(platform_of).collect();
-                    anyhow::anyhow!(
-                        "{} has no {wanted} image; it has: {}",
-                        args.reference,
-                        available.join(", ")
-                    )
-                })?;
+            let entry = entries.iter().find(|e| platform_of(e) == wanted.to_string()).ok_or_else(|| {
+                let available: Vec<String> = entries.iter().map(platform_of).collect();
+                anyhow::anyhow!("{} has no {wanted} image; it has: {}", args.reference, available.join(", "))
+            })?;
             let digest: Digest = entry["digest"].as_str().unwrap_or_default().parse()?;
             manifest = source.manifest(Some(&digest)).await?;
         }
@@ -103,15 +87,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         let document = parse_json(&manifest)?;
         if args.config {
             if is_index(&manifest.media_type) {
-                anyhow::bail!(
-                    "{} is an index; choose an image with --platform os/arch",
-                    args.reference
-                );
+                anyhow::bail!("{} is an index; choose an image with --platform os/arch", args.reference);
             }
-            let digest: Digest = document["config"]["digest"]
-                .as_str()
-                .unwrap_or_default()
-                .parse()?;
+            let digest: Digest = document["config"]["digest"].as_str().unwrap_or_default().parse()?;
             let mut out = std::io::stdout().lock();
             out.write_all(&source.blob_bytes(&digest).await?)?;
             writeln!(out)?;
@@ -124,19 +102,13 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             "size": manifest.bytes.len(),
         });
         if is_index(&manifest.media_type) {
-            let entries = document["manifests"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            let entries = document["manifests"].as_array().cloned().unwrap_or_default();
             summary["manifests"] = entries
                 .iter()
                 .map(|e| json!({ "platform": platform_of(e), "digest": e["digest"], "size": e["size"], "mediaType": e["mediaType"] }))
                 .collect();
         } else {
-            let config_digest: Digest = document["config"]["digest"]
-                .as_str()
-                .unwrap_or_default()
-                .parse()?;
+            let config_digest: Digest = document["config"]["digest"].as_str().unwrap_or_default().parse()?;
             let config: Value = serde_json::from_slice(&source.blob_bytes(&config_digest).await?)?;
             summary["platform"] = platform_of(&json!({ "platform": config })).into();
             summary["config"] = document["config"].clone();
@@ -200,17 +172,15 @@ pub fn digest(args: DigestArgs) -> anyhow::Result<()> {
     let client = args.registry.client()?;
     block_on(async {
         let digest = match &location {
-            Location::Registry(reference) => client
-                .head_manifest(reference)
-                .await?
-                .map(|head| head.digest)
-                .ok_or_else(|| {
+            Location::Registry(reference) => {
+                client.head_manifest(reference).await?.map(|head| head.digest).ok_or_else(|| {
                     hoist::Error::from(hoist::registry::RegistryError::NotFound {
                         registry: reference.registry.clone(),
                         what: format!("manifest {reference}"),
                         message: "HEAD answered 404".into(),
                     })
-                })?,
+                })?
+            }
             layout => Source::open(layout, &client)?.manifest(None).await?.digest,
         };
         print_line(&digest.to_string())
@@ -231,9 +201,7 @@ pub fn tags(args: TagsArgs) -> anyhow::Result<()> {
     let reference = Reference::parse(&args.repository)?;
     let client = args.registry.client()?;
     block_on(async {
-        let tags = client
-            .list_tags(&reference.registry, &reference.repository)
-            .await?;
+        let tags = client.list_tags(&reference.registry, &reference.repository).await?;
         if !tags.is_empty() {
             print_line(&tags.join("\n"))?;
         }

@@ -36,14 +36,10 @@ pub struct LogoutArgs {
 
 /// `HOST`, `https://HOST/v1/` or a reference's registry → `host[:port]`.
 pub fn registry_host(text: &str) -> anyhow::Result<String> {
-    let bare = text
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
+    let bare = text.trim_start_matches("https://").trim_start_matches("http://");
     let host = bare.split('/').next().unwrap_or_default();
     if host.is_empty() || host.contains(char::is_whitespace) {
-        anyhow::bail!(
-            "{text:?} is not a registry host; give HOST[:PORT], e.g. registry.example.com"
-        );
+        anyhow::bail!("{text:?} is not a registry host; give HOST[:PORT], e.g. registry.example.com");
     }
     Ok(match host {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),
@@ -54,10 +50,7 @@ pub fn registry_host(text: &str) -> anyhow::Result<String> {
 /// Runs `hoist login`: checks the credentials against the registry, then stores them.
 pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     let host = registry_host(&args.host)?;
-    let username = args
-        .username
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("give the user name with -u USER"))?;
+    let username = args.username.clone().ok_or_else(|| anyhow::anyhow!("give the user name with -u USER"))?;
     let password = match (&args.password, args.password_stdin) {
         (Some(_), true) => anyhow::bail!("give the password with -p or --password-stdin, not both"),
         (Some(password), false) => password.clone(),
@@ -75,15 +68,9 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
         password: password.clone(),
     }));
     block_on(async {
-        Client::new(args.registry.transport(), checking)
-            .check_login(&host)
-            .await?;
+        Client::new(args.registry.transport(), checking).check_login(&host).await?;
         let path = store.store(&host, &username, &password).await?;
-        eprintln!(
-            "Login to {host} succeeded; credentials stored for {} in {}",
-            username,
-            path.display()
-        );
+        eprintln!("Login to {host} succeeded; credentials stored for {} in {}", username, path.display());
         Ok(())
     })
 }

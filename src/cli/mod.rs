@@ -3,6 +3,7 @@
 mod build;
 mod inspect;
 mod login;
+mod push;
 mod registry;
 
 use std::io::Write;
@@ -28,6 +29,8 @@ enum Command {
     /// Build per-platform images from directories into an OCI layout.
     #[command(args_override_self = true)]
     Build(Box<build::BuildArgs>),
+    /// Push an image or index from an OCI layout to a registry: blobs, manifests, then tags.
+    Push(Box<push::PushArgs>),
     /// Show an image or index: media type, digest, platforms, config and layers.
     Inspect(Box<inspect::InspectArgs>),
     /// Print the digest of an image or index.
@@ -50,8 +53,9 @@ enum Command {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Build(args) => build::run(*args),
+        Command::Build(args) => build::run(*args, cli.quiet),
         Command::Inspect(args) => inspect::run(*args),
+        Command::Push(args) => push::run(*args, cli.quiet),
         Command::Digest(args) => inspect::digest(args),
         Command::Tags(args) => inspect::tags(args),
         Command::Catalog(args) => inspect::catalog(args),

@@ -35,8 +35,8 @@ impl RegistryArgs {
         if let Some(dir) = std::env::var_os("HOIST_DOCKER_CERTS_DIR") {
             options.certs_dir = PathBuf::from(dir);
         }
-        let daemon_json = std::env::var_os("HOIST_DOCKER_DAEMON_JSON")
-            .map_or(PathBuf::from(DOCKER_DAEMON_JSON), PathBuf::from);
+        let daemon_json =
+            std::env::var_os("HOIST_DOCKER_DAEMON_JSON").map_or(PathBuf::from(DOCKER_DAEMON_JSON), PathBuf::from);
         options = options.with_environment(&daemon_json);
         options
     }
@@ -45,13 +45,9 @@ impl RegistryArgs {
     pub fn credentials(&self) -> anyhow::Result<CredentialStore> {
         let explicit = match &self.creds {
             Some(creds) => {
-                let (username, password) = creds
-                    .split_once(':')
-                    .ok_or_else(|| anyhow::anyhow!("--creds takes USER:PASSWORD"))?;
-                Some(Credential::Basic {
-                    username: username.to_owned(),
-                    password: Secret::new(password),
-                })
+                let (username, password) =
+                    creds.split_once(':').ok_or_else(|| anyhow::anyhow!("--creds takes USER:PASSWORD"))?;
+                Some(Credential::Basic { username: username.to_owned(), password: Secret::new(password) })
             }
             None => None,
         };
@@ -65,11 +61,6 @@ impl RegistryArgs {
 }
 
 /// Runs `future` on a tokio runtime: the only async part of hoist is the registry client.
-pub fn block_on<T>(
-    future: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(future)
+pub fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(future)
 }

@@ -118,9 +118,7 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
         self.dispatch(true)?;
         self.jobs = None;
         for worker in self.workers.drain(..) {
-            worker
-                .join()
-                .map_err(|_| io::Error::other("gzip worker panicked"))?;
+            worker.join().map_err(|_| io::Error::other("gzip worker panicked"))?;
         }
         let mut out = match self.sink.take().map(JoinHandle::join) {
             Some(Ok(result)) => result?,
@@ -182,38 +180,21 @@ fn write_in_order<W: Write>(mut out: W, done: Receiver<Compressed>) -> io::Resul
 }
 
 /// Raw-deflates one block, byte-aligned at its end (sync flush) or final (`last`).
-pub(crate) fn deflate_block(
-    level: Compression,
-    dictionary: &[u8],
-    data: &[u8],
-    last: bool,
-) -> io::Result<Vec<u8>> {
+pub(crate) fn deflate_block(level: Compression, dictionary: &[u8], data: &[u8], last: bool) -> io::Result<Vec<u8>> {
     let store = level.level() == 0 || looks_random(data);
     let mut deflate = Compress::new(if store { Compression::none() } else { level }, false);
     if !store && !dictionary.is_empty() {
-        deflate
-            .set_dictionary(dictionary)
-            .map_err(io::Error::other)?;
+        deflate.set_dictionary(dictionary).map_err(io::Error::other)?;
     }
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let expected = if store {
-        data.len() + data.len() / 8192
-    } else {
-        data.len() / 2
-    };
+    let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+    let expected = if store { data.len() + data.len() / 8192 } else { data.len() / 2 };
     let mut out = Vec::with_capacity(expected + 1024);
     loop {
         if out.len() == out.capacity() {
             out.reserve(data.len() / 8 + 1024);
         }
         let consumed = deflate.total_in() as usize;
-        let status = deflate
-            .compress_vec(&data[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
+        let status = deflate.compress_vec(&data[consumed..], &mut out, flush).map_err(io::Error::other)?;
         let all_in = deflate.total_in() as usize == data.len();
         let finished = match status {
             Status::StreamEnd => true,
@@ -257,9 +238,7 @@ mod tests {
         let mut data = Vec::with_capacity(len);
         let mut line = 0u64;
         while data.len() < len / 2 {
-            data.extend_from_slice(
-                format!("line {line}: the quick brown fox {}\n", line % 17).as_bytes(),
-            );
+            data.extend_from_slice(format!("line {line}: the quick brown fox {}\n", line % 17).as_bytes());
             line += 1;
         }
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -283,9 +262,7 @@ mod tests {
 
     fn gunzip(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(data)
-            .read_to_end(&mut out)
-            .unwrap();
+        flate2::read::GzDecoder::new(data).read_to_end(&mut out).unwrap();
         out
     }
 
@@ -294,11 +271,7 @@ mod tests {
         for len in [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, 3 * BLOCK_SIZE + 12_345] {
             let data = sample(len);
             for level in [0, 1, 6, 9] {
-                assert_eq!(
-                    gunzip(&gzip(&data, level, 2)),
-                    data,
-                    "len {len} level {level}"
-                );
+                assert_eq!(gunzip(&gzip(&data, level, 2)), data, "len {len} level {level}");
             }
         }
     }
@@ -316,15 +289,9 @@ mod tests {
         let data = sample(4 * BLOCK_SIZE);
         let compressed = gzip(&data, 6, 2);
         let text_half = gzip(&data[..2 * BLOCK_SIZE], 6, 2).len();
-        assert!(
-            text_half < BLOCK_SIZE / 4,
-            "text compresses well: {text_half}"
-        );
+        assert!(text_half < BLOCK_SIZE / 4, "text compresses well: {text_half}");
         let overhead = compressed.len() as f64 / (2 * BLOCK_SIZE + text_half) as f64;
-        assert!(
-            overhead < 1.001,
-            "stored random data stays its size: {overhead}"
-        );
+        assert!(overhead < 1.001, "stored random data stays its size: {overhead}");
     }
 
     /// The deflate backend (zlib-rs) is pinned: a silent switch would change every layer digest.

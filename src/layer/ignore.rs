@@ -46,9 +46,7 @@ impl Excludes {
             builder.add(glob);
             negated.push(negate);
         }
-        let set = builder
-            .build()
-            .map_err(|e| Error::invalid("exclude pattern", "", e.to_string()))?;
+        let set = builder.build().map_err(|e| Error::invalid("exclude pattern", "", e.to_string()))?;
         Ok(Excludes { set, negated })
     }
 
@@ -56,10 +54,7 @@ impl Excludes {
     pub fn for_source<S: AsRef<str>>(root: &Path, extra: &[S]) -> Result<Excludes> {
         let file = root.join(IGNORE_FILE);
         let mut patterns: Vec<String> = match std::fs::read(&file) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes)
-                .lines()
-                .map(str::to_owned)
-                .collect(),
+            Ok(bytes) => String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).at("read", &file),
         };
@@ -109,9 +104,7 @@ mod tests {
     use super::*;
 
     fn excluded(patterns: &[&str], path: &str) -> bool {
-        Excludes::new(patterns)
-            .unwrap()
-            .is_excluded(Path::new(path))
+        Excludes::new(patterns).unwrap().is_excluded(Path::new(path))
     }
 
     #[test]
@@ -120,10 +113,7 @@ mod tests {
         assert!(!excluded(&["*.log"], "dir/a.log"), "* does not cross /");
         assert!(excluded(&["**/*.log"], "dir/sub/a.log"));
         assert!(excluded(&["tmp"], "tmp/deep/file"));
-        assert!(
-            excluded(&["/tmp/"], "tmp/file"),
-            "leading and trailing / are cleaned"
-        );
+        assert!(excluded(&["/tmp/"], "tmp/file"), "leading and trailing / are cleaned");
         assert!(!excluded(&["tmp"], "tmpfile"));
         assert!(excluded(&["a/./b/../c"], "a/c/x"));
     }

@@ -180,15 +180,11 @@ mod tests {
     /// zstd's multithreaded output must not depend on the number of workers.
     #[test]
     fn zstd_output_is_the_same_for_any_number_of_workers() {
-        let data: Vec<u8> = (0..7_000_000u32)
-            .flat_map(|i| (i / 3).to_le_bytes())
-            .collect();
+        let data: Vec<u8> = (0..7_000_000u32).flat_map(|i| (i / 3).to_le_bytes()).collect();
         let compress = |workers: u32| {
             let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
             encoder.multithread(workers).unwrap();
-            encoder
-                .set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))
-                .unwrap();
+            encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE)).unwrap();
             encoder.write_all(&data).unwrap();
             encoder.finish().unwrap()
         };

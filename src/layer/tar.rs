@@ -46,29 +46,16 @@ const PARENT_DIR_MODE: u32 = 0o755;
 ///
 /// A directory's contents go under `dest`; a file goes to `dest`, or into it when `dest` ends
 /// with `/`. Returns the writer after the end-of-archive marker.
-pub fn write_tree<W: Write>(
-    source: &Path,
-    dest: &str,
-    excludes: &[String],
-    options: &TarOptions,
-    out: W,
-) -> Result<W> {
+pub fn write_tree<W: Write>(source: &Path, dest: &str, excludes: &[String], options: &TarOptions, out: W) -> Result<W> {
     let metadata = fs::symlink_metadata(source).at("read", source)?;
     let mut tar = TarStream::new(out, options);
-    let dest_parts: Vec<&str> = dest
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
+    let dest_parts: Vec<&str> = dest.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
     if metadata.is_dir() {
         let mut prefix = Vec::new();
         for (i, part) in dest_parts.iter().enumerate() {
             prefix.extend_from_slice(part.as_bytes());
             prefix.push(b'/');
-            let mode = if i + 1 == dest_parts.len() {
-                metadata.mode()
-            } else {
-                PARENT_DIR_MODE
-            };
+            let mode = if i + 1 == dest_parts.len() { metadata.mode() } else { PARENT_DIR_MODE };
             tar.directory(&prefix, mode, &metadata)?;
         }
         let excludes = Excludes::for_source(source, excludes)?;
@@ -104,12 +91,7 @@ struct TarStream<'a, W> {
 
 impl<'a, W: Write> TarStream<'a, W> {
     fn new(out: W, options: &'a TarOptions) -> Self {
-        TarStream {
-            out,
-            options,
-            links: HashMap::new(),
-            buffer: Vec::new(),
-        }
+        TarStream { out, options, links: HashMap::new(), buffer: Vec::new() }
     }
 
     /// Archives everything below `root`, sorted by name, at `prefix`.
@@ -117,27 +99,16 @@ impl<'a, W: Write> TarStream<'a, W> {
         let prune = !excludes.has_negations();
         // Directories excluded themselves but holding re-included entries: written on demand.
         let mut pending_dirs: Vec<(Vec<u8>, std::path::PathBuf, Metadata)> = Vec::new();
-        let mut walker = WalkDir::new(root)
-            .follow_links(false)
-            .min_depth(1)
-            .sort_by_file_name()
-            .into_iter();
+        let mut walker = WalkDir::new(root).follow_links(false).min_depth(1).sort_by_file_name().into_iter();
         while let Some(entry) = walker.next() {
             let entry = entry.map_err(|e| {
                 let path = e.path().unwrap_or(root).to_path_buf();
-                let source = e
-                    .into_io_error()
-                    .unwrap_or_else(|| io::Error::other("file system loop"));
+                let source = e.into_io_error().unwrap_or_else(|| io::Error::other("file system loop"));
                 Error::io("read", path, source)
             })?;
-            let relative = entry
-                .path()
-                .strip_prefix(root)
-                .expect("walkdir yields paths under root");
+            let relative = entry.path().strip_prefix(root).expect("walkdir yields paths under root");
             let metadata = entry.metadata().map_err(|e| {
-                let source = e
-                    .into_io_error()
-                    .unwrap_or_else(|| io::Error::other("unreadable"));
+                let source = e.into_io_error().unwrap_or_else(|| io::Error::other("unreadable"));
                 Error::io("read", entry.path(), source)
             })?;
             let mut path = prefix.to_vec();
@@ -173,14 +144,7 @@ impl<'a, W: Write> TarStream<'a, W> {
         if file_type.is_symlink() {
             let target = fs::read_link(source).at("read link", source)?;
             return self
-                .header(
-                    path,
-                    EntryType::Symlink,
-                    metadata.mode(),
-                    metadata,
-                    0,
-                    Some(target.as_os_str().as_bytes()),
-                )
+                .header(path, EntryType::Symlink, metadata.mode(), metadata, 0, Some(target.as_os_str().as_bytes()))
                 .at("write", source);
         }
         if file_type.is_file() {
@@ -188,14 +152,7 @@ impl<'a, W: Write> TarStream<'a, W> {
                 let key = (metadata.dev(), metadata.ino());
                 if let Some(first) = self.links.get(&key).cloned() {
                     return self
-                        .header(
-                            path,
-                            EntryType::Link,
-                            metadata.mode(),
-                            metadata,
-                            0,
-                            Some(&first),
-                        )
+                        .header(path, EntryType::Link, metadata.mode(), metadata, 0, Some(&first))
                         .at("write", source);
                 }
                 self.links.insert(key, path.to_vec());
@@ -213,10 +170,7 @@ impl<'a, W: Write> TarStream<'a, W> {
             tracing::warn!("skipping {kind} {}", source.display());
             return Ok(());
         }
-        Err(Error::SpecialFile {
-            path: source.to_path_buf(),
-            kind,
-        })
+        Err(Error::SpecialFile { path: source.to_path_buf(), kind })
     }
 
     fn directory(&mut self, path: &[u8], mode: u32, metadata: &Metadata) -> Result<()> {
@@ -227,15 +181,7 @@ impl<'a, W: Write> TarStream<'a, W> {
     fn file(&mut self, source: &Path, path: &[u8], metadata: &Metadata) -> Result<()> {
         let size = metadata.len();
         let mut file = File::open(source).at("read", source)?;
-        self.header(
-            path,
-            EntryType::Regular,
-            metadata.mode(),
-            metadata,
-            size,
-            None,
-        )
-        .at("write", source)?;
+        self.header(path, EntryType::Regular, metadata.mode(), metadata, size, None).at("write", source)?;
         if self.buffer.is_empty() {
             self.buffer = vec![0; COPY_BUFFER];
         }
@@ -243,18 +189,12 @@ impl<'a, W: Write> TarStream<'a, W> {
         while remaining > 0 {
             let want = remaining.min(self.buffer.len() as u64) as usize;
             let read = match file.read(&mut self.buffer[..want]) {
-                Ok(0) => {
-                    return Err(Error::FileChanged {
-                        path: source.to_path_buf(),
-                    })
-                }
+                Ok(0) => return Err(Error::FileChanged { path: source.to_path_buf() }),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io("read", source, e)),
             };
-            self.out
-                .write_all(&self.buffer[..read])
-                .at("write layer for", source)?;
+            self.out.write_all(&self.buffer[..read]).at("write layer for", source)?;
             remaining -= read as u64;
         }
         self.pad(size).at("write layer for", source)
@@ -270,11 +210,7 @@ impl<'a, W: Write> TarStream<'a, W> {
         size: u64,
         link: Option<&[u8]>,
     ) -> io::Result<()> {
-        let mtime = if self.options.preserve_mtime {
-            metadata.mtime().max(0) as u64
-        } else {
-            self.options.mtime
-        };
+        let mtime = if self.options.preserve_mtime { metadata.mtime().max(0) as u64 } else { self.options.mtime };
         let mut records = Vec::new();
         if path.len() > USTAR_NAME_LEN {
             pax_record(&mut records, "path", path);
@@ -372,21 +308,13 @@ mod tests {
             .map(|e| {
                 let e = e.unwrap();
                 let link = e.link_name_bytes().map(|l| l.into_owned());
-                (
-                    e.path_bytes().into_owned(),
-                    e.header().entry_type(),
-                    e.header().mode().unwrap(),
-                    link,
-                )
+                (e.path_bytes().into_owned(), e.header().entry_type(), e.header().mode().unwrap(), link)
             })
             .collect()
     }
 
     fn names(tar: &[u8]) -> Vec<String> {
-        entries(tar)
-            .into_iter()
-            .map(|e| String::from_utf8_lossy(&e.0).into_owned())
-            .collect()
+        entries(tar).into_iter().map(|e| String::from_utf8_lossy(&e.0).into_owned()).collect()
     }
 
     fn write(path: &Path, content: &str, mode: u32) {
@@ -399,72 +327,37 @@ mod tests {
     fn same_tree_gives_same_bytes_whatever_order_times_and_owners() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        let files = [
-            ("bin/app", 0o755),
-            ("etc/app.conf", 0o644),
-            ("z", 0o600),
-            ("a", 0o644),
-        ];
+        let files = [("bin/app", 0o755), ("etc/app.conf", 0o644), ("z", 0o600), ("a", 0o644)];
         for (name, mode) in files {
             write(&a.path().join(name), name, mode);
         }
         for (name, mode) in files.iter().rev() {
             write(&b.path().join(name), name, *mode);
-            let file = File::options()
-                .write(true)
-                .open(b.path().join(name))
-                .unwrap();
-            file.set_modified(SystemTime::now() - Duration::from_secs(86_400))
-                .unwrap();
+            let file = File::options().write(true).open(b.path().join(name)).unwrap();
+            file.set_modified(SystemTime::now() - Duration::from_secs(86_400)).unwrap();
             std::os::unix::fs::chown(b.path().join(name), Some(1234), Some(5678)).unwrap();
         }
         for dir in ["bin", "etc"] {
             for root in [a.path(), b.path()] {
-                fs::set_permissions(
-                    root.join(dir),
-                    std::os::unix::fs::PermissionsExt::from_mode(0o755),
-                )
-                .unwrap();
+                fs::set_permissions(root.join(dir), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
             }
         }
         let options = TarOptions::default();
         let tar_a = tar_of(a.path(), "/", &[], &options);
         assert_eq!(tar_a, tar_of(b.path(), "/", &[], &options));
-        assert_eq!(
-            names(&tar_a),
-            ["a", "bin/", "bin/app", "etc/", "etc/app.conf", "z"]
-        );
+        assert_eq!(names(&tar_a), ["a", "bin/", "bin/app", "etc/", "etc/app.conf", "z"]);
         let modes: Vec<u32> = entries(&tar_a).iter().map(|e| e.2).collect();
         assert_eq!(modes, [0o644, 0o755, 0o755, 0o755, 0o644, 0o600]);
         let mut archive = tar::Archive::new(&tar_a[..]);
         for entry in archive.entries().unwrap() {
             let header = entry.unwrap().header().clone();
-            assert_eq!(
-                (
-                    header.mtime().unwrap(),
-                    header.uid().unwrap(),
-                    header.gid().unwrap()
-                ),
-                (0, 0, 0)
-            );
+            assert_eq!((header.mtime().unwrap(), header.uid().unwrap(), header.gid().unwrap()), (0, 0, 0));
             assert_eq!(header.username_bytes(), Some(&b""[..]));
         }
-        let owned = TarOptions {
-            mtime: 42,
-            uid: 65532,
-            gid: 65532,
-            ..TarOptions::default()
-        };
-        let mut archive =
-            tar::Archive::new(std::io::Cursor::new(tar_of(a.path(), "/", &[], &owned)));
+        let owned = TarOptions { mtime: 42, uid: 65532, gid: 65532, ..TarOptions::default() };
+        let mut archive = tar::Archive::new(std::io::Cursor::new(tar_of(a.path(), "/", &[], &owned)));
         let first = archive.entries().unwrap().next().unwrap().unwrap();
-        assert_eq!(
-            (
-                first.header().mtime().unwrap(),
-                first.header().uid().unwrap()
-            ),
-            (42, 65532)
-        );
+        assert_eq!((first.header().mtime().unwrap(), first.header().uid().unwrap()), (42, 65532));
     }
 
     #[test]
@@ -472,28 +365,12 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         write(&src.path().join("server"), "bin", 0o755);
         assert_eq!(
-            names(&tar_of(
-                src.path(),
-                "/usr/local/app/",
-                &[],
-                &TarOptions::default()
-            )),
-            [
-                "usr/",
-                "usr/local/",
-                "usr/local/app/",
-                "usr/local/app/server"
-            ]
+            names(&tar_of(src.path(), "/usr/local/app/", &[], &TarOptions::default())),
+            ["usr/", "usr/local/", "usr/local/app/", "usr/local/app/server"]
         );
         let file = src.path().join("server");
-        assert_eq!(
-            names(&tar_of(&file, "/bin/", &[], &TarOptions::default())),
-            ["bin/", "bin/server"]
-        );
-        assert_eq!(
-            names(&tar_of(&file, "/bin/renamed", &[], &TarOptions::default())),
-            ["bin/", "bin/renamed"]
-        );
+        assert_eq!(names(&tar_of(&file, "/bin/", &[], &TarOptions::default())), ["bin/", "bin/server"]);
+        assert_eq!(names(&tar_of(&file, "/bin/renamed", &[], &TarOptions::default())), ["bin/", "bin/renamed"]);
     }
 
     #[test]
@@ -506,17 +383,11 @@ mod tests {
         std::os::unix::fs::symlink("x".repeat(150), src.path().join("longlink")).unwrap();
         let tar = tar_of(src.path(), "/", &[], &TarOptions::default());
         let found = entries(&tar);
-        assert!(
-            found.iter().any(|e| e.0 == deep.as_bytes()),
-            "long path read back through PAX"
-        );
+        assert!(found.iter().any(|e| e.0 == deep.as_bytes()), "long path read back through PAX");
         assert!(found.iter().any(|e| e.0 == b"caf\xe9"), "raw bytes kept");
         let link = found.iter().find(|e| e.0 == b"longlink").unwrap();
         assert_eq!(link.3.as_deref(), Some("x".repeat(150).as_bytes()));
-        assert!(
-            tar.windows(4).any(|w| w == b"path"),
-            "a PAX record was written"
-        );
+        assert!(tar.windows(4).any(|w| w == b"path"), "a PAX record was written");
     }
 
     #[test]
@@ -526,31 +397,18 @@ mod tests {
         let options = TarOptions::default();
         let mut stream = TarStream::new(Vec::new(), &options);
         let size = 9 * (1u64 << 30);
-        stream
-            .header(b"big", EntryType::Regular, 0o644, &metadata, size, None)
-            .unwrap();
+        stream.header(b"big", EntryType::Regular, 0o644, &metadata, size, None).unwrap();
         let bytes = stream.out;
-        assert_eq!(
-            bytes.len(),
-            3 * BLOCK,
-            "PAX header, its records, the entry header"
-        );
+        assert_eq!(bytes.len(), 3 * BLOCK, "PAX header, its records, the entry header");
         let records = String::from_utf8_lossy(&bytes[BLOCK..2 * BLOCK]);
-        assert!(
-            records.starts_with(&format!("19 size={size}\n")),
-            "{records}"
-        );
+        assert!(records.starts_with(&format!("19 size={size}\n")), "{records}");
     }
 
     #[test]
     fn symlinks_are_stored_not_followed_and_hard_links_become_links() {
         let src = tempfile::tempdir().unwrap();
         write(&src.path().join("data/original"), "content", 0o644);
-        fs::hard_link(
-            src.path().join("data/original"),
-            src.path().join("data/second"),
-        )
-        .unwrap();
+        fs::hard_link(src.path().join("data/original"), src.path().join("data/second")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", src.path().join("outside")).unwrap();
         std::os::unix::fs::symlink("data", src.path().join("dirlink")).unwrap();
         let tar = tar_of(src.path(), "/", &[], &TarOptions::default());
@@ -559,16 +417,10 @@ mod tests {
         assert_eq!(get(b"outside").1, EntryType::Symlink);
         assert_eq!(get(b"outside").3.as_deref(), Some(&b"/etc/passwd"[..]));
         assert_eq!(get(b"dirlink").1, EntryType::Symlink);
-        assert!(
-            !found.iter().any(|e| e.0.starts_with(b"dirlink/")),
-            "symlinked directory not followed"
-        );
+        assert!(!found.iter().any(|e| e.0.starts_with(b"dirlink/")), "symlinked directory not followed");
         assert_eq!(get(b"data/original").1, EntryType::Regular);
         assert_eq!(get(b"data/second").1, EntryType::Link);
-        assert_eq!(
-            get(b"data/second").3.as_deref(),
-            Some(&b"data/original"[..])
-        );
+        assert_eq!(get(b"data/second").3.as_deref(), Some(&b"data/original"[..]));
         let mut archive = tar::Archive::new(&tar[..]);
         let mut content = String::new();
         for entry in archive.entries().unwrap() {
@@ -583,21 +435,10 @@ mod tests {
     #[test]
     fn exclusions_apply_with_negation_and_the_ignore_file_itself_stays_out() {
         let src = tempfile::tempdir().unwrap();
-        for name in [
-            "app",
-            "app.map",
-            "docs/a.md",
-            "docs/keep.md",
-            "tmp/x",
-            "sub/b.map",
-        ] {
+        for name in ["app", "app.map", "docs/a.md", "docs/keep.md", "tmp/x", "sub/b.map"] {
             write(&src.path().join(name), name, 0o644);
         }
-        fs::write(
-            src.path().join(IGNORE_FILE),
-            "**/*.map\ndocs\n!docs/keep.md\n",
-        )
-        .unwrap();
+        fs::write(src.path().join(IGNORE_FILE), "**/*.map\ndocs\n!docs/keep.md\n").unwrap();
         let tar = tar_of(src.path(), "/", &["tmp"], &TarOptions::default());
         assert_eq!(names(&tar), ["app", "docs/", "docs/keep.md", "sub/"]);
     }
@@ -608,15 +449,9 @@ mod tests {
         write(&src.path().join("ok"), "ok", 0o644);
         let _listener = std::os::unix::net::UnixListener::bind(src.path().join("sock")).unwrap();
         let err = write_tree(src.path(), "/", &[], &TarOptions::default(), Vec::new()).unwrap_err();
-        assert!(
-            matches!(err, Error::SpecialFile { kind: "socket", .. }),
-            "{err}"
-        );
+        assert!(matches!(err, Error::SpecialFile { kind: "socket", .. }), "{err}");
         assert!(err.to_string().contains("sock"), "{err}");
-        let skip = TarOptions {
-            skip_special: true,
-            ..TarOptions::default()
-        };
+        let skip = TarOptions { skip_special: true, ..TarOptions::default() };
         assert_eq!(names(&tar_of(src.path(), "/", &[], &skip)), ["ok"]);
     }
 }

@@ -34,16 +34,8 @@ impl Challenge {
             "basic" => Some(Challenge::Basic),
             "bearer" => {
                 let params = parse_params(params);
-                let get = |key: &str| {
-                    params
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                        .map(|(_, v)| v.clone())
-                };
-                Some(Challenge::Bearer {
-                    realm: get("realm")?,
-                    service: get("service"),
-                })
+                let get = |key: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
+                Some(Challenge::Bearer { realm: get("realm")?, service: get("service") })
             }
             _ => None,
         }
@@ -58,12 +50,7 @@ fn parse_params(text: &str) -> Vec<(String, String)> {
         while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
             chars.next();
         }
-        let key: String = chars
-            .by_ref()
-            .take_while(|c| *c != '=')
-            .collect::<String>()
-            .trim()
-            .to_owned();
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect::<String>().trim().to_owned();
         if key.is_empty() {
             return params;
         }
@@ -78,12 +65,7 @@ fn parse_params(text: &str) -> Vec<(String, String)> {
                 }
             }
         } else {
-            value = chars
-                .by_ref()
-                .take_while(|c| *c != ',')
-                .collect::<String>()
-                .trim()
-                .to_owned();
+            value = chars.by_ref().take_while(|c| *c != ',').collect::<String>().trim().to_owned();
         }
         params.push((key, value));
     }
@@ -108,8 +90,7 @@ impl Authorization {
 /// The `Basic` header for a user and password.
 pub fn basic(username: &str, password: &Secret) -> Secret {
     use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD
-        .encode(format!("{username}:{}", password.expose()));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
     Secret::new(format!("Basic {encoded}"))
 }
 
@@ -132,11 +113,8 @@ pub async fn fetch_token(
 ) -> Result<Authorization, RegistryError> {
     let request = match credential {
         Some(Credential::IdentityToken(token)) => {
-            let mut form: Vec<(&str, &str)> = vec![
-                ("grant_type", "refresh_token"),
-                ("refresh_token", token.expose()),
-                ("client_id", "hoist"),
-            ];
+            let mut form: Vec<(&str, &str)> =
+                vec![("grant_type", "refresh_token"), ("refresh_token", token.expose()), ("client_id", "hoist")];
             if let Some(service) = service {
                 form.push(("service", service));
             }
@@ -157,19 +135,12 @@ pub async fn fetch_token(
             }
             let mut request = http.get(realm).query(&query);
             if let Some(Credential::Basic { username, password }) = other {
-                request = request.header(
-                    reqwest::header::AUTHORIZATION,
-                    basic(username, password).expose(),
-                );
+                request = request.header(reqwest::header::AUTHORIZATION, basic(username, password).expose());
             }
             request
         }
     };
-    let scope_text = if scopes.is_empty() {
-        "login".to_owned()
-    } else {
-        scopes.join(" ")
-    };
+    let scope_text = if scopes.is_empty() { "login".to_owned() } else { scopes.join(" ") };
     let response = request.send().await.map_err(|e| RegistryError::Connect {
         registry: format!("{registry} (token server {realm})"),
         detail: chain(&e),
@@ -197,20 +168,13 @@ pub async fn fetch_token(
         request: format!("a token from {realm}"),
         message: format!("the answer is not a token: {e}"),
     })?;
-    let token = reply
-        .token
-        .or(reply.access_token)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| RegistryError::Status {
-            registry: registry.to_owned(),
-            status: status.as_u16(),
-            request: format!("a token from {realm}"),
-            message: "the answer has neither token nor access_token".into(),
-        })?;
-    let lifetime = reply
-        .expires_in
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+    let token = reply.token.or(reply.access_token).filter(|t| !t.is_empty()).ok_or_else(|| RegistryError::Status {
+        registry: registry.to_owned(),
+        status: status.as_u16(),
+        request: format!("a token from {realm}"),
+        message: "the answer has neither token nor access_token".into(),
+    })?;
+    let lifetime = reply.expires_in.map(Duration::from_secs).unwrap_or(DEFAULT_TOKEN_LIFETIME);
     // Renew a little early so that a token never expires in flight.
     let margin = (lifetime / 10).min(Duration::from_secs(10));
     Ok(Authorization {
@@ -233,20 +197,10 @@ mod tests {
                 service: Some("registry.example.com".into())
             })
         );
-        assert_eq!(
-            Challenge::parse(r#"Basic realm="Registry Realm""#),
-            Some(Challenge::Basic)
-        );
+        assert_eq!(Challenge::parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
         assert_eq!(Challenge::parse("Negotiate"), None);
         let params = parse_params(r#"a="x\"y", b=plain , c="1,2""#);
-        assert_eq!(
-            params,
-            [
-                ("a".into(), "x\"y".into()),
-                ("b".into(), "plain".into()),
-                ("c".into(), "1,2".into())
-            ]
-        );
+        assert_eq!(params, [("a".into(), "x\"y".into()), ("b".into(), "plain".into()), ("c".into(), "1,2".into())]);
     }
 
     #[test]

@@ -7,7 +7,9 @@ use serde::Deserialize;
 #[non_exhaustive]
 pub enum RegistryError {
     /// The registry could not be reached at all.
-    #[error("cannot reach registry {registry}: {detail}; check the host name and port and that the registry is running")]
+    #[error(
+        "cannot reach registry {registry}: {detail}; check the host name and port and that the registry is running"
+    )]
     Connect {
         /// `host[:port]`.
         registry: String,
@@ -49,7 +51,9 @@ pub enum RegistryError {
         message: String,
     },
     /// A repository, tag, manifest or blob does not exist.
-    #[error("{what} not found on {registry} ({message}); check the name and tag (`hoist tags REPOSITORY` lists the tags)")]
+    #[error(
+        "{what} not found on {registry} ({message}); check the name and tag (`hoist tags REPOSITORY` lists the tags)"
+    )]
     NotFound {
         /// `host[:port]`.
         registry: String,
@@ -89,6 +93,14 @@ pub enum RegistryError {
         request: String,
         /// The registry's message.
         message: String,
+    },
+    /// A transfer made no progress for too long and was cut.
+    #[error("upload to registry {registry} made no progress for {seconds} s; cut it to retry")]
+    Stalled {
+        /// `host[:port]`.
+        registry: String,
+        /// The stall timeout.
+        seconds: u64,
     },
     /// A response did not arrive in time.
     #[error("registry {registry} did not answer in time ({detail}); check the network, or retry")]
@@ -157,9 +169,6 @@ mod tests {
         let envelope = Envelope::parse(body);
         assert_eq!(envelope.code(), Some("MANIFEST_UNKNOWN"));
         assert_eq!(envelope.message("-"), "MANIFEST_UNKNOWN: manifest unknown");
-        assert_eq!(
-            Envelope::parse(b"<html>").message("502 Bad Gateway"),
-            "502 Bad Gateway"
-        );
+        assert_eq!(Envelope::parse(b"<html>").message("502 Bad Gateway"), "502 Bad Gateway");
     }
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod read;
 pub mod transport;
+pub mod write;
 
 use std::collections::HashMap;
 
@@ -81,20 +82,13 @@ impl Client {
             let authorizations = self.authorizations.lock().await;
             authorizations.get(&key).filter(|a| a.is_fresh()).cloned()
         };
-        let response = self
-            .attempt(registry, &endpoint, &make, cached.as_ref())
-            .await?;
+        let response = self.attempt(registry, &endpoint, &make, cached.as_ref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
         let authorization = self.answer(registry, &endpoint, scopes, &response).await?;
-        self.authorizations
-            .lock()
-            .await
-            .insert(key, authorization.clone());
-        let retried = self
-            .attempt(registry, &endpoint, &make, Some(&authorization))
-            .await?;
+        self.authorizations.lock().await.insert(key, authorization.clone());
+        let retried = self.attempt(registry, &endpoint, &make, Some(&authorization)).await?;
         if retried.status() == StatusCode::UNAUTHORIZED {
             let body = retried.bytes().await.unwrap_or_default();
             return Err(RegistryError::Unauthorized {
@@ -116,15 +110,9 @@ impl Client {
     ) -> Result<Response> {
         let mut request = make(&endpoint.http, &endpoint.base);
         if let Some(authorization) = authorization {
-            request = request.header(
-                reqwest::header::AUTHORIZATION,
-                authorization.header.expose(),
-            );
+            request = request.header(reqwest::header::AUTHORIZATION, authorization.header.expose());
         }
-        request
-            .send()
-            .await
-            .map_err(|e| transport_error(registry, &e).into())
+        request.send().await.map_err(|e| transport_error(registry, &e).into())
     }
 
     /// Answers a 401's challenge: Basic with the stored credential, or a Bearer token.
@@ -149,24 +137,17 @@ impl Client {
             message: message.to_owned(),
         };
         match challenge {
-            Some(Challenge::Bearer { realm, service }) => Ok(fetch_token(
-                &endpoint.http,
-                registry,
-                &realm,
-                service.as_deref(),
-                scopes,
-                credential.as_ref(),
-            )
-            .await?),
+            Some(Challenge::Bearer { realm, service }) => {
+                Ok(fetch_token(&endpoint.http, registry, &realm, service.as_deref(), scopes, credential.as_ref())
+                    .await?)
+            }
             Some(Challenge::Basic) => match credential {
-                Some(Credential::Basic { username, password }) => Ok(Authorization {
-                    header: basic(&username, &password),
-                    expires: None,
-                }),
-                Some(Credential::IdentityToken(_)) => Err(unauthorized(
-                    "it asks for a password, and only an identity token is stored",
-                )
-                .into()),
+                Some(Credential::Basic { username, password }) => {
+                    Ok(Authorization { header: basic(&username, &password), expires: None })
+                }
+                Some(Credential::IdentityToken(_)) => {
+                    Err(unauthorized("it asks for a password, and only an identity token is stored").into())
+                }
                 None => Err(unauthorized("it asks for credentials and none are stored").into()),
             },
             None => Err(unauthorized("401 without a challenge hoist understands").into()),
@@ -175,17 +156,11 @@ impl Client {
 
     /// Checks that the stored (or given) credentials work for `registry`: what `login` does.
     pub async fn check_login(&self, registry: &str) -> Result<()> {
-        let response = self
-            .send(registry, &[], |http, base| http.get(format!("{base}/v2/")))
-            .await?;
+        let response = self.send(registry, &[], |http, base| http.get(format!("{base}/v2/"))).await?;
         if response.status().is_success() {
             return Ok(());
         }
-        Err(
-            status_error(registry, "the API root /v2/", "login", response)
-                .await
-                .into(),
-        )
+        Err(status_error(registry, "the API root /v2/", "login", response).await.into())
     }
 }
 
@@ -201,54 +176,41 @@ pub fn transport_error(registry: &str, error: &reqwest::Error) -> RegistryError 
     }
 }
 
+/// A Retry-After value, in seconds or as an HTTP date, as whole seconds from now.
+pub fn retry_after_seconds(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse() {
+        return Some(seconds);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).map(|d| d.as_secs() + 1).unwrap_or(0))
+}
+
 /// An unsuccessful response as a [`RegistryError`]; `what` names the object asked for.
-pub async fn status_error(
-    registry: &str,
-    what: &str,
-    request: &str,
-    response: Response,
-) -> RegistryError {
+pub async fn status_error(registry: &str, what: &str, request: &str, response: Response) -> RegistryError {
     let status = response.status();
     let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
+        .and_then(retry_after_seconds);
     let body = response.bytes().await.unwrap_or_default();
     let envelope = Envelope::parse(&body);
     let message = envelope.message(&status.to_string());
     let registry = registry.to_owned();
     match (status, envelope.code()) {
-        (StatusCode::UNAUTHORIZED, _) | (_, Some("UNAUTHORIZED")) => RegistryError::Unauthorized {
-            registry,
-            scope: what.to_owned(),
-            message,
-        },
-        (StatusCode::FORBIDDEN, _) | (_, Some("DENIED")) => RegistryError::Denied {
-            registry,
-            scope: what.to_owned(),
-            message,
-        },
-        (StatusCode::NOT_FOUND, _)
-        | (_, Some("NAME_UNKNOWN" | "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN")) => {
-            RegistryError::NotFound {
-                registry,
-                what: what.to_owned(),
-                message,
-            }
+        (StatusCode::UNAUTHORIZED, _) | (_, Some("UNAUTHORIZED")) => {
+            RegistryError::Unauthorized { registry, scope: what.to_owned(), message }
+        }
+        (StatusCode::FORBIDDEN, _) | (_, Some("DENIED")) => {
+            RegistryError::Denied { registry, scope: what.to_owned(), message }
+        }
+        (StatusCode::NOT_FOUND, _) | (_, Some("NAME_UNKNOWN" | "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN")) => {
+            RegistryError::NotFound { registry, what: what.to_owned(), message }
         }
         (StatusCode::TOO_MANY_REQUESTS, _) | (_, Some("TOOMANYREQUESTS")) => {
-            RegistryError::TooManyRequests {
-                registry,
-                retry_after,
-                message,
-            }
+            RegistryError::TooManyRequests { registry, retry_after, message }
         }
-        _ => RegistryError::Status {
-            registry,
-            status: status.as_u16(),
-            request: request.to_owned(),
-            message,
-        },
+        _ => RegistryError::Status { registry, status: status.as_u16(), request: request.to_owned(), message },
     }
 }

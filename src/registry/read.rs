@@ -47,11 +47,7 @@ pub struct ManifestHead {
 
 /// The tag or digest a reference points at, for URLs.
 fn target(reference: &Reference) -> &str {
-    reference
-        .digest
-        .as_deref()
-        .or(reference.tag.as_deref())
-        .unwrap_or("latest")
+    reference.digest.as_deref().or(reference.tag.as_deref()).unwrap_or("latest")
 }
 
 fn accept() -> String {
@@ -63,45 +59,22 @@ impl Client {
     /// registry's Docker-Content-Digest; a body over 4 MiB is refused.
     pub async fn get_manifest(&self, reference: &Reference) -> Result<Manifest> {
         let registry = &reference.registry;
-        let url_path = format!(
-            "/v2/{}/manifests/{}",
-            reference.repository,
-            target(reference)
-        );
+        let url_path = format!("/v2/{}/manifests/{}", reference.repository, target(reference));
         let response = self
-            .send(
-                registry,
-                &[pull_scope(&reference.repository)],
-                |http, base| {
-                    http.get(format!("{base}{url_path}"))
-                        .header(ACCEPT, accept())
-                },
-            )
+            .send(registry, &[pull_scope(&reference.repository)], |http, base| {
+                http.get(format!("{base}{url_path}")).header(ACCEPT, accept())
+            })
             .await?;
         if !response.status().is_success() {
-            return Err(status_error(
-                registry,
-                &format!("manifest {reference}"),
-                "GET manifest",
-                response,
-            )
-            .await
-            .into());
+            return Err(status_error(registry, &format!("manifest {reference}"), "GET manifest", response)
+                .await
+                .into());
         }
         let header_digest = docker_content_digest(&response);
         let content_type = header_text(&response, CONTENT_TYPE);
-        let bytes = read_limited(
-            registry,
-            &format!("manifest {reference}"),
-            response,
-            MAX_MANIFEST_BYTES,
-        )
-        .await?;
+        let bytes = read_limited(registry, &format!("manifest {reference}"), response, MAX_MANIFEST_BYTES).await?;
         let digest = Digest::of(&bytes);
-        for expected in [reference.digest.clone(), header_digest]
-            .into_iter()
-            .flatten()
-        {
+        for expected in [reference.digest.clone(), header_digest].into_iter().flatten() {
             if expected.starts_with("sha256:") && expected != digest.to_string() {
                 return Err(Error::DigestMismatch {
                     what: format!("manifest {reference} from {registry} (refused, not used)"),
@@ -114,43 +87,30 @@ impl Client {
             .filter(|t| MANIFEST_MEDIA_TYPES.contains(&t.as_str()))
             .or_else(|| media_type_in(&bytes))
             .unwrap_or_default();
-        Ok(Manifest {
-            media_type,
-            digest,
-            bytes,
-        })
+        Ok(Manifest { media_type, digest, bytes })
     }
 
     /// HEADs the manifest `reference` names: `None` when it does not exist.
     pub async fn head_manifest(&self, reference: &Reference) -> Result<Option<ManifestHead>> {
+        self.head_manifest_scoped(reference, &pull_scope(&reference.repository)).await
+    }
+
+    /// [`Client::head_manifest`] with the token scope of the caller (a push asks for push).
+    pub async fn head_manifest_scoped(&self, reference: &Reference, scope: &str) -> Result<Option<ManifestHead>> {
         let registry = &reference.registry;
-        let url_path = format!(
-            "/v2/{}/manifests/{}",
-            reference.repository,
-            target(reference)
-        );
+        let url_path = format!("/v2/{}/manifests/{}", reference.repository, target(reference));
         let response = self
-            .send(
-                registry,
-                &[pull_scope(&reference.repository)],
-                |http, base| {
-                    http.head(format!("{base}{url_path}"))
-                        .header(ACCEPT, accept())
-                },
-            )
+            .send(registry, &[scope.to_owned()], |http, base| {
+                http.head(format!("{base}{url_path}")).header(ACCEPT, accept())
+            })
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !response.status().is_success() {
-            return Err(status_error(
-                registry,
-                &format!("manifest {reference}"),
-                "HEAD manifest",
-                response,
-            )
-            .await
-            .into());
+            return Err(status_error(registry, &format!("manifest {reference}"), "HEAD manifest", response)
+                .await
+                .into());
         }
         let digest = match (docker_content_digest(&response), &reference.digest) {
             (Some(d), _) => d,
@@ -165,30 +125,15 @@ impl Client {
     }
 
     /// Opens the blob `digest` of `repository` as a stream verified as it is read.
-    pub async fn get_blob(
-        &self,
-        registry: &str,
-        repository: &str,
-        digest: &Digest,
-    ) -> Result<BlobStream> {
+    pub async fn get_blob(&self, registry: &str, repository: &str, digest: &Digest) -> Result<BlobStream> {
         let url_path = format!("/v2/{repository}/blobs/{digest}");
-        let response = self
-            .send(registry, &[pull_scope(repository)], |http, base| {
-                http.get(format!("{base}{url_path}"))
-            })
-            .await?;
+        let response =
+            self.send(registry, &[pull_scope(repository)], |http, base| http.get(format!("{base}{url_path}"))).await?;
         if !response.status().is_success() {
             let what = format!("blob {digest} in {registry}/{repository}");
-            return Err(status_error(registry, &what, "GET blob", response)
-                .await
-                .into());
+            return Err(status_error(registry, &what, "GET blob", response).await.into());
         }
-        Ok(BlobStream {
-            registry: registry.to_owned(),
-            expected: digest.clone(),
-            hasher: Sha256::new(),
-            response,
-        })
+        Ok(BlobStream { registry: registry.to_owned(), expected: digest.clone(), hasher: Sha256::new(), response })
     }
 
     /// Reads a small blob (a config) whole, verified; refuses one over `limit` bytes.
@@ -218,46 +163,23 @@ impl Client {
     /// Every tag of `registry/repository`, following `Link` pages.
     pub async fn list_tags(&self, registry: &str, repository: &str) -> Result<Vec<String>> {
         let first = format!("/v2/{repository}/tags/list?n=1000");
-        self.list(
-            registry,
-            &pull_scope(repository),
-            &first,
-            "tags",
-            &format!("repository {registry}/{repository}"),
-        )
-        .await
+        self.list(registry, &pull_scope(repository), &first, "tags", &format!("repository {registry}/{repository}"))
+            .await
     }
 
     /// Every repository in `registry`'s catalog, following `Link` pages.
     pub async fn catalog(&self, registry: &str) -> Result<Vec<String>> {
-        self.list(
-            registry,
-            CATALOG_SCOPE,
-            "/v2/_catalog?n=1000",
-            "repositories",
-            &format!("the catalog of {registry}"),
-        )
-        .await
+        self.list(registry, CATALOG_SCOPE, "/v2/_catalog?n=1000", "repositories", &format!("the catalog of {registry}"))
+            .await
     }
 
-    async fn list(
-        &self,
-        registry: &str,
-        scope: &str,
-        first: &str,
-        field: &str,
-        what: &str,
-    ) -> Result<Vec<String>> {
+    async fn list(&self, registry: &str, scope: &str, first: &str, field: &str, what: &str) -> Result<Vec<String>> {
         let mut items = Vec::new();
         let mut next = Some(first.to_owned());
         while let Some(path) = next.take() {
             let response = self
                 .send(registry, &[scope.to_owned()], |http, base| {
-                    let url = if path.starts_with("http") {
-                        path.clone()
-                    } else {
-                        format!("{base}{path}")
-                    };
+                    let url = if path.starts_with("http") { path.clone() } else { format!("{base}{path}") };
                     http.get(url)
                 })
                 .await?;
@@ -267,10 +189,7 @@ impl Client {
             next = next_link(&response);
             let bytes = read_limited(registry, what, response, MAX_MANIFEST_BYTES).await?;
             let page: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|source| Error::Json {
-                    what: what.to_owned(),
-                    source,
-                })?;
+                serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: what.to_owned(), source })?;
             if let Some(list) = page.get(field).and_then(|v| v.as_array()) {
                 items.extend(list.iter().filter_map(|v| v.as_str()).map(str::to_owned));
             }
@@ -320,10 +239,7 @@ fn header_text(response: &Response, name: reqwest::header::HeaderName) -> Option
 }
 
 fn docker_content_digest(response: &Response) -> Option<String> {
-    header_text(
-        response,
-        reqwest::header::HeaderName::from_static("docker-content-digest"),
-    )
+    header_text(response, reqwest::header::HeaderName::from_static("docker-content-digest"))
 }
 
 fn media_type_in(bytes: &[u8]) -> Option<String> {
@@ -333,32 +249,17 @@ fn media_type_in(bytes: &[u8]) -> Option<String> {
 
 /// `Link: </v2/…?last=x&n=1000>; rel="next"` → the next page's path.
 fn next_link(response: &Response) -> Option<String> {
-    let link = response
-        .headers()
-        .get(reqwest::header::LINK)?
-        .to_str()
-        .ok()?;
-    link.split(',')
-        .find(|part| part.contains("rel=\"next\""))
-        .and_then(|part| {
-            let start = part.find('<')? + 1;
-            let end = part.find('>')?;
-            Some(part[start..end].to_owned())
-        })
+    let link = response.headers().get(reqwest::header::LINK)?.to_str().ok()?;
+    link.split(',').find(|part| part.contains("rel=\"next\"")).and_then(|part| {
+        let start = part.find('<')? + 1;
+        let end = part.find('>')?;
+        Some(part[start..end].to_owned())
+    })
 }
 
 /// Reads a body of at most `limit` bytes, refusing a larger one without reading it all.
-async fn read_limited(
-    registry: &str,
-    what: &str,
-    response: Response,
-    limit: u64,
-) -> Result<Vec<u8>> {
-    let too_large = || RegistryError::TooLarge {
-        registry: registry.to_owned(),
-        what: what.to_owned(),
-        limit,
-    };
+async fn read_limited(registry: &str, what: &str, response: Response, limit: u64) -> Result<Vec<u8>> {
+    let too_large = || RegistryError::TooLarge { registry: registry.to_owned(), what: what.to_owned(), limit };
     if response.content_length().is_some_and(|n| n > limit) {
         return Err(too_large().into());
     }

@@ -49,21 +49,13 @@ impl TransportOptions {
     /// `daemon_json` (`insecure-registries`), as dockerd reads them.
     pub fn with_environment(mut self, daemon_json: &Path) -> Self {
         if let Ok(list) = std::env::var(INSECURE_ENV) {
-            self.insecure_registries.extend(
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-            );
+            self.insecure_registries
+                .extend(list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
         }
         if let Ok(text) = std::fs::read_to_string(daemon_json) {
             if let Ok(settings) = serde_json::from_str::<serde_json::Value>(&text) {
-                if let Some(list) = settings
-                    .get("insecure-registries")
-                    .and_then(|v| v.as_array())
-                {
-                    self.insecure_registries
-                        .extend(list.iter().filter_map(|v| v.as_str()).map(str::to_owned));
+                if let Some(list) = settings.get("insecure-registries").and_then(|v| v.as_array()) {
+                    self.insecure_registries.extend(list.iter().filter_map(|v| v.as_str()).map(str::to_owned));
                 }
             }
         }
@@ -74,10 +66,7 @@ impl TransportOptions {
     pub fn is_insecure(&self, registry: &str) -> bool {
         let (host, _) = split_host_port(registry);
         self.insecure_registries.iter().any(|entry| {
-            let entry = entry
-                .trim_start_matches("http://")
-                .trim_start_matches("https://")
-                .trim_end_matches('/');
+            let entry = entry.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
             entry == registry || entry == host || in_cidr(entry, host)
         })
     }
@@ -106,11 +95,8 @@ fn in_cidr(entry: &str, host: &str) -> bool {
     let Some((network, bits)) = entry.split_once('/') else {
         return false;
     };
-    let (Ok(network), Ok(bits), Ok(ip)) = (
-        network.parse::<IpAddr>(),
-        bits.parse::<u32>(),
-        host.parse::<IpAddr>(),
-    ) else {
+    let (Ok(network), Ok(bits), Ok(ip)) = (network.parse::<IpAddr>(), bits.parse::<u32>(), host.parse::<IpAddr>())
+    else {
         return false;
     };
     match (network, ip) {
@@ -144,53 +130,31 @@ pub struct Endpoint {
 }
 
 /// Finds how to talk to `registry`, by pinging `/v2/`.
-pub async fn connect(
-    registry: &str,
-    options: &TransportOptions,
-) -> Result<Endpoint, RegistryError> {
+pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpoint, RegistryError> {
     let host = api_host(registry);
     let insecure = options.is_insecure(registry);
     let https = client(registry, options, insecure)?;
     let https_base = format!("https://{host}");
     let https_error = match https.get(format!("{https_base}/v2/")).send().await {
-        Ok(_) => {
-            return Ok(Endpoint {
-                base: https_base,
-                http: https,
-            })
-        }
+        Ok(_) => return Ok(Endpoint { base: https_base, http: https }),
         Err(e) => e,
     };
     let kind = classify(&https_error);
     let plain_allowed = insecure || is_loopback(registry);
     if kind == Failure::Certificate && !insecure {
-        return Err(RegistryError::Tls {
-            registry: registry.to_owned(),
-            detail: chain(&https_error),
-        });
+        return Err(RegistryError::Tls { registry: registry.to_owned(), detail: chain(&https_error) });
     }
     if !plain_allowed {
         return Err(match kind {
-            Failure::PlainHttp => RegistryError::PlainHttp {
-                registry: registry.to_owned(),
-            },
-            Failure::Timeout => RegistryError::Timeout {
-                registry: registry.to_owned(),
-                detail: chain(&https_error),
-            },
-            _ => RegistryError::Connect {
-                registry: registry.to_owned(),
-                detail: chain(&https_error),
-            },
+            Failure::PlainHttp => RegistryError::PlainHttp { registry: registry.to_owned() },
+            Failure::Timeout => RegistryError::Timeout { registry: registry.to_owned(), detail: chain(&https_error) },
+            _ => RegistryError::Connect { registry: registry.to_owned(), detail: chain(&https_error) },
         });
     }
     let plain = client(registry, options, false)?;
     let plain_base = format!("http://{host}");
     match plain.get(format!("{plain_base}/v2/")).send().await {
-        Ok(_) => Ok(Endpoint {
-            base: plain_base,
-            http: plain,
-        }),
+        Ok(_) => Ok(Endpoint { base: plain_base, http: plain }),
         Err(e) => Err(RegistryError::Connect {
             registry: registry.to_owned(),
             detail: format!("HTTPS: {}; HTTP: {}", chain(&https_error), chain(&e)),
@@ -200,33 +164,23 @@ pub async fn connect(
 
 /// An HTTP client for `registry`: its CAs, timeouts, hoist's User-Agent, and redirects that
 /// drop the Authorization header when they leave the host (reqwest's policy).
-fn client(
-    registry: &str,
-    options: &TransportOptions,
-    accept_invalid: bool,
-) -> Result<reqwest::Client, RegistryError> {
+fn client(registry: &str, options: &TransportOptions, accept_invalid: bool) -> Result<reqwest::Client, RegistryError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(options.connect_timeout)
         .read_timeout(options.read_timeout)
         .danger_accept_invalid_certs(accept_invalid);
     for path in ca_files(registry, options) {
-        let tls_error = |detail: String| RegistryError::Tls {
-            registry: registry.to_owned(),
-            detail,
-        };
-        let pem = std::fs::read(&path)
-            .map_err(|e| tls_error(format!("cannot read CA file {}: {e}", path.display())))?;
+        let tls_error = |detail: String| RegistryError::Tls { registry: registry.to_owned(), detail };
+        let pem =
+            std::fs::read(&path).map_err(|e| tls_error(format!("cannot read CA file {}: {e}", path.display())))?;
         let certificates = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| tls_error(format!("CA file {} is not PEM: {e}", path.display())))?;
         for certificate in certificates {
             builder = builder.add_root_certificate(certificate);
         }
     }
-    builder.build().map_err(|e| RegistryError::Connect {
-        registry: registry.to_owned(),
-        detail: chain(&e),
-    })
+    builder.build().map_err(|e| RegistryError::Connect { registry: registry.to_owned(), detail: chain(&e) })
 }
 
 /// `--ca-cert` files, then `certs_dir/HOST[:PORT]/*.crt`.
@@ -262,10 +216,7 @@ pub fn classify(error: &reqwest::Error) -> Failure {
         return Failure::Timeout;
     }
     let text = chain(error).to_lowercase();
-    if text.contains("certificate")
-        || text.contains("unknownissuer")
-        || text.contains("invalidcertificate")
-    {
+    if text.contains("certificate") || text.contains("unknownissuer") || text.contains("invalidcertificate") {
         Failure::Certificate
     } else if text.contains("invalidcontenttype")
         || text.contains("corrupt message")
@@ -305,11 +256,7 @@ mod tests {
         assert!(!is_loopback("registry.example.com"));
         assert!(!is_loopback("10.0.0.1:5000"));
         let options = TransportOptions {
-            insecure_registries: vec![
-                "reg.lan:5000".into(),
-                "10.1.0.0/16".into(),
-                "http://other.lan".into(),
-            ],
+            insecure_registries: vec!["reg.lan:5000".into(), "10.1.0.0/16".into(), "http://other.lan".into()],
             ..Default::default()
         };
         assert!(options.is_insecure("reg.lan:5000"));

@@ -32,9 +32,7 @@ pub fn tool(name: &str) -> Command {
 }
 
 fn output(command: &mut Command) -> Output {
-    command.output().unwrap_or_else(|e| {
-        panic!("cannot run {command:?}: {e}; scripts/test.sh installs the test tools")
-    })
+    command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}; scripts/test.sh installs the test tools"))
 }
 
 /// Runs `command`, asserts success and returns its stdout.
@@ -59,23 +57,11 @@ pub fn fails(command: &mut Command) -> String {
 pub fn fails_with(command: &mut Command, code: Option<i32>) -> String {
     let out = output(command);
     if let Some(code) = code {
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "{command:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_eq!(out.status.code(), Some(code), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "{command:?} should have failed; stderr: {stderr}"
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "nothing on stdout on failure: {:?}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(!out.status.success(), "{command:?} should have failed; stderr: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout on failure: {:?}", String::from_utf8_lossy(&out.stdout));
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one-line error expected, got: {stderr}");
     assert!(lines[0].starts_with("hoist: error: "), "{stderr}");
@@ -94,11 +80,7 @@ pub fn make_dist(root: &Path) -> PathBuf {
     let dist = root.join("dist");
     for arch in ["amd64", "arm64"] {
         let dir = dist.join(format!("linux_{arch}"));
-        write(
-            &dir.join("server"),
-            &format!("#!/bin/sh\necho server for {arch}\n"),
-            0o755,
-        );
+        write(&dir.join("server"), &format!("#!/bin/sh\necho server for {arch}\n"), 0o755);
         write(&dir.join("config/app.yaml"), "port: 8080\n", 0o644);
         write(&dir.join("config/secret.key"), "private\n", 0o600);
         write(&dir.join("static/index.html"), "<h1>hi</h1>\n", 0o644);
@@ -118,11 +100,7 @@ pub fn make_dist(root: &Path) -> PathBuf {
 pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
     let mut found = BTreeMap::new();
     for entry in walk(root) {
-        let relative = entry
-            .strip_prefix(root)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let relative = entry.strip_prefix(root).unwrap().to_string_lossy().into_owned();
         let meta = fs::symlink_metadata(&entry).unwrap();
         let mode = meta.mode() & 0o7777;
         let description = if meta.file_type().is_symlink() {
@@ -130,10 +108,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
         } else if meta.is_dir() {
             format!("dir {mode:o}")
         } else {
-            format!(
-                "file {mode:o} {}",
-                String::from_utf8_lossy(&fs::read(&entry).unwrap())
-            )
+            format!("file {mode:o} {}", String::from_utf8_lossy(&fs::read(&entry).unwrap()))
         };
         found.insert(relative, description);
     }
@@ -142,10 +117,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
 
 fn walk(root: &Path) -> Vec<PathBuf> {
     let mut paths = Vec::new();
-    let mut entries: Vec<_> = fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut entries: Vec<_> = fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for path in entries {
         paths.push(path.clone());
@@ -158,8 +130,7 @@ fn walk(root: &Path) -> Vec<PathBuf> {
 
 /// Parsed JSON of a file.
 pub fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap()
+    serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
 /// Parsed JSON of a blob in a layout, by `sha256:…` digest.
@@ -169,17 +140,13 @@ pub fn blob_json(layout: &Path, digest: &str) -> serde_json::Value {
 
 /// The file of a blob in a layout.
 pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
-    layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
+    layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
 }
 
 /// The names in a directory, sorted, including hidden ones.
 pub fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = walk(dir)
-        .iter()
-        .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> =
+        walk(dir).iter().map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }

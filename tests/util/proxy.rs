@@ -38,10 +38,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Forwards to `upstream` (`127.0.0.1:PORT`); `rewrite(request_line, response)` may alter.
-    pub fn start(
-        upstream: String,
-        rewrite: impl Fn(&str, &mut Response) + Send + Sync + 'static,
-    ) -> Proxy {
+    pub fn start(upstream: String, rewrite: impl Fn(&str, &mut Response) + Send + Sync + 'static) -> Proxy {
         Proxy::start_with_requests(upstream, |_| {}, rewrite)
     }
 
@@ -95,21 +92,12 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     }
 }
 
-fn serve(
-    mut client: TcpStream,
-    upstream: &str,
-    on_request: &RewriteRequest,
-    rewrite: &Rewrite,
-) -> std::io::Result<()> {
+fn serve(mut client: TcpStream, upstream: &str, on_request: &RewriteRequest, rewrite: &Rewrite) -> std::io::Result<()> {
     let (mut head, mut body) = read_head(&mut client)?;
     on_request(&mut head);
     let length: usize = head
         .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
         .unwrap_or(0);
     while body.len() < length {
         let mut chunk = vec![0u8; length - body.len()];
@@ -120,20 +108,13 @@ fn serve(
         body.extend_from_slice(&chunk[..n]);
     }
     let request_line = head.lines().next().unwrap_or_default().to_owned();
-    let forwarded: Vec<&str> = head
-        .lines()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .collect();
+    let forwarded: Vec<&str> = head.lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
     let mut server = TcpStream::connect(upstream)?;
-    server
-        .write_all(format!("{}\r\nConnection: close\r\n\r\n", forwarded.join("\r\n")).as_bytes())?;
+    server.write_all(format!("{}\r\nConnection: close\r\n\r\n", forwarded.join("\r\n")).as_bytes())?;
     server.write_all(&body)?;
     let mut raw = Vec::new();
     server.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(raw.len());
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
     let mut response = Response {
         head: String::from_utf8_lossy(&raw[..split]).into_owned(),
         body: raw.get(split + 4..).unwrap_or_default().to_vec(),
@@ -166,10 +147,7 @@ impl StaticServer {
                     continue;
                 };
                 recorded.lock().unwrap().push(head);
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
+                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                 let _ = client.write_all(reply.as_bytes());
                 let _ = client.write_all(&body);
             }

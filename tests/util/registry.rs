@@ -26,11 +26,7 @@ pub struct Registry {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Registry {
@@ -48,11 +44,7 @@ impl Registry {
             dir.path().join("data").display()
         );
         if let Some((cert, key)) = &setup.tls {
-            config.push_str(&format!(
-                "  tls:\n    certificate: {}\n    key: {}\n",
-                cert.display(),
-                key.display()
-            ));
+            config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
         }
         if let Some(auth) = &setup.auth {
             config.push_str("auth:\n");
@@ -65,17 +57,15 @@ impl Registry {
             .arg("serve")
             .arg(&config_path)
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("registry.log")).unwrap(),
-            ));
+            .stderr(Stdio::from(std::fs::File::create(dir.path().join("registry.log")).unwrap()));
         for (key, _) in std::env::vars() {
             if key.starts_with("REGISTRY_") {
                 command.env_remove(key);
             }
         }
-        let child = command.spawn().unwrap_or_else(|e| {
-            panic!("cannot start docker-registry ({e}); scripts/test.sh installs it")
-        });
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start docker-registry ({e}); scripts/test.sh installs it"));
         let registry = Registry { child, port, dir };
         registry.wait_until_listening();
         registry
@@ -120,10 +110,8 @@ impl Drop for Registry {
 /// Writes an htpasswd file with bcrypt entries, as distribution requires.
 pub fn htpasswd(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
     let path = dir.join("htpasswd");
-    let lines: Vec<String> = users
-        .iter()
-        .map(|(user, password)| format!("{user}:{}", bcrypt::hash(password, 5).unwrap()))
-        .collect();
+    let lines: Vec<String> =
+        users.iter().map(|(user, password)| format!("{user}:{}", bcrypt::hash(password, 5).unwrap())).collect();
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     path
 }

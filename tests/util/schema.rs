@@ -14,17 +14,8 @@ fn schema_dir() -> PathBuf {
 struct LocalSchemas;
 
 impl Retrieve for LocalSchemas {
-    fn retrieve(
-        &self,
-        uri: &Uri<String>,
-    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        let name = uri
-            .path()
-            .as_str()
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+    fn retrieve(&self, uri: &Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        let name = uri.path().as_str().rsplit('/').next().unwrap_or_default().to_owned();
         let text = std::fs::read_to_string(schema_dir().join(&name))?;
         Ok(serde_json::from_str(&text)?)
     }
@@ -38,24 +29,14 @@ pub fn assert_valid(schema: &str, document: &Value) {
         .with_retriever(LocalSchemas)
         .build(&schema_value)
         .unwrap_or_else(|e| panic!("schema {schema}: {e}"));
-    let errors: Vec<String> = validator
-        .iter_errors(document)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{schema} rejects {document}:\n{}",
-        errors.join("\n")
-    );
+    let errors: Vec<String> = validator.iter_errors(document).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "{schema} rejects {document}:\n{}", errors.join("\n"));
 }
 
 /// Validates `oci-layout`, `index.json` and every manifest, index and config reachable from it.
 /// Returns how many documents were checked.
 pub fn validate_layout(layout: &Path) -> usize {
-    assert_valid(
-        "image-layout-schema.json",
-        &super::read_json(&layout.join("oci-layout")),
-    );
+    assert_valid("image-layout-schema.json", &super::read_json(&layout.join("oci-layout")));
     let index = super::read_json(&layout.join("index.json"));
     assert_valid("image-index-schema.json", &index);
     let mut checked = 2;
@@ -72,9 +53,7 @@ pub fn validate_layout(layout: &Path) -> usize {
                 assert_valid("image-manifest-schema.json", &document);
                 pending.push(document["config"].clone());
             }
-            "application/vnd.oci.image.config.v1+json" => {
-                assert_valid("config-schema.json", &document)
-            }
+            "application/vnd.oci.image.config.v1+json" => assert_valid("config-schema.json", &document),
             other => panic!("unexpected media type {other}"),
         }
         checked += 1;
@@ -84,11 +63,7 @@ pub fn validate_layout(layout: &Path) -> usize {
 
 #[test]
 fn the_schemas_reject_an_invalid_manifest() {
-    let bad =
-        serde_json::json!({ "schemaVersion": 2, "config": { "digest": "nope" }, "layers": [] });
+    let bad = serde_json::json!({ "schemaVersion": 2, "config": { "digest": "nope" }, "layers": [] });
     let result = std::panic::catch_unwind(|| assert_valid("image-manifest-schema.json", &bad));
-    assert!(
-        result.is_err(),
-        "a manifest without layers and with a bad digest must fail validation"
-    );
+    assert!(result.is_err(), "a manifest without layers and with a bad digest must fail validation");
 }

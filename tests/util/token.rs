@@ -48,12 +48,7 @@ fn libtrust_key_id(spki_der: &[u8]) -> String {
     use sha2::Digest as _;
     let hash = sha2::Sha256::digest(spki_der);
     let encoded = base32(&hash[..30]);
-    encoded
-        .as_bytes()
-        .chunks(4)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(":")
+    encoded.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":")
 }
 
 /// RFC 4648 base32 without padding (30 bytes → 48 characters).
@@ -79,23 +74,18 @@ impl TokenServer {
     /// Starts a server accepting `user`/`password`, with its signing certificate in `dir`.
     pub fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
         let key = rcgen::KeyPair::generate().unwrap();
-        let certificate = rcgen::CertificateParams::new(vec!["hoist-token-signer".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
+        let certificate =
+            rcgen::CertificateParams::new(vec!["hoist-token-signer".into()]).unwrap().self_signed(&key).unwrap();
         let certificate_path = dir.join("token-signer.crt");
         std::fs::write(&certificate_path, certificate.pem()).unwrap();
         let kid = libtrust_key_id(&key.public_key_der());
-        let encoding =
-            jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        let encoding = jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::clone(&requests);
-        let expected = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        );
+        let expected =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -120,11 +110,7 @@ impl TokenServer {
                         }
                     }
                 }
-                let target = request_line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_owned();
+                let target = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
                 let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
                 let mut form = vec![0u8; length];
                 let _ = std::io::Read::read_exact(&mut reader, &mut form);
@@ -143,18 +129,14 @@ impl TokenServer {
                         .flat_map(|s| s.split(' ').map(str::to_owned))
                         .filter(|s| !s.is_empty()),
                 );
-                let refreshed = field(&form, "grant_type") == ["refresh_token"]
-                    && field(&form, "refresh_token") == [REFRESH_TOKEN];
+                let refreshed =
+                    field(&form, "grant_type") == ["refresh_token"] && field(&form, "refresh_token") == [REFRESH_TOKEN];
                 recorded.lock().unwrap().push(scopes.clone());
                 let response = if authorization != expected && !refreshed {
-                    let body =
-                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+                    let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
                     format!("HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
                 } else {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs();
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
                     let access = scopes
                         .iter()
                         .filter_map(|scope| {
@@ -190,11 +172,7 @@ impl TokenServer {
                 let _ = stream.write_all(response.as_bytes());
             }
         });
-        TokenServer {
-            port,
-            requests,
-            certificate: certificate_path,
-        }
+        TokenServer { port, requests, certificate: certificate_path }
     }
 
     /// The registry's `auth:` section for this server.

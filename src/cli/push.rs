@@ -1,0 +1,245 @@
+//! `hoist push`, and the push step of `hoist build --push`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hoist::layout::Layout;
+use hoist::location::Location;
+use hoist::push::{plan, push, BlobOutcome, PushObserver, PushOptions, PushReport, RetryPolicy};
+use hoist::reference::Reference;
+use hoist::Digest;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use super::print_line;
+use super::registry::{block_on, RegistryArgs};
+
+/// Flags of every push.
+#[derive(Debug, Args, Clone)]
+pub struct PushFlags {
+    /// Also point this tag at what was pushed; repeatable.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Blobs uploaded at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    /// Blobs larger than this go up in resumable chunks of this size (bytes, or with K/M/G).
+    #[arg(long, default_value = "8M", value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: u64,
+    /// Retries of each request on transient failures (waits double from 1 s, at most 30 s).
+    #[arg(long, default_value_t = 6, value_name = "N")]
+    pub retries: u32,
+    /// Cut and retry a transfer that makes no progress for this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub stall_timeout: u64,
+    /// Mount blobs from this repository of the same registry when it has them; repeatable.
+    #[arg(long = "mount-from", value_name = "REPOSITORY")]
+    pub mount_from: Vec<String>,
+    /// Write the pushed digest to this file.
+    #[arg(long, value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+    /// Only look (HEAD requests): print what would be sent.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a size such as 8M"))?;
+    let factor = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("{text:?}: use a number with K, M or G")),
+    };
+    Ok(number * factor)
+}
+
+impl PushFlags {
+    fn options(&self) -> PushOptions {
+        PushOptions {
+            jobs: self.jobs,
+            chunk_size: self.chunk_size,
+            retry: RetryPolicy { retries: self.retries, ..RetryPolicy::default() },
+            stall_timeout: Duration::from_secs(self.stall_timeout.max(1)),
+            mount_from: self.mount_from.clone(),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+/// Flags of `hoist push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// What to push: oci:DIR[:TAG].
+    source: String,
+    /// Where: registry/repository[:tag]. Without a tag, only by digest (plus --tag).
+    destination: String,
+    #[command(flatten)]
+    flags: PushFlags,
+    /// Print a JSON summary instead of the digest.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Runs `hoist push`.
+pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
+    let Location::Layout { dir, tag } = args.source.parse::<Location>()? else {
+        anyhow::bail!("push reads an OCI layout: give the source as oci:DIR[:TAG] (copying between registries comes with `hoist copy`)");
+    };
+    let destination = Reference::parse(&args.destination)?;
+    let report = push_layout(&dir, tag.as_deref(), &destination, &args.flags, &args.registry, quiet)?;
+    print_report(&report, args.json)
+}
+
+/// Prints the digest alone, or the JSON summary.
+pub fn print_report(report: &PushReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_line(&serde_json::to_string_pretty(report)?);
+    }
+    print_line(&report.digest)
+}
+
+/// Pushes the image `tag` names in the layout at `dir` to `destination`.
+pub fn push_layout(
+    dir: &Path,
+    tag: Option<&str>,
+    destination: &Reference,
+    flags: &PushFlags,
+    registry: &RegistryArgs,
+    quiet: bool,
+) -> anyhow::Result<PushReport> {
+    let layout = Layout::open(dir)?;
+    let root = hoist::source::root_descriptor(&layout, tag)?;
+    let root_digest: Digest = root.digest().to_string().parse()?;
+    let plan = plan(&layout, &root_digest, &root.media_type().to_string())?;
+    let mut tags: Vec<String> = destination.tag.iter().cloned().collect();
+    tags.extend(flags.tags.iter().cloned());
+    let client = registry.client()?;
+    let observer = Progress::new(plan.blob_bytes(), quiet);
+    let report = block_on(async {
+        Ok(push(&client, &plan, &destination.registry, &destination.repository, &tags, &flags.options(), &observer)
+            .await?)
+    });
+    observer.finish();
+    let report = report?;
+    if flags.dry_run {
+        eprintln!(
+            "dry run: would upload {} blob(s) ({} bytes) and {} manifest(s); {} blob(s) already there",
+            report.blobs_pushed, report.bytes_pushed, report.manifests_pushed, report.blobs_skipped
+        );
+    } else if let Some(file) = &flags.digest_file {
+        std::fs::write(file, format!("{}\n", report.digest))
+            .map_err(|e| anyhow::anyhow!("cannot write the digest to {}: {e}", file.display()))?;
+    }
+    Ok(report)
+}
+
+/// Progress: bars on a terminal, a line per finished object (and one every 10 s) otherwise.
+struct Progress {
+    bars: Option<(MultiProgress, ProgressBar)>,
+    quiet: bool,
+    total: u64,
+    counters: Mutex<Vec<(Digest, Arc<AtomicU64>, Option<ProgressBar>)>>,
+    last_line: Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(total: u64, quiet: bool) -> Progress {
+        let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let multi = MultiProgress::new();
+            let overall = multi.add(ProgressBar::new(total));
+            overall.set_style(
+                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            (multi, overall)
+        });
+        Progress { bars, quiet, total, counters: Mutex::new(Vec::new()), last_line: Mutex::new(Instant::now()) }
+    }
+
+    fn sent(&self) -> u64 {
+        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        counters.iter().map(|(_, sent, _)| sent.load(Ordering::Relaxed)).sum()
+    }
+
+    fn tick(&self) {
+        if let Some((_, overall)) = &self.bars {
+            overall.set_position(self.sent().min(self.total));
+            let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, sent, bar) in counters.iter() {
+                if let Some(bar) = bar {
+                    bar.set_position(sent.load(Ordering::Relaxed));
+                }
+            }
+        } else if !self.quiet {
+            let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= Duration::from_secs(10) {
+                *last = Instant::now();
+                eprintln!("pushing: {} of {} bytes sent", self.sent(), self.total);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((multi, overall)) = &self.bars {
+            overall.finish_and_clear();
+            let _ = multi.clear();
+        }
+    }
+}
+
+impl PushObserver for Progress {
+    fn blob_started(&self, digest: &Digest, size: u64, sent: Arc<AtomicU64>) {
+        let bar = self.bars.as_ref().map(|(multi, _)| {
+            let bar = multi.add(ProgressBar::new(size));
+            bar.set_style(
+                ProgressStyle::with_template("  {msg} {bar:30} {bytes}/{total_bytes}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(digest.hex()[..12].to_owned());
+            bar
+        });
+        self.counters.lock().unwrap_or_else(|e| e.into_inner()).push((digest.clone(), sent, bar));
+        self.tick();
+    }
+
+    fn blob_finished(&self, digest: &Digest, size: u64, outcome: BlobOutcome) {
+        {
+            let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, _, Some(bar))) = counters.iter().find(|(d, _, _)| d == digest) {
+                bar.finish_and_clear();
+            }
+        }
+        self.tick();
+        let line = format!(
+            "blob {digest} ({size} bytes): {}",
+            serde_json::to_value(outcome).unwrap_or_default().as_str().unwrap_or("")
+        );
+        match &self.bars {
+            Some((multi, _)) => {
+                let _ = multi.println(line);
+            }
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
+        }
+    }
+
+    fn manifest_finished(&self, reference: &str, pushed: bool) {
+        let line = format!("manifest {reference}: {}", if pushed { "pushed" } else { "already there" });
+        match &self.bars {
+            Some((multi, _)) => {
+                let _ = multi.println(line);
+            }
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! What a push sends: every blob reachable from the root, once, and every manifest, children
+//! before parents.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+
+/// A blob to push, streamed from the layout.
+#[derive(Clone, Debug)]
+pub struct PlannedBlob {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size from the descriptor (checked against the file).
+    pub size: u64,
+    /// The file in the layout.
+    pub path: PathBuf,
+}
+
+/// A manifest or index to push by digest.
+#[derive(Clone, Debug)]
+pub struct PlannedManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its exact bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Everything a push sends, in order.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Blobs (layers and configs), each digest once.
+    pub blobs: Vec<PlannedBlob>,
+    /// Manifests, children before parents; the root last.
+    pub manifests: Vec<PlannedManifest>,
+}
+
+impl Plan {
+    /// The root: what tags name.
+    pub fn root(&self) -> &PlannedManifest {
+        self.manifests.last().expect("a plan has a root")
+    }
+
+    /// Total bytes of all blobs.
+    pub fn blob_bytes(&self) -> u64 {
+        self.blobs.iter().map(|b| b.size).sum()
+    }
+}
+
+const INDEX_TYPES: [&str; 2] =
+    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
+const MANIFEST_TYPES: [&str; 2] =
+    ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
+
+/// Plans the push of the manifest `root` (digest, media type) in `layout`. Fails before
+/// anything is sent when a blob is missing or has the wrong size.
+pub fn plan(layout: &Layout, root: &Digest, media_type: &str) -> Result<Plan> {
+    let mut plan = Plan { blobs: Vec::new(), manifests: Vec::new() };
+    let mut seen = HashSet::new();
+    visit(layout, root, media_type, &mut plan, &mut seen)?;
+    Ok(plan)
+}
+
+fn visit(
+    layout: &Layout,
+    digest: &Digest,
+    media_type: &str,
+    plan: &mut Plan,
+    seen: &mut HashSet<Digest>,
+) -> Result<()> {
+    if !seen.insert(digest.clone()) {
+        return Ok(());
+    }
+    let corrupt = |reason: String| Error::CorruptLayout { path: layout.root().to_path_buf(), reason };
+    let bytes = layout.read_blob(digest)?;
+    let document: Value =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("manifest {digest} is not JSON: {e}")))?;
+    let media_type = document.get("mediaType").and_then(Value::as_str).unwrap_or(media_type).to_owned();
+    let descriptors =
+        |key: &str| -> Vec<Value> { document.get(key).and_then(Value::as_array).cloned().unwrap_or_default() };
+    let parse = |d: &Value| -> Result<(Digest, u64, String)> {
+        let digest: Digest = d.get("digest").and_then(Value::as_str).unwrap_or_default().parse()?;
+        let size = d
+            .get("size")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| corrupt(format!("descriptor of {digest} has no size")))?;
+        let media_type = d.get("mediaType").and_then(Value::as_str).unwrap_or_default().to_owned();
+        Ok((digest, size, media_type))
+    };
+    if INDEX_TYPES.contains(&media_type.as_str()) {
+        for child in descriptors("manifests") {
+            let (child_digest, _, child_type) = parse(&child)?;
+            visit(layout, &child_digest, &child_type, plan, seen)?;
+        }
+    } else if MANIFEST_TYPES.contains(&media_type.as_str()) {
+        let mut blobs = vec![document.get("config").cloned().unwrap_or(Value::Null)];
+        blobs.extend(descriptors("layers"));
+        for blob in &blobs {
+            let (blob_digest, size, _) = parse(blob)?;
+            if !seen.insert(blob_digest.clone()) {
+                continue;
+            }
+            let path = layout.blob_path(&blob_digest);
+            let actual = std::fs::metadata(&path)
+                .map(|m| m.len())
+                .map_err(|_| corrupt(format!("blob {blob_digest} is missing")))?;
+            if actual != size {
+                return Err(corrupt(format!("blob {blob_digest} has {actual} bytes, its descriptor says {size}")));
+            }
+            plan.blobs.push(PlannedBlob { digest: blob_digest, size, path });
+        }
+    } else {
+        return Err(corrupt(format!("{digest} has media type {media_type:?}, which hoist cannot push")));
+    }
+    plan.manifests.push(PlannedManifest { digest: digest.clone(), media_type, bytes });
+    Ok(())
+}
