@@ -119,7 +119,7 @@ pub fn push_layout(
     let layout = Layout::open(dir)?;
     let root = hoist::source::root_descriptor(&layout, tag)?;
     let root_digest: Digest = root.digest().to_string().parse()?;
-    let plan = plan(&layout, &root_digest, &root.media_type().to_string())?;
+    let plan = plan(&layout, &root_digest, root.media_type().as_ref())?;
     let mut tags: Vec<String> = destination.tag.iter().cloned().collect();
     tags.extend(flags.tags.iter().cloned());
     let client = registry.client()?;
@@ -142,12 +142,15 @@ pub fn push_layout(
     Ok(report)
 }
 
+/// A blob's digest, its sent-bytes counter and its bar.
+type BlobProgress = (Digest, Arc<AtomicU64>, Option<ProgressBar>);
+
 /// Progress: bars on a terminal, a line per finished object (and one every 10 s) otherwise.
 struct Progress {
     bars: Option<(MultiProgress, ProgressBar)>,
     quiet: bool,
     total: u64,
-    counters: Mutex<Vec<(Digest, Arc<AtomicU64>, Option<ProgressBar>)>>,
+    counters: Mutex<Vec<BlobProgress>>,
     last_line: Mutex<Instant>,
 }
 
