@@ -4,5 +4,6 @@
 
 mod build;
 mod cli;
+mod push;
 mod registry;
 mod util;

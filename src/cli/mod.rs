@@ -30,6 +30,7 @@ enum Command {
     #[command(args_override_self = true)]
     Build(Box<build::BuildArgs>),
     /// Push an image or index from an OCI layout to a registry: blobs, manifests, then tags.
+    #[command(args_override_self = true)]
     Push(Box<push::PushArgs>),
     /// Show an image or index: media type, digest, platforms, config and layers.
     Inspect(Box<inspect::InspectArgs>),

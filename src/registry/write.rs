@@ -111,11 +111,29 @@ fn location(response: &Response, base: &str) -> Option<String> {
     Some(absolute(base, value))
 }
 
-/// The end offset (exclusive) an upload's `Range: 0-N` header reports.
+/// How many bytes an upload holds, from its `Range: 0-N` header (N is the last byte held).
+///
+/// Registries answer `0-0` for an empty session too (distribution does), so `0-0` reads as
+/// nothing held: chunks and whole uploads are never a single byte, so nothing is lost by that.
 fn uploaded(response: &Response) -> Option<u64> {
     let range = response.headers().get(RANGE)?.to_str().ok()?;
-    let end: u64 = range.trim().trim_start_matches("bytes=").split('-').nth(1)?.parse().ok()?;
-    Some(end + 1)
+    held_by_range(range)
+}
+
+fn held_by_range(range: &str) -> Option<u64> {
+    let end: u64 = range.trim().trim_start_matches("bytes=").split('-').nth(1)?.trim().parse().ok()?;
+    Some(if end == 0 { 0 } else { end + 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn range_headers_give_the_bytes_held() {
+        assert_eq!(super::held_by_range("0-0"), Some(0));
+        assert_eq!(super::held_by_range("0-1048575"), Some(1 << 20));
+        assert_eq!(super::held_by_range("bytes=0-99"), Some(100));
+        assert_eq!(super::held_by_range("garbage"), None);
+    }
 }
 
 impl Client {

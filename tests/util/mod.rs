@@ -36,7 +36,8 @@ fn output(command: &mut Command) -> Output {
 }
 
 /// Runs `command`, asserts success and returns its stdout.
-pub fn ok(command: &mut Command) -> String {
+pub fn ok(mut command: impl std::borrow::BorrowMut<Command>) -> String {
+    let command = command.borrow_mut();
     let out = output(command);
     assert!(
         out.status.success(),
@@ -49,12 +50,13 @@ pub fn ok(command: &mut Command) -> String {
 }
 
 /// Runs `command`, asserts it fails with a one-line error on stderr, and returns that line.
-pub fn fails(command: &mut Command) -> String {
+pub fn fails(command: impl std::borrow::BorrowMut<Command>) -> String {
     fails_with(command, None)
 }
 
 /// Like [`fails`], and checks the exit code when one is given.
-pub fn fails_with(command: &mut Command, code: Option<i32>) -> String {
+pub fn fails_with(mut command: impl std::borrow::BorrowMut<Command>, code: Option<i32>) -> String {
+    let command = command.borrow_mut();
     let out = output(command);
     if let Some(code) = code {
         assert_eq!(out.status.code(), Some(code), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));

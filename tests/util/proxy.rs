@@ -1,10 +1,14 @@
-//! A fault-injecting HTTP proxy in front of the real registry: it forwards each request
-//! (one per connection) and lets a test rewrite the request or the response, to play a
-//! registry that lies, redirects or rate-limits. Also a stand-in for external blob storage.
+//! A fault-injecting HTTP proxy in front of the real registry. It handles one request per
+//! connection (it tells both sides `Connection: close`), records every request line, and lets a
+//! test decide per request: forward it, answer instead of the registry, cut the connection
+//! partway through the request body, stall, or rewrite the registry's response. Also a stand-in
+//! for external blob storage.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A response as the proxy holds it.
 pub struct Response {
@@ -15,6 +19,18 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response with this status line (`"503 Service Unavailable"`), extra header lines and body.
+    pub fn new(status: &str, headers: &[&str], body: &[u8]) -> Response {
+        let mut head = format!("HTTP/1.1 {status}");
+        for header in headers {
+            head.push_str("\r\n");
+            head.push_str(header);
+        }
+        let mut response = Response { head, body: Vec::new() };
+        response.set_body(body.to_vec());
+        response
+    }
+
     /// Replaces the body and fixes Content-Length.
     pub fn set_body(&mut self, body: Vec<u8>) {
         let head: Vec<String> = self
@@ -28,18 +44,63 @@ impl Response {
     }
 }
 
+/// One request as the fault hook sees it.
+pub struct Request<'a> {
+    /// `METHOD PATH HTTP/1.1`.
+    pub line: &'a str,
+    /// Its number, from 1, over the proxy's life.
+    pub number: usize,
+    /// Its body length (Content-Length).
+    pub length: usize,
+}
+
+impl Request<'_> {
+    /// The method.
+    pub fn method(&self) -> &str {
+        self.line.split(' ').next().unwrap_or_default()
+    }
+
+    /// The path with its query.
+    pub fn path(&self) -> &str {
+        self.line.split(' ').nth(1).unwrap_or_default()
+    }
+}
+
+/// What the proxy does with a request.
+pub enum Fault {
+    /// Pass it to the registry and its answer back.
+    Forward,
+    /// Answer this instead; the registry never sees the request.
+    Respond(Response),
+    /// Forward the head and this many body bytes, then drop both connections.
+    CutAfter(usize),
+    /// Read this many body bytes, then stop reading for the duration, then drop the connection.
+    StallAfter(usize, Duration),
+}
+
 type Rewrite = dyn Fn(&str, &mut Response) + Send + Sync;
 type RewriteRequest = dyn Fn(&mut String) + Send + Sync;
+type Faults = dyn Fn(&Request) -> Fault + Send + Sync;
+
+struct Hooks {
+    on_request: Box<RewriteRequest>,
+    fault: Box<Faults>,
+    rewrite: Box<Rewrite>,
+    count: AtomicUsize,
+    log: Arc<Mutex<Vec<String>>>,
+}
 
 /// A running proxy.
 pub struct Proxy {
     port: u16,
+    /// Every request line received, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
     /// Forwards to `upstream` (`127.0.0.1:PORT`); `rewrite(request_line, response)` may alter.
     pub fn start(upstream: String, rewrite: impl Fn(&str, &mut Response) + Send + Sync + 'static) -> Proxy {
-        Proxy::start_with_requests(upstream, |_| {}, rewrite)
+        Proxy::build(upstream, Box::new(|_| {}), Box::new(|_| Fault::Forward), Box::new(rewrite))
     }
 
     /// Like [`Proxy::start`], and `on_request` may alter each request head before it is sent.
@@ -48,26 +109,41 @@ impl Proxy {
         on_request: impl Fn(&mut String) + Send + Sync + 'static,
         rewrite: impl Fn(&str, &mut Response) + Send + Sync + 'static,
     ) -> Proxy {
+        Proxy::build(upstream, Box::new(on_request), Box::new(|_| Fault::Forward), Box::new(rewrite))
+    }
+
+    /// Forwards to `upstream`, doing to each request what `fault` says.
+    pub fn with_faults(upstream: String, fault: impl Fn(&Request) -> Fault + Send + Sync + 'static) -> Proxy {
+        Proxy::build(upstream, Box::new(|_| {}), Box::new(fault), Box::new(|_, _| {}))
+    }
+
+    fn build(upstream: String, on_request: Box<RewriteRequest>, fault: Box<Faults>, rewrite: Box<Rewrite>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let on_request: Arc<RewriteRequest> = Arc::new(on_request);
-        let rewrite: Arc<Rewrite> = Arc::new(rewrite);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let hooks =
+            Arc::new(Hooks { on_request, fault, rewrite, count: AtomicUsize::new(0), log: Arc::clone(&requests) });
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let upstream = upstream.clone();
-                let on_request = Arc::clone(&on_request);
-                let rewrite = Arc::clone(&rewrite);
+                let hooks = Arc::clone(&hooks);
                 std::thread::spawn(move || {
-                    let _ = serve(client, &upstream, on_request.as_ref(), rewrite.as_ref());
+                    let _ = serve(client, &upstream, &hooks);
                 });
             }
         });
-        Proxy { port }
+        Proxy { port, requests }
     }
 
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// How many requests so far had this method and a path containing `part`.
+    pub fn count(&self, method: &str, part: &str) -> usize {
+        let requests = self.requests.lock().unwrap();
+        requests.iter().filter(|l| l.starts_with(&format!("{method} ")) && l.contains(part)).count()
     }
 }
 
@@ -92,25 +168,61 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     }
 }
 
-fn serve(mut client: TcpStream, upstream: &str, on_request: &RewriteRequest, rewrite: &Rewrite) -> std::io::Result<()> {
-    let (mut head, mut body) = read_head(&mut client)?;
-    on_request(&mut head);
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-        .unwrap_or(0);
+/// Reads until `body` holds `length` bytes (or the peer stops).
+fn read_body(stream: &mut TcpStream, body: &mut Vec<u8>, length: usize) -> std::io::Result<()> {
+    let mut chunk = vec![0u8; 64 * 1024];
     while body.len() < length {
-        let mut chunk = vec![0u8; length - body.len()];
-        let n = client.read(&mut chunk)?;
+        let want = chunk.len().min(length - body.len());
+        let n = stream.read(&mut chunk[..want])?;
         if n == 0 {
             break;
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    let request_line = head.lines().next().unwrap_or_default().to_owned();
+    Ok(())
+}
+
+fn serve(mut client: TcpStream, upstream: &str, hooks: &Hooks) -> std::io::Result<()> {
+    let (mut head, mut body) = read_head(&mut client)?;
+    (hooks.on_request)(&mut head);
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    let line = head.lines().next().unwrap_or_default().to_owned();
+    let number = hooks.count.fetch_add(1, Ordering::SeqCst) + 1;
+    hooks.log.lock().unwrap().push(line.clone());
     let forwarded: Vec<&str> = head.lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
+    let forwarded_head = format!("{}\r\nConnection: close\r\n\r\n", forwarded.join("\r\n"));
+    match (hooks.fault)(&Request { line: &line, number, length }) {
+        Fault::Respond(response) => {
+            read_body(&mut client, &mut body, length)?;
+            client.write_all(response.head.as_bytes())?;
+            client.write_all(b"\r\nConnection: close\r\n\r\n")?;
+            client.write_all(&response.body)?;
+            return Ok(());
+        }
+        Fault::CutAfter(bytes) => {
+            read_body(&mut client, &mut body, bytes.min(length))?;
+            body.truncate(bytes);
+            let mut server = TcpStream::connect(upstream)?;
+            server.write_all(forwarded_head.as_bytes())?;
+            server.write_all(&body)?;
+            let _ = server.shutdown(Shutdown::Both);
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        Fault::StallAfter(bytes, pause) => {
+            read_body(&mut client, &mut body, bytes.min(length))?;
+            std::thread::sleep(pause);
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        Fault::Forward => {}
+    }
+    read_body(&mut client, &mut body, length)?;
     let mut server = TcpStream::connect(upstream)?;
-    server.write_all(format!("{}\r\nConnection: close\r\n\r\n", forwarded.join("\r\n")).as_bytes())?;
+    server.write_all(forwarded_head.as_bytes())?;
     server.write_all(&body)?;
     let mut raw = Vec::new();
     server.read_to_end(&mut raw)?;
@@ -119,7 +231,7 @@ fn serve(mut client: TcpStream, upstream: &str, on_request: &RewriteRequest, rew
         head: String::from_utf8_lossy(&raw[..split]).into_owned(),
         body: raw.get(split + 4..).unwrap_or_default().to_vec(),
     };
-    rewrite(&request_line, &mut response);
+    (hooks.rewrite)(&line, &mut response);
     client.write_all(response.head.as_bytes())?;
     client.write_all(b"\r\n\r\n")?;
     client.write_all(&response.body)?;
@@ -143,9 +255,7 @@ impl StaticServer {
         let recorded = Arc::clone(&requests);
         std::thread::spawn(move || {
             for mut client in listener.incoming().flatten() {
-                let Ok((head, _)) = read_head(&mut client) else {
-                    continue;
-                };
+                let Ok((head, _)) = read_head(&mut client) else { continue };
                 recorded.lock().unwrap().push(head);
                 let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                 let _ = client.write_all(reply.as_bytes());
