@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::proxy::{Fault, Proxy, Response};
 use crate::util::registry::Registry;
-use crate::util::{fails_with, hoist, make_dist, ok, tool, write};
+use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool, write};
 
 const REPO: &str = "team/app";
 
@@ -32,29 +32,7 @@ fn build_big(work: &Path) -> (PathBuf, String) {
         fs::write(work.join(format!("dist/linux_{arch}/data.bin")), &noise).unwrap();
     }
     write(&work.join("dist/linux_amd64/extra.txt"), "amd64 only\n", 0o644);
-    let layout = work.join("layout");
-    let digest = ok(hoist().current_dir(work).args([
-        "build",
-        "--platform",
-        "linux/amd64",
-        "--platform",
-        "linux/arm64",
-        "--layer",
-        "dist/{os}_{arch}/:/app/",
-        "--output",
-        &format!("oci:{}:multi", layout.display()),
-    ]));
-    ok(hoist().current_dir(work).args([
-        "build",
-        "--platform",
-        "linux/amd64",
-        "--layer",
-        "dist/linux_amd64/:/app/",
-        "--no-index",
-        "--output",
-        &format!("oci:{}:single", layout.display()),
-    ]));
-    (layout, digest.trim().to_owned())
+    build_images(work)
 }
 
 fn push(layout: &Path, tag: &str, destination: &str, extra: &[&str]) -> std::process::Command {
@@ -444,6 +422,8 @@ fn dry_run_only_looks_and_build_can_push_directly() {
         "linux/arm64",
         "--layer",
         "dist/{os}_{arch}/:/app/",
+        "--entrypoint",
+        "/app/server",
         "--push",
         &format!("{}/{REPO}:built", registry.host()),
         "-q",

@@ -8,36 +8,12 @@ use std::path::Path;
 use crate::util::proxy::{Proxy, StaticServer};
 use crate::util::registry::{free_port, htpasswd, Registry, Setup};
 use crate::util::token::{TokenServer, REFRESH_TOKEN};
-use crate::util::{fails_with, hoist, make_dist, ok, tool};
+use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool};
 
-/// Builds the two-platform app and a single-platform image into `layout`; returns the index digest.
-fn build_images(work: &Path) -> (std::path::PathBuf, String) {
+/// The example app's sources and its images in a layout (see [`build_images`]).
+fn build_app_images(work: &Path) -> (std::path::PathBuf, String) {
     make_dist(work);
-    let layout = work.join("layout");
-    let digest = ok(hoist().current_dir(work).args([
-        "build",
-        "--platform",
-        "linux/amd64",
-        "--platform",
-        "linux/arm64",
-        "--layer",
-        "dist/{os}_{arch}/:/app/",
-        "--entrypoint",
-        "/app/server",
-        "--output",
-        &format!("oci:{}:multi", layout.display()),
-    ]));
-    ok(hoist().current_dir(work).args([
-        "build",
-        "--platform",
-        "linux/amd64",
-        "--layer",
-        "dist/linux_amd64/:/app/",
-        "--no-index",
-        "--output",
-        &format!("oci:{}:single", layout.display()),
-    ]));
-    (layout, digest.trim().to_owned())
+    build_images(work)
 }
 
 /// `skopeo copy` from the layout into the registry (the real peer puts the content there).
@@ -52,7 +28,7 @@ fn skopeo_push(layout: &Path, tag: &str, destination: &str, extra: &[&str]) {
 #[test]
 fn inspect_digest_tags_and_catalog_read_what_skopeo_pushed() {
     let work = tempfile::tempdir().unwrap();
-    let (layout, index_digest) = build_images(work.path());
+    let (layout, index_digest) = build_app_images(work.path());
     let registry = Registry::start();
     let repo = format!("{}/team/app", registry.host());
     skopeo_push(&layout, "multi", &format!("{repo}:v1"), &["--all"]);
@@ -111,7 +87,7 @@ fn inspect_digest_tags_and_catalog_read_what_skopeo_pushed() {
 #[test]
 fn each_failure_has_its_message_and_exit_code() {
     let work = tempfile::tempdir().unwrap();
-    let (layout, _) = build_images(work.path());
+    let (layout, _) = build_app_images(work.path());
     let registry = Registry::start();
     let repo = format!("{}/team/app", registry.host());
     skopeo_push(&layout, "single", &format!("{repo}:v1"), &[]);
@@ -201,7 +177,7 @@ fn basic_auth_with_flags_login_and_docker_credentials() {
     });
     let host = registry.host();
     let work = tempfile::tempdir().unwrap();
-    let (layout, _) = build_images(work.path());
+    let (layout, _) = build_app_images(work.path());
     skopeo_push(&layout, "single", &format!("{host}/team/app:v1"), &["--dest-creds", "alice:wonderland"]);
     let reference = format!("{host}/team/app:v1");
 
@@ -270,7 +246,7 @@ fn bearer_tokens_from_a_token_server_with_the_right_scopes() {
     let registry = Registry::start_with(Setup { auth: Some(tokens.registry_auth()), ..Setup::default() });
     let host = registry.host();
     let work = tempfile::tempdir().unwrap();
-    let (layout, digest) = build_images(work.path());
+    let (layout, digest) = build_app_images(work.path());
     skopeo_push(&layout, "multi", &format!("{host}/team/app:v1"), &["--all", "--dest-creds", "bob:builder"]);
     tokens.requests.lock().unwrap().clear();
 
@@ -292,7 +268,7 @@ fn identity_tokens_use_the_oauth2_refresh_grant() {
     let registry = Registry::start_with(Setup { auth: Some(tokens.registry_auth()), ..Setup::default() });
     let host = registry.host();
     let work = tempfile::tempdir().unwrap();
-    let (layout, _) = build_images(work.path());
+    let (layout, _) = build_app_images(work.path());
     skopeo_push(&layout, "single", &format!("{host}/team/app:v1"), &["--dest-creds", "bob:builder"]);
     let docker_config = tempfile::tempdir().unwrap();
     fs::write(
@@ -314,7 +290,7 @@ fn redirects_drop_credentials_and_rate_limits_say_how_long_to_wait() {
         ..Setup::default()
     });
     let work = tempfile::tempdir().unwrap();
-    let (layout, _) = build_images(work.path());
+    let (layout, _) = build_app_images(work.path());
     let reference = format!("{}/team/app:v1", registry.host());
     skopeo_push(&layout, "single", &reference, &["--dest-creds", "alice:wonderland"]);
     let raw = ok(hoist().args(["inspect", "--raw", &format!("oci:{}:single", layout.display())]));
@@ -350,7 +326,7 @@ fn redirects_drop_credentials_and_rate_limits_say_how_long_to_wait() {
 #[test]
 fn tag_lists_follow_link_pages_and_platforms_are_checked() {
     let work = tempfile::tempdir().unwrap();
-    let (layout, _) = build_images(work.path());
+    let (layout, _) = build_app_images(work.path());
     let registry = Registry::start();
     let repo = format!("{}/team/app", registry.host());
     for tag in ["a", "b", "c", "d", "e"] {

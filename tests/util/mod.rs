@@ -130,6 +130,37 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     paths
 }
 
+/// Builds the two-platform app in `work/dist` (entrypoint /app/server) into `work/layout`,
+/// tagged `multi`, and its amd64 image alone as a plain manifest tagged `single`. Returns the
+/// layout and the index digest.
+pub fn build_images(work: &Path) -> (PathBuf, String) {
+    let layout = work.join("layout");
+    let digest = ok(hoist().current_dir(work).args([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        "--layer",
+        "dist/{os}_{arch}/:/app/",
+        "--entrypoint",
+        "/app/server",
+        "--output",
+        &format!("oci:{}:multi", layout.display()),
+    ]));
+    ok(hoist().current_dir(work).args([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--layer",
+        "dist/linux_amd64/:/app/",
+        "--no-index",
+        "--output",
+        &format!("oci:{}:single", layout.display()),
+    ]));
+    (layout, digest.trim().to_owned())
+}
+
 /// Parsed JSON of a file.
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
