@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::util::{
-    blob_json, blob_path, fails, hoist, listing, make_dist, ok, read_json, schema, snapshot, tool, write,
+    blob_json, blob_path, fails, hoist, listing, make_dist, ok, read_json, schema, snapshot, tool, write, APP_BUILD,
 };
 
 const TAG: &str = "v1.2.3";
@@ -13,14 +13,7 @@ const TAG: &str = "v1.2.3";
 /// The build from the README, into `layout`.
 fn build_app(root: &Path, layout: &Path, extra: &[&str]) -> Command {
     let mut command = hoist();
-    command.current_dir(root).args([
-        "build",
-        "--platform",
-        "linux/amd64",
-        "--platform",
-        "linux/arm64",
-        "--layer",
-        "dist/{os}_{arch}/:/app/",
+    command.current_dir(root).args(APP_BUILD).args([
         "--exclude",
         "**/*.map",
         "--entrypoint",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::proxy::{Fault, Proxy, Response};
 use crate::util::registry::Registry;
-use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool, write};
+use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool, write, APP_BUILD};
 
 const REPO: &str = "team/app";
 
@@ -414,14 +414,7 @@ fn dry_run_only_looks_and_build_can_push_directly() {
     let requests = proxy.requests.lock().unwrap().clone();
     assert!(requests.iter().all(|l| l.starts_with("HEAD ") || l.starts_with("GET /v2/ ")), "{requests:?}");
 
-    let built = ok(hoist().current_dir(work.path()).args([
-        "build",
-        "--platform",
-        "linux/amd64",
-        "--platform",
-        "linux/arm64",
-        "--layer",
-        "dist/{os}_{arch}/:/app/",
+    let built = ok(hoist().current_dir(work.path()).args(APP_BUILD).args([
         "--entrypoint",
         "/app/server",
         "--push",

@@ -130,19 +130,16 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     paths
 }
 
+/// `hoist build` of the example app in `dist/` for linux/amd64 and linux/arm64 into /app/.
+pub const APP_BUILD: [&str; 7] =
+    ["build", "--platform", "linux/amd64", "--platform", "linux/arm64", "--layer", "dist/{os}_{arch}/:/app/"];
+
 /// Builds the two-platform app in `work/dist` (entrypoint /app/server) into `work/layout`,
 /// tagged `multi`, and its amd64 image alone as a plain manifest tagged `single`. Returns the
 /// layout and the index digest.
 pub fn build_images(work: &Path) -> (PathBuf, String) {
     let layout = work.join("layout");
-    let digest = ok(hoist().current_dir(work).args([
-        "build",
-        "--platform",
-        "linux/amd64",
-        "--platform",
-        "linux/arm64",
-        "--layer",
-        "dist/{os}_{arch}/:/app/",
+    let digest = ok(hoist().current_dir(work).args(APP_BUILD).args([
         "--entrypoint",
         "/app/server",
         "--output",
