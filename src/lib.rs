@@ -12,6 +12,7 @@ pub mod config;
 pub mod credentials;
 pub mod digest;
 pub mod error;
+pub mod index;
 pub mod json;
 pub mod layer;
 pub mod layout;

@@ -1,6 +1,7 @@
 //! Command-line arguments and the commands behind them.
 
 mod build;
+mod index;
 mod inspect;
 mod login;
 mod push;
@@ -32,6 +33,12 @@ enum Command {
     /// Push an image or index from an OCI layout to a registry: blobs, manifests, then tags.
     #[command(args_override_self = true)]
     Push(Box<push::PushArgs>),
+    /// Create, amend or trim a multi-platform index directly in the registry.
+    #[command(subcommand)]
+    Index(index::IndexCommand),
+    /// Docker-compatible local manifest lists: create, annotate, inspect, push, rm.
+    #[command(subcommand)]
+    Manifest(index::ManifestCommand),
     /// Show an image or index: media type, digest, platforms, config and layers.
     Inspect(Box<inspect::InspectArgs>),
     /// Print the digest of an image or index.
@@ -56,6 +63,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build::run(*args, cli.quiet),
         Command::Inspect(args) => inspect::run(*args),
+        Command::Index(command) => index::run(command),
+        Command::Manifest(command) => index::manifest(command),
         Command::Push(args) => push::run(*args, cli.quiet),
         Command::Digest(args) => inspect::digest(args),
         Command::Tags(args) => inspect::tags(args),

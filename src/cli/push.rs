@@ -44,6 +44,10 @@ pub struct PushFlags {
     /// Only look (HEAD requests): print what would be sent.
     #[arg(long)]
     pub dry_run: bool,
+    /// Push by digest only, no tag (for split CI builds merged later with `hoist index
+    /// create`); the digest also goes to $GITHUB_OUTPUT as `digest=…` when that is set.
+    #[arg(long)]
+    pub push_by_digest: bool,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -122,6 +126,9 @@ pub fn push_layout(
     let plan = plan(&layout, &root_digest, root.media_type().as_ref())?;
     let mut tags: Vec<String> = destination.tag.iter().cloned().collect();
     tags.extend(flags.tags.iter().cloned());
+    if flags.push_by_digest {
+        tags.clear();
+    }
     let client = registry.client()?;
     let observer = Progress::new(plan.blob_bytes(), quiet);
     let report = block_on(async {
@@ -135,9 +142,15 @@ pub fn push_layout(
             "dry run: would upload {} blob(s) ({} bytes) and {} manifest(s); {} blob(s) already there",
             report.blobs_pushed, report.bytes_pushed, report.manifests_pushed, report.blobs_skipped
         );
-    } else if let Some(file) = &flags.digest_file {
+        return Ok(report);
+    }
+    if let Some(file) = &flags.digest_file {
         std::fs::write(file, format!("{}\n", report.digest))
             .map_err(|e| anyhow::anyhow!("cannot write the digest to {}: {e}", file.display()))?;
+    }
+    if let (true, Some(output)) = (flags.push_by_digest, std::env::var_os("GITHUB_OUTPUT")) {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&output)?;
+        std::io::Write::write_all(&mut file, format!("digest={}\n", report.digest).as_bytes())?;
     }
     Ok(report)
 }

@@ -96,7 +96,7 @@ impl RetryPolicy {
 }
 
 /// A number in [0, 1) that differs from call to call (no need for a seeded generator here).
-fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher

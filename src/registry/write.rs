@@ -265,6 +265,41 @@ impl Client {
         }
     }
 
+    /// Completes an upload with a body streamed from another registry's blob (verified as it
+    /// goes), without touching the disk.
+    pub async fn finish_upload_streaming(
+        &self,
+        registry: &str,
+        repository: &str,
+        url: &str,
+        digest: &Digest,
+        size: u64,
+        source: super::read::BlobStream,
+    ) -> Result<()> {
+        let stream = futures_util::stream::unfold(source, |mut source| async move {
+            match source.next_chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), source)),
+                Ok(None) => None,
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), source)),
+            }
+        });
+        let body = std::sync::Mutex::new(Some(Body::wrap_stream(stream)));
+        let target = with_digest(url, digest);
+        let response = self
+            .send(registry, &[push_scope(repository)], |http, _| {
+                let body = body.lock().ok().and_then(|mut b| b.take()).unwrap_or_else(|| Body::from(Vec::new()));
+                http.put(&target)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, size)
+                    .body(body)
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_error(registry, &format!("blob {digest}"), "PUT upload", response).await.into());
+        }
+        check_reported_digest(registry, &response, digest)
+    }
+
     /// Whether the manifest `reference` (a digest or a tag) exists, and its digest.
     pub async fn manifest_digest(&self, registry: &str, repository: &str, reference: &str) -> Result<Option<Digest>> {
         let target = crate::reference::Reference {
