@@ -4,6 +4,7 @@
 
 mod build;
 mod cli;
+mod index;
 mod push;
 mod registry;
 mod util;

@@ -30,6 +30,9 @@ pub struct MergeFlags {
     /// Write an OCI image index or a Docker manifest list (default: what the children are).
     #[arg(long, value_name = "oci|docker")]
     format: Option<String>,
+    /// Milliseconds to wait before reading the tag back to check no other writer replaced it.
+    #[arg(long, default_value_t = 1500, value_name = "MILLISECONDS")]
+    settle: u64,
 }
 
 impl MergeFlags {
@@ -41,6 +44,7 @@ impl MergeFlags {
         Ok(IndexOptions {
             merge: self.merge(),
             format: self.format.as_deref().map(str::parse).transpose()?,
+            settle: std::time::Duration::from_millis(self.settle),
             ..IndexOptions::default()
         })
     }
@@ -165,9 +169,6 @@ pub enum ManifestCommand {
         first: String,
         /// With a list: the entry to show.
         second: Option<String>,
-        /// Show each entry's descriptor and manifest too.
-        #[arg(short, long)]
-        verbose: bool,
         /// Allow the registries named here over plain HTTP or without TLS verification.
         #[arg(long)]
         insecure: bool,
@@ -210,8 +211,9 @@ fn client_for(registry: &RegistryArgs, insecure: bool, names: &[&str]) -> anyhow
     Ok(Client::new(transport, registry.credentials()?))
 }
 
-/// Runs `hoist manifest …`.
-pub fn manifest(command: ManifestCommand) -> anyhow::Result<()> {
+/// Runs `hoist manifest …`; `verbose` (the global `-v`/`--verbose`, as docker's flag) adds each
+/// entry's descriptor and manifest to `inspect`.
+pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
     let store = ListStore::from_environment()?;
     match command {
         ManifestCommand::Create { list, refs, amend, insecure, flags, registry } => {
@@ -264,7 +266,7 @@ pub fn manifest(command: ManifestCommand) -> anyhow::Result<()> {
             store.save(&local)?;
             Ok(())
         }
-        ManifestCommand::Inspect { first, second, verbose, insecure, registry } => {
+        ManifestCommand::Inspect { first, second, insecure, registry } => {
             let client = client_for(&registry, insecure, &[&first, second.as_deref().unwrap_or("")])?;
             block_on(inspect(&store, &client, &first, second.as_deref(), verbose))
         }

@@ -64,7 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => build::run(*args, cli.quiet),
         Command::Inspect(args) => inspect::run(*args),
         Command::Index(command) => index::run(command),
-        Command::Manifest(command) => index::manifest(command),
+        Command::Manifest(command) => index::manifest(command, cli.verbose > 0),
         Command::Push(args) => push::run(*args, cli.quiet),
         Command::Digest(args) => inspect::digest(args),
         Command::Tags(args) => inspect::tags(args),

@@ -18,7 +18,7 @@ pub struct RegistryArgs {
     /// plain HTTP; repeatable. Also read from $HOIST_INSECURE_REGISTRIES and
     /// insecure-registries in /etc/docker/daemon.json.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", global = true)]
-    insecure: Vec<String>,
+    insecure_registries: Vec<String>,
     /// Credentials USER:PASSWORD (else $HOIST_USERNAME/$HOIST_PASSWORD, else docker's config).
     #[arg(long, value_name = "USER:PASSWORD", global = true)]
     creds: Option<String>,
@@ -29,7 +29,7 @@ impl RegistryArgs {
     pub fn transport(&self) -> TransportOptions {
         let mut options = TransportOptions {
             ca_certs: self.ca_certs.clone(),
-            insecure_registries: self.insecure.clone(),
+            insecure_registries: self.insecure_registries.clone(),
             ..TransportOptions::default()
         };
         if let Some(dir) = std::env::var_os("HOIST_DOCKER_CERTS_DIR") {

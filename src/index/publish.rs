@@ -223,7 +223,10 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
     bring_children(client, &mut change.add, target, &options.push).await?;
     let mut create = options.create;
     for attempt in 0..options.tries.max(1) {
-        let (base, annotations) = match (create, current(client, target).await?) {
+        let retries = AtomicU32::new(0);
+        let retry = &options.push.retry;
+        let read = || retry.run("read the index", &retries, || current(client, target));
+        let (base, annotations) = match (create, read().await?) {
             (true, _) => (Vec::new(), BTreeMap::new()),
             (false, Some(found)) => found,
             (false, None) => {
@@ -251,8 +254,6 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
             .into());
         }
         let media_type = if format == Format::Docker { DOCKER_LIST } else { OCI_INDEX };
-        let retries = AtomicU32::new(0);
-        let retry = &options.push.retry;
         let digest_text = digest.to_string();
         retry
             .run("index", &retries, || {
@@ -264,7 +265,7 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
             .run("tag", &retries, || client.put_manifest(&target.registry, &target.repository, tag, media_type, &bytes))
             .await?;
         tokio::time::sleep(options.settle.mul_f64(1.0 + crate::push::retry::jitter())).await;
-        match current(client, target).await? {
+        match read().await? {
             Some((now, _)) if satisfies(&now, &change) => {
                 let reference = target.reference();
                 let head = client.head_manifest(&reference).await?;
