@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs hoist's whole test suite. On a fresh Debian machine it first installs the real peers the
-# integration tests check hoist against (umoci, skopeo) and the tools they use.
+# integration tests check hoist against (umoci, skopeo, the docker CLI, docker-registry) and the
+# tools they use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ declare -A packages=(
   [setpriv]=util-linux
   [mkfifo]=coreutils
   [docker-registry]=docker-registry
+  [docker]=docker.io
 )
 missing=()
 for command in "${!packages[@]}"; do
