@@ -11,6 +11,7 @@ use std::str::FromStr;
 use oci_spec::image::{Descriptor, DescriptorBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType};
 use serde::Serialize;
 
+use crate::base::BaseImage;
 use crate::config::{image_config, timestamp, ConfigLayer, ImageSettings};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -68,6 +69,11 @@ pub struct BuildOptions {
     pub created: u64,
     /// Write a single-platform image manifest instead of an index.
     pub no_index: bool,
+    /// Base image per platform; empty for `FROM scratch`.
+    pub base: BTreeMap<Platform, BaseImage>,
+    /// Base layer files to put into the layout (from hoist's cache). A base layer without a
+    /// file here is left out of the layout: the push takes it from the base's registry.
+    pub base_files: BTreeMap<Digest, PathBuf>,
 }
 
 /// One layer as built.
@@ -275,18 +281,43 @@ fn build_image(
         })
         .collect();
     let config = image_config(platform, &options.image, &history, created)?;
-    let (config_digest, config_size) = writer.add_json(&config, "image config")?;
-    let layer_descriptors = layers
-        .iter()
-        .map(|l| descriptor(MediaType::from(l.media_type.as_str()), &l.digest, l.size))
-        .collect::<Result<Vec<_>>>()?;
+    let base = options.base.get(platform);
+    let (config_digest, config_size) = match base {
+        None => writer.add_json(&config, "image config")?,
+        Some(base) => {
+            let ours =
+                serde_json::to_value(&config).map_err(|source| Error::Json { what: "image config".into(), source })?;
+            let inherited = crate::base::inherit(
+                &base.config,
+                &ours,
+                options.image.entrypoint.is_some(),
+                options.image.cmd.is_some(),
+            );
+            writer.add_json(&inherited, "image config")?
+        }
+    };
+    let mut layer_descriptors = Vec::new();
+    for layer in base.map(|b| b.layers.as_slice()).unwrap_or_default() {
+        if let Some(file) = options.base_files.get(&layer.digest) {
+            writer.add_existing(&layer.digest, file)?;
+        }
+        layer_descriptors.push(descriptor(MediaType::from(layer.media_type.as_str()), &layer.digest, layer.size)?);
+    }
+    for built in &layers {
+        layer_descriptors.push(descriptor(MediaType::from(built.media_type.as_str()), &built.digest, built.size)?);
+    }
+    let mut annotations = options.annotations.clone();
+    if let Some(base) = base {
+        annotations.insert(crate::base::BASE_NAME.to_owned(), base.name.clone());
+        annotations.insert(crate::base::BASE_DIGEST.to_owned(), base.digest.to_string());
+    }
     let mut manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(descriptor(MediaType::ImageConfig, &config_digest, config_size)?)
         .layers(layer_descriptors);
-    if !options.annotations.is_empty() {
-        manifest = manifest.annotations(options.annotations.clone().into_iter().collect::<HashMap<_, _>>());
+    if !annotations.is_empty() {
+        manifest = manifest.annotations(annotations.into_iter().collect::<HashMap<_, _>>());
     }
     let manifest = manifest.build().map_err(|source| Error::Spec { what: "image manifest", source })?;
     let (digest, size) = writer.add_json(&manifest, "image manifest")?;

@@ -69,6 +69,8 @@ pub struct BuildSpec {
     pub skip_special: Option<bool>,
     /// Write a plain manifest, not an index.
     pub no_index: Option<bool>,
+    /// Base image (a registry reference or `oci:DIR[:TAG]`); scratch when absent.
+    pub base: Option<String>,
     /// Directory that relative layer sources are relative to: the build file's, when the
     /// layers come from one; else the caller's working directory.
     #[serde(skip)]
@@ -127,6 +129,7 @@ impl BuildSpec {
             owner: self.owner.or(fallback.owner),
             skip_special: self.skip_special.or(fallback.skip_special),
             no_index: self.no_index.or(fallback.no_index),
+            base: self.base.or(fallback.base),
             context: match self.layers.is_empty() {
                 true => fallback.context,
                 false => self.context,
@@ -177,6 +180,8 @@ impl BuildSpec {
             annotations: self.annotations,
             created: epoch,
             no_index: self.no_index.unwrap_or(false),
+            base: BTreeMap::new(),
+            base_files: BTreeMap::new(),
         };
         Ok((options, output))
     }

@@ -173,6 +173,20 @@ impl LayoutWriter {
         Ok((digest, size))
     }
 
+    /// Adds a blob that exists as a verified file elsewhere (hoist's cache): hard-linked into
+    /// the staging area when the file system allows, else copied.
+    pub fn add_existing(&mut self, digest: &Digest, file: &Path) -> Result<()> {
+        if self.staged.contains(digest) {
+            return Ok(());
+        }
+        let staged = self.staging.path().join(digest.hex());
+        if std::fs::hard_link(file, &staged).is_err() {
+            std::fs::copy(file, &staged).at("copy", file)?;
+        }
+        self.staged.push(digest.clone());
+        Ok(())
+    }
+
     /// Adds a JSON document as a blob, in canonical form. Returns digest and size.
     pub fn add_json(&mut self, value: &impl Serialize, what: &str) -> Result<(Digest, u64)> {
         let bytes = json::canonical(value, what)?;

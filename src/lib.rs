@@ -6,9 +6,11 @@
 //! them together into per-platform images and an index.
 #![deny(missing_docs)]
 
+pub mod base;
 pub mod build;
 pub mod buildfile;
 pub mod config;
+pub mod copy;
 pub mod credentials;
 pub mod digest;
 pub mod error;

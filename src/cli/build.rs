@@ -13,7 +13,8 @@ use hoist::reference::Reference;
 
 use super::print_line;
 use super::push::{print_report, push_layout, PushFlags};
-use super::registry::RegistryArgs;
+use super::registry::{block_on, RegistryArgs};
+use hoist::push::plan::RemoteBlobs;
 
 /// Flags of `hoist build`; each overrides the same setting in the build file.
 #[derive(Debug, Args)]
@@ -87,6 +88,9 @@ pub struct BuildArgs {
     /// Print a JSON summary instead of the digest.
     #[arg(long)]
     json: bool,
+    /// Build on this image (registry reference or oci:DIR[:TAG]) instead of scratch.
+    #[arg(long, value_name = "REF")]
+    base: Option<String>,
     /// After building, push to this registry reference (without --output, the layout is
     /// temporary).
     #[arg(long, value_name = "REF")]
@@ -122,6 +126,7 @@ impl BuildArgs {
             owner: self.owner.clone(),
             skip_special: self.skip_special.then_some(true),
             no_index: self.no_index.then_some(true),
+            base: self.base.clone(),
             context: None,
         })
     }
@@ -153,7 +158,32 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     if let Some(scratch) = &scratch {
         spec.output = Some(format!("oci:{}", scratch.path().join("layout").display()));
     }
-    let (options, output) = spec.into_options(&current_dir()?)?;
+    let base = spec.base.clone();
+    let (mut options, output) = spec.into_options(&current_dir()?)?;
+    let mut remote = RemoteBlobs::new();
+    if let Some(base) = &base {
+        let location: Location = base.parse()?;
+        let client = args.registry.client()?;
+        let writes_layout = scratch.is_none();
+        let (bases, files) = block_on(async {
+            let bases = hoist::base::resolve(&client, &location, &options.platforms).await?;
+            // Into a layout the base's layers must be there: fetched once into hoist's cache.
+            // Straight to a registry they are mounted or streamed by the push instead.
+            let files = match writes_layout {
+                true => hoist::base::fetch_into_cache(&client, &bases, &hoist::base::cache_dir()?).await?,
+                false => Default::default(),
+            };
+            Ok((bases, files))
+        })?;
+        if let Location::Registry(reference) = &location {
+            let repository = Reference { tag: None, digest: None, ..reference.clone() };
+            for layer in bases.values().flat_map(|b| &b.layers) {
+                remote.insert(layer.digest.clone(), repository.clone());
+            }
+        }
+        options.base = bases;
+        options.base_files = files;
+    }
     let Location::Layout { dir, tag } = &output else {
         anyhow::bail!("build writes an OCI layout: give --output oci:DIR[:TAG], and --push {output} to publish it");
     };
@@ -162,7 +192,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     writer.commit(built.descriptor().clone(), tag.as_deref())?;
     tracing::info!("wrote {} to {output}", built.digest);
     if let Some(destination) = &destination {
-        let report = push_layout(dir, tag.as_deref(), destination, &args.push_flags, &args.registry, quiet)?;
+        let report = push_layout(dir, tag.as_deref(), destination, &args.push_flags, &args.registry, quiet, &remote)?;
         return print_report(&report, args.json);
     }
     if args.json {

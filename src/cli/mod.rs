@@ -1,6 +1,7 @@
 //! Command-line arguments and the commands behind them.
 
 mod build;
+mod copy;
 mod index;
 mod inspect;
 mod login;
@@ -39,6 +40,9 @@ enum Command {
     /// Docker-compatible local manifest lists: create, annotate, inspect, push, rm.
     #[command(subcommand)]
     Manifest(index::ManifestCommand),
+    /// Copy an image or index to another repository or registry (promote staging → prod).
+    #[command(args_override_self = true)]
+    Copy(Box<copy::CopyArgs>),
     /// Show an image or index: media type, digest, platforms, config and layers.
     Inspect(Box<inspect::InspectArgs>),
     /// Print the digest of an image or index.
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build::run(*args, cli.quiet),
         Command::Inspect(args) => inspect::run(*args),
+        Command::Copy(args) => copy::run(*args, cli.quiet),
         Command::Index(command) => index::run(command),
         Command::Manifest(command) => index::manifest(command, cli.verbose > 0),
         Command::Push(args) => push::run(*args, cli.quiet),

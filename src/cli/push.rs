@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use hoist::layout::Layout;
 use hoist::location::Location;
+use hoist::push::plan::RemoteBlobs;
 use hoist::push::{plan, push, BlobOutcome, PushObserver, PushOptions, PushReport, RetryPolicy};
 use hoist::reference::Reference;
 use hoist::Digest;
@@ -65,7 +66,8 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 impl PushFlags {
-    fn options(&self) -> PushOptions {
+    /// The push engine's options.
+    pub fn options(&self) -> PushOptions {
         PushOptions {
             jobs: self.jobs,
             chunk_size: self.chunk_size,
@@ -99,7 +101,8 @@ pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
         anyhow::bail!("push reads an OCI layout: give the source as oci:DIR[:TAG] (copying between registries comes with `hoist copy`)");
     };
     let destination = Reference::parse(&args.destination)?;
-    let report = push_layout(&dir, tag.as_deref(), &destination, &args.flags, &args.registry, quiet)?;
+    let report =
+        push_layout(&dir, tag.as_deref(), &destination, &args.flags, &args.registry, quiet, &RemoteBlobs::new())?;
     print_report(&report, args.json)
 }
 
@@ -119,11 +122,12 @@ pub fn push_layout(
     flags: &PushFlags,
     registry: &RegistryArgs,
     quiet: bool,
+    remote: &RemoteBlobs,
 ) -> anyhow::Result<PushReport> {
     let layout = Layout::open(dir)?;
     let root = hoist::source::root_descriptor(&layout, tag)?;
     let root_digest: Digest = root.digest().to_string().parse()?;
-    let plan = plan(&layout, &root_digest, root.media_type().as_ref())?;
+    let plan = plan(&layout, &root_digest, root.media_type().as_ref(), remote)?;
     let mut tags: Vec<String> = destination.tag.iter().cloned().collect();
     tags.extend(flags.tags.iter().cloned());
     if flags.push_by_digest {

@@ -19,6 +19,10 @@ pub struct RegistryArgs {
     /// insecure-registries in /etc/docker/daemon.json.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", global = true)]
     insecure_registries: Vec<String>,
+    /// Docker Hub mirror URL, tried before docker.io for pulls (never for pushes); repeatable.
+    /// Also read from $HOIST_REGISTRY_MIRRORS and registry-mirrors in /etc/docker/daemon.json.
+    #[arg(long = "registry-mirror", value_name = "URL", global = true)]
+    registry_mirrors: Vec<String>,
     /// Credentials USER:PASSWORD (else $HOIST_USERNAME/$HOIST_PASSWORD, else docker's config).
     #[arg(long, value_name = "USER:PASSWORD", global = true)]
     creds: Option<String>,
@@ -30,6 +34,7 @@ impl RegistryArgs {
         let mut options = TransportOptions {
             ca_certs: self.ca_certs.clone(),
             insecure_registries: self.insecure_registries.clone(),
+            mirrors: self.registry_mirrors.clone(),
             ..TransportOptions::default()
         };
         if let Some(dir) = std::env::var_os("HOIST_DOCKER_CERTS_DIR") {

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::{
     entries_of, is_index, merge, remove_platform, render, Entry, Format, MergeOptions, DOCKER_LIST, OCI_INDEX,
 };
+use crate::copy::copy_manifest;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -18,7 +17,6 @@ use crate::platform::Platform;
 use crate::push::{plan, push, PushOptions, Silent};
 use crate::reference::Reference;
 use crate::registry::read::MAX_MANIFEST_BYTES;
-use crate::registry::write::Started;
 use crate::registry::{Client, RegistryError};
 
 /// Where an index goes: a repository and, usually, a tag.
@@ -72,90 +70,15 @@ pub async fn bring_children(
         let digest: Digest = entry.digest().parse()?;
         if let Some(dir) = source.strip_prefix("oci:") {
             let layout = Layout::open(dir)?;
-            let plan = plan(&layout, &digest, entry.media_type())?;
+            let plan = plan(&layout, &digest, entry.media_type(), &Default::default())?;
             push(client, &plan, &target.registry, &target.repository, &[], options, &Silent).await?;
         } else {
             let from: Reference = Reference::parse(&source)?;
-            copy_manifest(client, &from, &digest, target, options, &retries).await?;
+            copy_manifest(client, &from, &digest, &target.registry, &target.repository, options, &retries).await?;
         }
         entry.source = Some(target.name());
     }
     Ok(())
-}
-
-/// Copies the manifest `digest` and everything it references from `from`'s repository to the
-/// target's, blobs first. Within one registry blobs are mounted; across registries they stream
-/// from one to the other without touching the disk.
-pub fn copy_manifest<'a>(
-    client: &'a Client,
-    from: &'a Reference,
-    digest: &'a Digest,
-    target: &'a Target,
-    options: &'a PushOptions,
-    retries: &'a AtomicU32,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
-    Box::pin(async move {
-        let retry = &options.retry;
-        let what = format!("manifest {digest}");
-        let digest_text = digest.to_string();
-        if retry
-            .run(&what, retries, || client.manifest_digest(&target.registry, &target.repository, &digest_text))
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
-        let source = Reference { digest: Some(digest.to_string()), tag: None, ..from.clone() };
-        let manifest = client.get_manifest(&source).await?;
-        let document: Value =
-            serde_json::from_slice(&manifest.bytes).map_err(|e| Error::Json { what: what.clone(), source: e })?;
-        if is_index(&manifest.media_type) {
-            for child in document["manifests"].as_array().into_iter().flatten() {
-                let child_digest: Digest = child["digest"].as_str().unwrap_or_default().parse()?;
-                copy_manifest(client, from, &child_digest, target, options, retries).await?;
-            }
-        } else {
-            let blobs = document["layers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .chain([document["config"].clone()]);
-            for blob in blobs.filter(Value::is_object) {
-                let blob_digest: Digest = blob["digest"].as_str().unwrap_or_default().parse()?;
-                let size = blob["size"].as_u64().unwrap_or(0);
-                retry
-                    .run(&format!("blob {blob_digest}"), retries, || {
-                        copy_blob(client, from, &blob_digest, size, target)
-                    })
-                    .await?;
-            }
-        }
-        retry
-            .run(&what, retries, || {
-                client.put_manifest(
-                    &target.registry,
-                    &target.repository,
-                    &digest_text,
-                    &manifest.media_type,
-                    &manifest.bytes,
-                )
-            })
-            .await
-    })
-}
-
-async fn copy_blob(client: &Client, from: &Reference, digest: &Digest, size: u64, target: &Target) -> Result<()> {
-    if client.blob_exists(&target.registry, &target.repository, digest).await? {
-        return Ok(());
-    }
-    let mount = (from.registry == target.registry).then_some((digest, from.repository.as_str()));
-    let url = match client.start_upload(&target.registry, &target.repository, mount).await? {
-        Started::Mounted => return Ok(()),
-        Started::Session { url, .. } => url,
-    };
-    let stream = client.get_blob(&from.registry, &from.repository, digest).await?;
-    client.finish_upload_streaming(&target.registry, &target.repository, &url, digest, size, stream).await
 }
 
 /// What an amend changes: entries to add, platforms to remove.

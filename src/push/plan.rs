@@ -1,7 +1,7 @@
 //! What a push sends: every blob reachable from the root, once, and every manifest, children
 //! before parents.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use crate::reference::Reference;
 
 /// A blob to push, streamed from the layout.
 #[derive(Clone, Debug)]
@@ -17,8 +18,10 @@ pub struct PlannedBlob {
     pub digest: Digest,
     /// Its size from the descriptor (checked against the file).
     pub size: u64,
-    /// The file in the layout.
+    /// The file in the layout (absent for a base layer left in its registry).
     pub path: PathBuf,
+    /// The repository that also has it (a base image's): mounted or streamed from there.
+    pub remote: Option<Reference>,
 }
 
 /// A manifest or index to push by digest.
@@ -58,12 +61,15 @@ const INDEX_TYPES: [&str; 2] =
 const MANIFEST_TYPES: [&str; 2] =
     ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
 
+/// Where blobs missing from a layout can be found (a base image's repository), by digest.
+pub type RemoteBlobs = BTreeMap<Digest, Reference>;
+
 /// Plans the push of the manifest `root` (digest, media type) in `layout`. Fails before
-/// anything is sent when a blob is missing or has the wrong size.
-pub fn plan(layout: &Layout, root: &Digest, media_type: &str) -> Result<Plan> {
+/// anything is sent when a blob is missing (and not in `remote`) or has the wrong size.
+pub fn plan(layout: &Layout, root: &Digest, media_type: &str, remote: &RemoteBlobs) -> Result<Plan> {
     let mut plan = Plan { blobs: Vec::new(), manifests: Vec::new() };
     let mut seen = HashSet::new();
-    visit(layout, root, media_type, &mut plan, &mut seen)?;
+    visit(layout, root, media_type, remote, &mut plan, &mut seen)?;
     Ok(plan)
 }
 
@@ -71,6 +77,7 @@ fn visit(
     layout: &Layout,
     digest: &Digest,
     media_type: &str,
+    remote: &RemoteBlobs,
     plan: &mut Plan,
     seen: &mut HashSet<Digest>,
 ) -> Result<()> {
@@ -96,7 +103,7 @@ fn visit(
     if INDEX_TYPES.contains(&media_type.as_str()) {
         for child in descriptors("manifests") {
             let (child_digest, _, child_type) = parse(&child)?;
-            visit(layout, &child_digest, &child_type, plan, seen)?;
+            visit(layout, &child_digest, &child_type, remote, plan, seen)?;
         }
     } else if MANIFEST_TYPES.contains(&media_type.as_str()) {
         let mut blobs = vec![document.get("config").cloned().unwrap_or(Value::Null)];
@@ -107,13 +114,15 @@ fn visit(
                 continue;
             }
             let path = layout.blob_path(&blob_digest);
-            let actual = std::fs::metadata(&path)
-                .map(|m| m.len())
-                .map_err(|_| corrupt(format!("blob {blob_digest} is missing")))?;
-            if actual != size {
-                return Err(corrupt(format!("blob {blob_digest} has {actual} bytes, its descriptor says {size}")));
+            let elsewhere = remote.get(&blob_digest).cloned();
+            match (std::fs::metadata(&path).map(|m| m.len()), &elsewhere) {
+                (Ok(actual), _) if actual != size => {
+                    return Err(corrupt(format!("blob {blob_digest} has {actual} bytes, its descriptor says {size}")))
+                }
+                (Err(_), None) => return Err(corrupt(format!("blob {blob_digest} is missing"))),
+                _ => {}
             }
-            plan.blobs.push(PlannedBlob { digest: blob_digest, size, path });
+            plan.blobs.push(PlannedBlob { digest: blob_digest, size, path, remote: elsewhere });
         }
     } else {
         return Err(corrupt(format!("{digest} has media type {media_type:?}, which hoist cannot push")));

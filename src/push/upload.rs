@@ -44,6 +44,21 @@ pub async fn push_blob(context: &Context<'_>, blob: &PlannedBlob, progress: Arc<
     if context.options.dry_run {
         return Ok(BlobOutcome::Pushed);
     }
+    if let Some(from) = &blob.remote {
+        // A base layer: mounted from its repository in the same registry, streamed from
+        // another registry, never downloaded to disk.
+        if from.registry == registry || !blob.path.exists() {
+            let size = blob.size;
+            context
+                .options
+                .retry
+                .run(&what, &context.retries, || {
+                    crate::copy::copy_blob(context.client, from, &blob.digest, size, registry, repository)
+                })
+                .await?;
+            return Ok(if from.registry == registry { BlobOutcome::Mounted } else { BlobOutcome::Pushed });
+        }
+    }
     let mut upload = Upload { chunk: context.options.chunk_size.max(1), ..Upload::default() };
     for from in &context.options.mount_from {
         let started = context

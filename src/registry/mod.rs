@@ -112,7 +112,11 @@ impl Client {
         if let Some(authorization) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization.header.expose());
         }
-        request.send().await.map_err(|e| transport_error(registry, &e).into())
+        let response = request.send().await.map_err(|e| transport_error(registry, &e))?;
+        if let Some(remaining) = response.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()) {
+            tracing::info!("{registry}: pull limit remaining {remaining}");
+        }
+        Ok(response)
     }
 
     /// Answers a 401's challenge: Basic with the stored credential, or a Bearer token.

@@ -55,9 +55,60 @@ fn accept() -> String {
 }
 
 impl Client {
-    /// GETs the manifest `reference` names. The bytes must match the digest asked for and the
-    /// registry's Docker-Content-Digest; a body over 4 MiB is refused.
+    /// Runs a pull from `registry` on its mirrors first (Docker Hub only), then on the registry
+    /// itself. When every place fails, the error names each place and what it answered.
+    async fn pull<T, F, Fut>(&self, registry: &str, what: &str, pull: F) -> Result<T>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mirrors = self.options.mirrors_for(registry);
+        if mirrors.is_empty() {
+            return pull(registry.to_owned()).await;
+        }
+        let mut tried = Vec::new();
+        for mirror in mirrors {
+            match pull(mirror.clone()).await {
+                Ok(found) => return Ok(found),
+                Err(e) => {
+                    tracing::info!("mirror {mirror}: {e}; trying the next place");
+                    tried.push(format!("mirror {mirror}: {e}"));
+                }
+            }
+        }
+        match pull(registry.to_owned()).await {
+            Ok(found) => Ok(found),
+            Err(e) => {
+                let not_found = matches!(e, Error::Registry(RegistryError::NotFound { .. }));
+                tried.push(format!("{registry}: {e}"));
+                let message = format!("tried {}", tried.join("; "));
+                Err(match not_found {
+                    true => RegistryError::NotFound {
+                        registry: format!("{registry} and its mirrors"),
+                        what: what.to_owned(),
+                        message,
+                    },
+                    false => {
+                        RegistryError::Connect { registry: format!("{registry} and its mirrors"), detail: message }
+                    }
+                }
+                .into())
+            }
+        }
+    }
+
+    /// GETs the manifest `reference` names (from Docker Hub's mirrors first). The bytes must
+    /// match the digest asked for and the registry's Docker-Content-Digest; a body over 4 MiB
+    /// is refused.
     pub async fn get_manifest(&self, reference: &Reference) -> Result<Manifest> {
+        self.pull(&reference.registry, &format!("manifest {reference}"), |registry| {
+            let at = Reference { registry, ..reference.clone() };
+            async move { self.get_manifest_at(&at).await }
+        })
+        .await
+    }
+
+    async fn get_manifest_at(&self, reference: &Reference) -> Result<Manifest> {
         let registry = &reference.registry;
         let url_path = format!("/v2/{}/manifests/{}", reference.repository, target(reference));
         let response = self
@@ -90,9 +141,31 @@ impl Client {
         Ok(Manifest { media_type, digest, bytes })
     }
 
-    /// HEADs the manifest `reference` names: `None` when it does not exist.
+    /// HEADs the manifest `reference` names (Docker Hub's mirrors first; HEADs do not count
+    /// against its pull limit): `None` when it does not exist.
     pub async fn head_manifest(&self, reference: &Reference) -> Result<Option<ManifestHead>> {
-        self.head_manifest_scoped(reference, &pull_scope(&reference.repository)).await
+        let scope = pull_scope(&reference.repository);
+        let found = self
+            .pull(&reference.registry, &format!("manifest {reference}"), |registry| {
+                let (at, scope) = (Reference { registry, ..reference.clone() }, &scope);
+                async move {
+                    match self.head_manifest_scoped(&at, scope).await? {
+                        Some(head) => Ok(head),
+                        None => Err(RegistryError::NotFound {
+                            registry: at.registry.clone(),
+                            what: at.to_string(),
+                            message: "HEAD answered 404".into(),
+                        }
+                        .into()),
+                    }
+                }
+            })
+            .await;
+        match found {
+            Ok(head) => Ok(Some(head)),
+            Err(Error::Registry(RegistryError::NotFound { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// [`Client::head_manifest`] with the token scope of the caller (a push asks for push).
@@ -124,8 +197,18 @@ impl Client {
         }))
     }
 
-    /// Opens the blob `digest` of `repository` as a stream verified as it is read.
+    /// Opens the blob `digest` of `repository` as a stream verified as it is read (Docker Hub's
+    /// mirrors first).
     pub async fn get_blob(&self, registry: &str, repository: &str, digest: &Digest) -> Result<BlobStream> {
+        self.pull(
+            registry,
+            &format!("blob {digest}"),
+            |at| async move { self.get_blob_at(&at, repository, digest).await },
+        )
+        .await
+    }
+
+    async fn get_blob_at(&self, registry: &str, repository: &str, digest: &Digest) -> Result<BlobStream> {
         let url_path = format!("/v2/{repository}/blobs/{digest}");
         let response =
             self.send(registry, &[pull_scope(repository)], |http, base| http.get(format!("{base}{url_path}"))).await?;

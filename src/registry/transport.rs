@@ -14,6 +14,10 @@ use super::error::RegistryError;
 pub const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
 /// Docker daemon settings, read for `insecure-registries`.
 pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// Environment variable listing Docker Hub mirrors (URLs), comma-separated.
+pub const MIRRORS_ENV: &str = "HOIST_REGISTRY_MIRRORS";
+/// Environment variable replacing Docker Hub's API host (tests, air-gapped set-ups).
+pub const DOCKER_HUB_HOST_ENV: &str = "HOIST_DOCKER_HUB_HOST";
 /// Environment variable listing insecure registries, comma-separated.
 pub const INSECURE_ENV: &str = "HOIST_INSECURE_REGISTRIES";
 
@@ -30,6 +34,8 @@ pub struct TransportOptions {
     pub connect_timeout: Duration,
     /// Time allowed between two reads of a response; a slow transfer that moves is never cut.
     pub read_timeout: Duration,
+    /// Docker Hub mirrors (`http[s]://host[:port]`), tried in order for pulls from docker.io.
+    pub mirrors: Vec<String>,
 }
 
 impl Default for TransportOptions {
@@ -40,6 +46,7 @@ impl Default for TransportOptions {
             insecure_registries: Vec::new(),
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
+            mirrors: Vec::new(),
         }
     }
 }
@@ -52,14 +59,38 @@ impl TransportOptions {
             self.insecure_registries
                 .extend(list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
         }
+        if let Ok(list) = std::env::var(MIRRORS_ENV) {
+            self.mirrors.extend(list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
+        }
         if let Ok(text) = std::fs::read_to_string(daemon_json) {
             if let Ok(settings) = serde_json::from_str::<serde_json::Value>(&text) {
-                if let Some(list) = settings.get("insecure-registries").and_then(|v| v.as_array()) {
-                    self.insecure_registries.extend(list.iter().filter_map(|v| v.as_str()).map(str::to_owned));
-                }
+                let list = |key: &str| -> Vec<String> {
+                    let values = settings.get(key).and_then(|v| v.as_array()).cloned().unwrap_or_default();
+                    values.iter().filter_map(|v| v.as_str()).map(str::to_owned).collect()
+                };
+                self.insecure_registries.extend(list("insecure-registries"));
+                self.mirrors.extend(list("registry-mirrors"));
+            }
+        }
+        // A mirror given as http:// is plain HTTP by the user's own word.
+        for mirror in &self.mirrors {
+            if let Some(host) = mirror.strip_prefix("http://") {
+                self.insecure_registries.push(host.trim_end_matches('/').to_owned());
             }
         }
         self
+    }
+
+    /// The mirror hosts (`host[:port]`) to try for a pull from `registry`: only for Docker Hub.
+    pub fn mirrors_for(&self, registry: &str) -> Vec<String> {
+        if registry != "docker.io" {
+            return Vec::new();
+        }
+        self.mirrors
+            .iter()
+            .map(|m| m.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_owned())
+            .filter(|m| !m.is_empty())
+            .collect()
     }
 
     /// Whether `registry` was marked insecure.
@@ -113,10 +144,12 @@ fn in_cidr(entry: &str, host: &str) -> bool {
 }
 
 /// The host that serves a registry's API: Docker Hub's API lives at `registry-1.docker.io`.
-pub fn api_host(registry: &str) -> &str {
+pub fn api_host(registry: &str) -> String {
     match registry {
-        "docker.io" | "index.docker.io" => "registry-1.docker.io",
-        other => other,
+        "docker.io" | "index.docker.io" => {
+            std::env::var(DOCKER_HUB_HOST_ENV).unwrap_or_else(|_| "registry-1.docker.io".to_owned())
+        }
+        other => other.to_owned(),
     }
 }
 

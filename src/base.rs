@@ -1,0 +1,281 @@
+//! Base images: building on an image from a registry (or a layout) without downloading it
+//! when the result goes to a registry.
+//!
+//! The base is read once per platform: its manifest, its config and its layer descriptors. The
+//! new image is the base's layers plus hoist's, with the config inherited by docker's rules.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::index::{entries_of, is_index, DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::location::Location;
+use crate::platform::Platform;
+use crate::registry::Client;
+use crate::source::Source;
+
+/// Annotation naming the base image.
+pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
+/// Annotation with the base image's manifest digest.
+pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+/// One layer of a base image.
+#[derive(Clone, Debug)]
+pub struct BaseLayer {
+    /// OCI media type (Docker types converted).
+    pub media_type: String,
+    /// Digest of the blob.
+    pub digest: Digest,
+    /// Size of the blob.
+    pub size: u64,
+}
+
+/// A base image for one platform.
+#[derive(Clone, Debug)]
+pub struct BaseImage {
+    /// The reference as given, normalized: for the base.name annotation.
+    pub name: String,
+    /// Digest of the platform's image manifest: for the base.digest annotation.
+    pub digest: Digest,
+    /// Its config document.
+    pub config: Value,
+    /// Its layers, bottom first.
+    pub layers: Vec<BaseLayer>,
+    /// Where its blobs live.
+    pub location: Location,
+}
+
+/// Converts a base layer media type to OCI, refusing what hoist cannot use.
+fn oci_layer_type(media_type: &str, base: &str) -> Result<String> {
+    Ok(match media_type {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.oci.image.layer.v1.tar+zstd" => media_type.to_owned(),
+        other => {
+            return Err(Error::invalid(
+                "base image",
+                base,
+                format!("it has a layer of media type {other}, which hoist cannot build on; choose another base"),
+            ))
+        }
+    })
+}
+
+/// Reads the base `location` for each of `platforms`. An index must have every platform; the
+/// error lists the ones it has.
+pub async fn resolve(
+    client: &Client,
+    location: &Location,
+    platforms: &[Platform],
+) -> Result<BTreeMap<Platform, BaseImage>> {
+    let source = Source::open(location, client)?;
+    let root = source.manifest(None).await?;
+    let name = location.to_string();
+    let mut bases = BTreeMap::new();
+    for platform in platforms {
+        let manifest = if is_index(&root.media_type) {
+            let (entries, _) = entries_of(&root.bytes, None)?;
+            let entry =
+                entries.iter().find(|e| e.attests().is_none() && e.platform().is_some_and(|p| p.matches(platform)));
+            let Some(entry) = entry else {
+                let present: Vec<String> = entries
+                    .iter()
+                    .filter(|e| e.attests().is_none())
+                    .filter_map(|e| e.platform())
+                    .map(|p| p.to_string())
+                    .collect();
+                return Err(Error::invalid(
+                    "base image",
+                    &name,
+                    format!("it has no {platform} image; it has: {}", present.join(", ")),
+                ));
+            };
+            source.manifest(Some(&entry.digest().parse()?)).await?
+        } else {
+            root.clone()
+        };
+        if manifest.media_type != OCI_MANIFEST && manifest.media_type != DOCKER_MANIFEST {
+            return Err(Error::invalid(
+                "base image",
+                &name,
+                format!("its manifest has media type {}", manifest.media_type),
+            ));
+        }
+        let document: Value =
+            serde_json::from_slice(&manifest.bytes).map_err(|source| Error::Json { what: name.clone(), source })?;
+        let config_digest: Digest = document["config"]["digest"].as_str().unwrap_or_default().parse()?;
+        let config: Value = serde_json::from_slice(&source.blob_bytes(&config_digest).await?)
+            .map_err(|source| Error::Json { what: format!("config of {name}"), source })?;
+        if !is_index(&root.media_type) {
+            let (os, arch) =
+                (config["os"].as_str().unwrap_or_default(), config["architecture"].as_str().unwrap_or_default());
+            if os != platform.os || arch != platform.architecture {
+                return Err(Error::invalid(
+                    "base image",
+                    &name,
+                    format!("it is a single {os}/{arch} image; {platform} was asked for"),
+                ));
+            }
+        }
+        let layers = document["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|layer| {
+                Ok(BaseLayer {
+                    media_type: oci_layer_type(layer["mediaType"].as_str().unwrap_or_default(), &name)?,
+                    digest: layer["digest"].as_str().unwrap_or_default().parse()?,
+                    size: layer["size"].as_u64().unwrap_or(0),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        bases.insert(
+            platform.clone(),
+            BaseImage { name: name.clone(), digest: manifest.digest, config, layers, location: location.clone() },
+        );
+    }
+    Ok(bases)
+}
+
+/// hoist's cache of base blobs: `$XDG_CACHE_HOME/hoist/blobs/sha256`, else `~/.cache/…`.
+pub fn cache_dir() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .ok_or_else(|| Error::invalid("cache directory", "", "set HOME or XDG_CACHE_HOME"))?;
+    Ok(base.join("hoist/blobs/sha256"))
+}
+
+/// Makes sure every base layer is in `cache` (downloaded once, verified as it streams, named
+/// by digest only when complete). Returns the files by digest.
+pub async fn fetch_into_cache(
+    client: &Client,
+    bases: &BTreeMap<Platform, BaseImage>,
+    cache: &Path,
+) -> Result<BTreeMap<Digest, PathBuf>> {
+    use std::io::Write;
+    std::fs::create_dir_all(cache).at("create", cache)?;
+    let mut files = BTreeMap::new();
+    for base in bases.values() {
+        for layer in &base.layers {
+            let path = cache.join(layer.digest.hex());
+            if !path.exists() {
+                match &base.location {
+                    Location::Registry(reference) => {
+                        let mut stream =
+                            client.get_blob(&reference.registry, &reference.repository, &layer.digest).await?;
+                        let mut file = tempfile::NamedTempFile::new_in(cache).at("write", cache)?;
+                        while let Some(chunk) = stream.next_chunk().await? {
+                            file.write_all(&chunk).at("write", file.path().to_path_buf())?;
+                        }
+                        file.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
+                    }
+                    Location::Layout { dir, .. } => {
+                        let layout = crate::layout::Layout::open(dir)?;
+                        std::fs::copy(layout.blob_path(&layer.digest), &path).at("copy", &path)?;
+                    }
+                }
+            }
+            files.insert(layer.digest.clone(), path);
+        }
+    }
+    Ok(files)
+}
+
+/// The new image's config: the base's, with hoist's settings applied by docker's rules (Env
+/// merged by key; Entrypoint, Cmd, WorkingDir, User, StopSignal replaced when given, and a new
+/// Entrypoint drops the inherited Cmd; Labels merged; ExposedPorts and Volumes added), the
+/// base's diff_ids and history first, and the platform and time of the new image.
+pub fn inherit(base: &Value, ours: &Value, entrypoint_given: bool, cmd_given: bool) -> Value {
+    let mut config = base.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mine = ours.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut env: Vec<String> = strings(config.get("Env"));
+    for entry in strings(mine.get("Env")) {
+        let key = entry.split('=').next().unwrap_or_default().to_owned();
+        match env.iter_mut().find(|e| e.split('=').next() == Some(key.as_str())) {
+            Some(existing) => *existing = entry,
+            None => env.push(entry),
+        }
+    }
+    if !env.is_empty() {
+        config.insert("Env".into(), json!(env));
+    }
+    if entrypoint_given {
+        config.insert("Entrypoint".into(), mine["Entrypoint"].clone());
+        if !cmd_given {
+            config.remove("Cmd");
+        }
+    }
+    for key in ["Cmd", "WorkingDir", "User", "StopSignal"] {
+        if let Some(value) = mine.get(key) {
+            config.insert(key.into(), value.clone());
+        }
+    }
+    for key in ["Labels", "ExposedPorts", "Volumes"] {
+        let mut merged: Map<String, Value> = config.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
+        merged.extend(mine.get(key).and_then(Value::as_object).cloned().unwrap_or_default());
+        if !merged.is_empty() {
+            config.insert(key.into(), Value::Object(merged));
+        }
+    }
+    let mut result = ours.clone();
+    result["config"] = Value::Object(config);
+    let mut diff_ids = base["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
+    diff_ids.extend(ours["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default());
+    result["rootfs"] = json!({ "type": "layers", "diff_ids": diff_ids });
+    let mut history = base["history"].as_array().cloned().unwrap_or_default();
+    history.extend(ours["history"].as_array().cloned().unwrap_or_default());
+    result["history"] = json!(history);
+    result
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    value.and_then(Value::as_array).into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_inherited_by_dockers_rules() {
+        let base = json!({
+            "architecture": "amd64", "os": "linux",
+            "config": { "Env": ["PATH=/bin", "A=1"], "Entrypoint": ["/bin/sh"], "Cmd": ["-c", "x"], "User": "root",
+                        "Labels": { "base": "yes", "shared": "base" }, "ExposedPorts": { "22/tcp": {} } },
+            "rootfs": { "type": "layers", "diff_ids": ["sha256:b1"] },
+            "history": [{ "created_by": "base" }]
+        });
+        let ours = json!({
+            "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
+            "config": { "Env": ["A=2", "B=3"], "Entrypoint": ["/app/server"], "Labels": { "shared": "ours" }, "ExposedPorts": { "8080/tcp": {} } },
+            "rootfs": { "type": "layers", "diff_ids": ["sha256:o1"] },
+            "history": [{ "created_by": "hoist" }]
+        });
+        let merged = inherit(&base, &ours, true, false);
+        let config = &merged["config"];
+        assert_eq!(config["Env"], json!(["PATH=/bin", "A=2", "B=3"]));
+        assert_eq!(config["Entrypoint"], json!(["/app/server"]));
+        assert!(config.get("Cmd").is_none(), "a new entrypoint drops the inherited cmd");
+        assert_eq!(config["User"], "root", "inherited when not given");
+        assert_eq!(config["Labels"], json!({ "base": "yes", "shared": "ours" }));
+        assert_eq!(config["ExposedPorts"], json!({ "22/tcp": {}, "8080/tcp": {} }));
+        assert_eq!(merged["rootfs"]["diff_ids"], json!(["sha256:b1", "sha256:o1"]));
+        assert_eq!(merged["history"].as_array().unwrap().len(), 2);
+        let kept = inherit(&base, &json!({ "config": {}, "rootfs": {}, "history": [] }), false, false);
+        assert_eq!(kept["config"]["Cmd"], json!(["-c", "x"]), "without a new entrypoint the cmd stays");
+    }
+
+    #[test]
+    fn docker_layer_types_convert_and_foreign_ones_are_refused() {
+        assert_eq!(
+            oci_layer_type("application/vnd.docker.image.rootfs.diff.tar.gzip", "b").unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert!(oci_layer_type("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "b").is_err());
+    }
+}
