@@ -170,7 +170,7 @@ pub async fn fetch_into_cache(
                             client.get_blob(&reference.registry, &reference.repository, &layer.digest).await?;
                         let mut file = tempfile::NamedTempFile::new_in(cache).at("write", cache)?;
                         while let Some(chunk) = stream.next_chunk().await? {
-                            file.write_all(&chunk).at("write", file.path().to_path_buf())?;
+                            file.write_all(&chunk).at("write", file.path())?;
                         }
                         file.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
                     }
