@@ -14,6 +14,8 @@ pub struct Setup {
     pub auth: Option<String>,
     /// TLS certificate and key files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// More top-level YAML (e.g. a `proxy:` section for a pull-through cache).
+    pub extra: Option<String>,
 }
 
 /// A running registry.
@@ -45,6 +47,9 @@ impl Registry {
         );
         if let Some((cert, key)) = &setup.tls {
             config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
+        }
+        if let Some(extra) = &setup.extra {
+            config.push_str(extra);
         }
         if let Some(auth) = &setup.auth {
             config.push_str("auth:\n");

@@ -1,0 +1,265 @@
+//! Base images, mirrors and copies across registries: base layers are mounted or streamed,
+//! never downloaded, when the result goes to a registry.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::proxy::{Fault, Proxy};
+use crate::util::registry::{free_port, Registry, Setup};
+use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool};
+
+/// Pushes the example's two-platform image to `reference` as a base; returns its layer digests.
+fn push_base(work: &Path, reference: &str) -> Vec<String> {
+    make_dist(work);
+    let (layout, _) = build_images(work);
+    ok(hoist().args(["push", "-q", &format!("oci:{}:multi", layout.display()), reference]));
+    let mut layers = Vec::new();
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let json: Value =
+            serde_json::from_str(&ok(hoist().args(["inspect", "--json", "--platform", platform, reference]))).unwrap();
+        layers.extend(json["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_owned()));
+    }
+    layers
+}
+
+/// An app layer for the new image, built in `dir`.
+fn app_dir(dir: &Path) -> String {
+    let app = dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("new.txt"), "on top of the base\n").unwrap();
+    format!("{}:/srv/", app.display())
+}
+
+fn build_on(base: &str, layer: &str, extra: &[&str]) -> std::process::Command {
+    let mut command = hoist();
+    command
+        .args(["build", "--platform", "linux/amd64", "--platform", "linux/arm64", "--layer", layer, "--base", base])
+        .args(["--entrypoint", "/srv/run", "--env", "EXTRA=1"])
+        .args(extra);
+    command
+}
+
+#[test]
+fn a_base_in_the_same_registry_is_mounted_and_never_read() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let base_layers = push_base(work.path(), &format!("{}/base/img:3", registry.host()));
+    let proxy = Proxy::with_faults(registry.host(), |_| Fault::Forward);
+    let report: Value = serde_json::from_str(&ok(build_on(
+        &format!("{}/base/img:3", proxy.host()),
+        &app_dir(work.path()),
+        &["--push", &format!("{}/team/app:v1", proxy.host()), "--json"],
+    )))
+    .unwrap();
+    assert_eq!(report["blobs_mounted"], base_layers.len(), "{report}");
+    for layer in &base_layers {
+        assert_eq!(proxy.count("GET", &format!("/blobs/{layer}")), 0, "base layer {layer} was downloaded");
+    }
+    let json: Value = serde_json::from_str(&ok(hoist().args([
+        "inspect",
+        "--json",
+        "--platform",
+        "linux/arm64",
+        &format!("{}/team/app:v1", registry.host()),
+    ])))
+    .unwrap();
+    let layers: Vec<&str> = json["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap()).collect();
+    assert_eq!(layers[0], base_layers[1], "the arm64 image sits on the arm64 base layer");
+    assert_eq!(layers.len(), 2);
+    let config: Value = serde_json::from_str(&ok(hoist().args([
+        "inspect",
+        "--config",
+        "--platform",
+        "linux/arm64",
+        &format!("{}/team/app:v1", registry.host()),
+    ])))
+    .unwrap();
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/srv/run"]));
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+    let raw: Value = serde_json::from_str(&ok(tool("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/team/app:v1", registry.host()),
+    ])))
+    .unwrap();
+    assert_eq!(raw["manifests"].as_array().unwrap().len(), 2);
+    let manifest: Value = serde_json::from_str(&ok(hoist().args([
+        "inspect",
+        "--raw",
+        "--platform",
+        "linux/amd64",
+        &format!("{}/team/app:v1", registry.host()),
+    ])))
+    .unwrap();
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.base.name"], format!("{}/base/img:3", proxy.host()));
+    assert!(manifest["annotations"]["org.opencontainers.image.base.digest"].as_str().unwrap().starts_with("sha256:"));
+}
+
+#[test]
+fn a_base_in_another_registry_is_streamed_and_copies_keep_their_digest() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (Registry::start(), Registry::start());
+    let base_layers = push_base(work.path(), &format!("{}/base/img:3", a.host()));
+    ok(build_on(
+        &format!("{}/base/img:3", a.host()),
+        &app_dir(work.path()),
+        &["--push", &format!("{}/team/app:v1", b.host()), "-q"],
+    ));
+    let inspect: Value = serde_json::from_str(&ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch",
+        "amd64",
+        &format!("docker://{}/team/app:v1", b.host()),
+    ])))
+    .unwrap();
+    assert_eq!(inspect["Layers"][0], base_layers[0].as_str(), "the base layer arrived in B unchanged");
+
+    // Promotion: a whole index copied across registries keeps its digest.
+    let digest = ok(hoist().args(["digest", &format!("{}/base/img:3", a.host())]));
+    let copied = ok(hoist().args(["copy", &format!("{}/base/img:3", a.host()), &format!("{}/prod/img:3", b.host())]));
+    assert_eq!(copied, digest);
+    assert_eq!(ok(hoist().args(["digest", &format!("{}/prod/img:3", b.host())])), digest);
+    let one = ok(hoist().args([
+        "copy",
+        "--platform",
+        "linux/arm64",
+        &format!("{}/base/img:3", a.host()),
+        &format!("{}/prod/arm:3", b.host()),
+    ]));
+    let json: Value =
+        serde_json::from_str(&ok(hoist().args(["inspect", "--json", &format!("{}/prod/arm:3", b.host())]))).unwrap();
+    assert_eq!(json["platform"], "linux/arm64");
+    assert_eq!(json["digest"], one.trim());
+}
+
+#[test]
+fn layouts_built_on_a_base_are_complete_reproducible_and_cached() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    push_base(work.path(), &format!("{}/base/img:3", registry.host()));
+    let cache = tempfile::tempdir().unwrap();
+    let layer = app_dir(work.path());
+    let mut digests = Vec::new();
+    let proxy = Proxy::with_faults(registry.host(), |_| Fault::Forward);
+    for name in ["first", "second"] {
+        let layout = work.path().join(name);
+        proxy.requests.lock().unwrap().clear();
+        let out = ok(build_on(
+            &format!("{}/base/img:3", proxy.host()),
+            &layer,
+            &["--output", &format!("oci:{}:v1", layout.display())],
+        )
+        .env("XDG_CACHE_HOME", cache.path()));
+        digests.push((out, proxy.count("GET", "/blobs/sha256:")));
+        let single = work.path().join(format!("{name}-amd64"));
+        ok(tool("skopeo")
+            .args(["copy", "--quiet", "--override-arch", "amd64", &format!("oci:{}:v1", layout.display())])
+            .arg(format!("oci:{}:x", single.display())));
+        let bundle = work.path().join(format!("{name}-bundle"));
+        ok(tool("umoci").args(["unpack", "--image"]).arg(format!("{}:x", single.display())).arg(&bundle));
+        assert!(bundle.join("rootfs/app/server").exists(), "the base's files are in the image");
+        assert!(bundle.join("rootfs/srv/new.txt").exists(), "and hoist's layer on top");
+    }
+    assert_eq!(digests[0].0, digests[1].0, "the same build on the same base gives the same index");
+    assert!(digests[0].1 >= 4, "the first build fetched the base (configs and layers)");
+    assert_eq!(digests[1].1, digests[0].1 - 2, "the second took both base layers from the cache");
+}
+
+#[test]
+fn docker_hub_pulls_go_through_the_mirror_first() {
+    let work = tempfile::tempdir().unwrap();
+    let upstream = Registry::start();
+    push_base(work.path(), &format!("{}/library/alpine:3", upstream.host()));
+    let mirror = Registry::start_with(Setup {
+        extra: Some(format!("proxy:\n  remoteurl: http://{}\n", upstream.host())),
+        ..Setup::default()
+    });
+    // Docker Hub itself is a closed loopback port here: nothing leaves the machine.
+    let hub = format!("127.0.0.1:{}", free_port());
+    let out = work.path().join("out");
+    ok(build_on("alpine:3", &app_dir(work.path()), &["--output", &format!("oci:{}:v1", out.display())])
+        .env("HOIST_DOCKER_HUB_HOST", &hub)
+        .env("XDG_CACHE_HOME", work.path().join("cache"))
+        .args(["--registry-mirror", &format!("http://{}", mirror.host())]));
+    let manifest: Value = serde_json::from_str(&ok(hoist().args([
+        "inspect",
+        "--raw",
+        "--platform",
+        "linux/amd64",
+        &format!("oci:{}:v1", out.display()),
+    ])))
+    .unwrap();
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.base.name"], "docker.io/library/alpine:3");
+
+    let error = fails_with(
+        build_on("alpine:missing", &app_dir(work.path()), &["--output", &format!("oci:{}:v2", out.display())])
+            .env("HOIST_DOCKER_HUB_HOST", &hub)
+            .args(["--registry-mirror", &format!("http://{}", mirror.host())]),
+        None,
+    );
+    assert!(error.contains(&format!("mirror {}", mirror.host())) && error.contains("docker.io"), "{error}");
+}
+
+#[test]
+fn bad_bases_are_explained_and_nothing_is_pushed() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let host = registry.host();
+    push_base(work.path(), &format!("{host}/base/img:3"));
+    let layer = app_dir(work.path());
+    let target = format!("{host}/team/app:v1");
+    let missing = fails_with(build_on(&format!("{host}/base/none:1"), &layer, &["--push", &target]), Some(5));
+    assert!(missing.contains("not found"), "{missing}");
+    let platform = fails_with(
+        hoist().args([
+            "build",
+            "--platform",
+            "linux/s390x",
+            "--layer",
+            &layer,
+            "--base",
+            &format!("{host}/base/img:3"),
+            "--push",
+            &target,
+        ]),
+        Some(3),
+    );
+    assert!(platform.contains("linux/amd64, linux/arm64"), "{platform}");
+
+    // A base whose layer type hoist cannot use (a Windows foreign layer).
+    let (layout, _) = build_images(work.path());
+    let layout_reader = hoist::layout::Layout::open(&layout).unwrap();
+    let single = layout_reader.find_tag("single").unwrap().unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&layout_reader.read_blob(&single.digest().to_string().parse().unwrap()).unwrap())
+            .unwrap();
+    manifest["layers"][0]["mediaType"] = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into();
+    let mut writer = hoist::layout::LayoutWriter::begin(&layout).unwrap();
+    let (digest, size) = writer.add_json(&manifest, "manifest").unwrap();
+    let descriptor = oci_spec::image::DescriptorBuilder::default()
+        .media_type(oci_spec::image::MediaType::ImageManifest)
+        .digest(digest.to_oci())
+        .size(size)
+        .build()
+        .unwrap();
+    writer.commit(descriptor, Some("foreign")).unwrap();
+    let foreign = fails_with(
+        hoist().args([
+            "build",
+            "--platform",
+            "linux/amd64",
+            "--layer",
+            &layer,
+            "--base",
+            &format!("oci:{}:foreign", layout.display()),
+            "--push",
+            &target,
+        ]),
+        Some(3),
+    );
+    assert!(foreign.contains("foreign"), "{foreign}");
+    assert!(fails_with(hoist().args(["digest", &target]), Some(5)).contains("not found"), "nothing was pushed");
+}
