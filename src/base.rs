@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::index::{entries_of, is_index, DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::index::{entries_of, find_platform, is_index, platform_list, DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::location::Location;
 use crate::platform::Platform;
 use crate::registry::Client;
@@ -79,19 +79,12 @@ pub async fn resolve(
     for platform in platforms {
         let manifest = if is_index(&root.media_type) {
             let (entries, _) = entries_of(&root.bytes, None)?;
-            let entry =
-                entries.iter().find(|e| e.attests().is_none() && e.platform().is_some_and(|p| p.matches(platform)));
-            let Some(entry) = entry else {
-                let present: Vec<String> = entries
-                    .iter()
-                    .filter(|e| e.attests().is_none())
-                    .filter_map(|e| e.platform())
-                    .map(|p| p.to_string())
-                    .collect();
+            let Some(entry) = find_platform(&entries, platform) else {
+                let present = platform_list(&entries);
                 return Err(Error::invalid(
                     "base image",
                     &name,
-                    format!("it has no {platform} image; it has: {}", present.join(", ")),
+                    format!("it has no {platform} image; it has: {present}"),
                 ));
             };
             source.manifest(Some(&entry.digest().parse()?)).await?

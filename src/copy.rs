@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::index::{entries_of, is_index};
+use crate::index::{entries_of, find_platform, is_index, platform_list};
 use crate::platform::Platform;
 use crate::push::PushOptions;
 use crate::reference::Reference;
@@ -28,18 +28,9 @@ pub async fn copy(
     let mut manifest = client.get_manifest(from).await?;
     if let (Some(platform), true) = (platform, is_index(&manifest.media_type)) {
         let (entries, _) = entries_of(&manifest.bytes, None)?;
-        let entry = entries
-            .iter()
-            .find(|e| e.attests().is_none() && e.platform().is_some_and(|p| p.matches(platform)))
-            .ok_or_else(|| {
-                let present: Vec<String> = entries
-                    .iter()
-                    .filter(|e| e.attests().is_none())
-                    .filter_map(|e| e.platform())
-                    .map(|p| p.to_string())
-                    .collect();
-                Error::invalid("platform", platform.to_string(), format!("{from} has: {}", present.join(", ")))
-            })?;
+        let entry = find_platform(&entries, platform).ok_or_else(|| {
+            Error::invalid("platform", platform.to_string(), format!("{from} has: {}", platform_list(&entries)))
+        })?;
         let child = Reference { digest: Some(entry.digest().to_owned()), tag: None, ..from.clone() };
         manifest = client.get_manifest(&child).await?;
     }

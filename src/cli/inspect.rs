@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Args;
+use hoist::index::{entries_of, find_platform, is_index, platform_list};
 use hoist::location::Location;
 use hoist::platform::Platform;
 use hoist::reference::Reference;
@@ -36,13 +37,6 @@ pub struct InspectArgs {
     registry: RegistryArgs,
 }
 
-fn is_index(media_type: &str) -> bool {
-    matches!(
-        media_type,
-        "application/vnd.oci.image.index.v1+json" | "application/vnd.docker.distribution.manifest.list.v2+json"
-    )
-}
-
 fn parse_json(manifest: &Manifest) -> anyhow::Result<Value> {
     serde_json::from_slice(&manifest.bytes).with_context(|| format!("manifest {} is not JSON", manifest.digest))
 }
@@ -69,13 +63,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             if !is_index(&manifest.media_type) {
                 anyhow::bail!("{} is a single image, not an index; drop --platform", args.reference);
             }
-            let index = parse_json(&manifest)?;
-            let entries = index["manifests"].as_array().cloned().unwrap_or_default();
-            let entry = entries.iter().find(|e| platform_of(e) == wanted.to_string()).ok_or_else(|| {
-                let available: Vec<String> = entries.iter().map(platform_of).collect();
-                anyhow::anyhow!("{} has no {wanted} image; it has: {}", args.reference, available.join(", "))
+            let (entries, _) = entries_of(&manifest.bytes, None)?;
+            let entry = find_platform(&entries, &wanted).ok_or_else(|| {
+                anyhow::anyhow!("{} has no {wanted} image; it has: {}", args.reference, platform_list(&entries))
             })?;
-            let digest: Digest = entry["digest"].as_str().unwrap_or_default().parse()?;
+            let digest: Digest = entry.digest().parse()?;
             manifest = source.manifest(Some(&digest)).await?;
         }
         if args.raw {

@@ -197,6 +197,18 @@ pub fn merge(existing: Vec<Entry>, added: Vec<Entry>, options: MergeOptions) -> 
     entries
 }
 
+/// The image entry (not an attestation) for `platform`.
+pub fn find_platform<'a>(entries: &'a [Entry], platform: &Platform) -> Option<&'a Entry> {
+    entries.iter().find(|e| e.attests().is_none() && e.platform().is_some_and(|p| p.matches(platform)))
+}
+
+/// The platforms of the images in `entries`, comma-separated, for error messages.
+pub fn platform_list(entries: &[Entry]) -> String {
+    let platforms: Vec<String> =
+        entries.iter().filter(|e| e.attests().is_none()).filter_map(|e| e.platform()).map(|p| p.to_string()).collect();
+    platforms.join(", ")
+}
+
 /// Removes the image for `platform` and its attestations. Errors when there is none.
 pub fn remove_platform(entries: Vec<Entry>, platform: &Platform) -> Result<Vec<Entry>> {
     let removed: Vec<String> = entries
@@ -205,16 +217,11 @@ pub fn remove_platform(entries: Vec<Entry>, platform: &Platform) -> Result<Vec<E
         .map(|e| e.digest().to_owned())
         .collect();
     if removed.is_empty() {
-        let present: Vec<String> = entries
-            .iter()
-            .filter(|e| e.attests().is_none())
-            .filter_map(|e| e.platform())
-            .map(|p| p.to_string())
-            .collect();
+        let present = platform_list(&entries);
         return Err(Error::invalid(
             "platform",
             platform.to_string(),
-            format!("the index has no such entry; it has: {}", present.join(", ")),
+            format!("the index has no such entry; it has: {present}"),
         ));
     }
     Ok(entries
