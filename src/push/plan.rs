@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::index::{is_index, DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::layout::Layout;
 use crate::reference::Reference;
 
@@ -56,9 +57,7 @@ impl Plan {
     }
 }
 
-const INDEX_TYPES: [&str; 2] =
-    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
-const MANIFEST_TYPES: [&str; 2] =
+ 2] =
     ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
 
 /// Where blobs missing from a layout can be found (a base image's repository), by digest.
@@ -100,12 +99,12 @@ fn visit(
         let media_type = d.get("mediaType").and_then(Value::as_str).unwrap_or_default().to_owned();
         Ok((digest, size, media_type))
     };
-    if INDEX_TYPES.contains(&media_type.as_str()) {
+    if is_index(&media_type) {
         for child in descriptors("manifests") {
             let (child_digest, _, child_type) = parse(&child)?;
             visit(layout, &child_digest, &child_type, remote, plan, seen)?;
         }
-    } else if MANIFEST_TYPES.contains(&media_type.as_str()) {
+    } else if media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST {
         let mut blobs = vec![document.get("config").cloned().unwrap_or(Value::Null)];
         blobs.extend(descriptors("layers"));
         for blob in &blobs {
