@@ -57,9 +57,6 @@ impl Plan {
     }
 }
 
- 2] =
-    ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
-
 /// Where blobs missing from a layout can be found (a base image's repository), by digest.
 pub type RemoteBlobs = BTreeMap<Digest, Reference>;
 
