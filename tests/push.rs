@@ -423,3 +423,31 @@ fn dry_run_only_looks_and_build_can_push_directly() {
     ]));
     assert_eq!(built.trim(), index_digest, "build --push pushes the same image as build then push");
 }
+
+#[test]
+fn pushes_and_mounts_work_with_bearer_tokens() {
+    let work = tempfile::tempdir().unwrap();
+    let (layout, index_digest) = build_big(work.path());
+    let secrets = tempfile::tempdir().unwrap();
+    let tokens = crate::util::token::TokenServer::start(secrets.path(), "bob", "builder");
+    let registry =
+        Registry::start_with(crate::util::registry::Setup { auth: Some(tokens.registry_auth()), ..Default::default() });
+    let host = registry.host();
+    let creds = ["--creds", "bob:builder"];
+    let pushed = ok(push(&layout, "multi", &format!("{host}/{REPO}:v1"), &creds));
+    assert_eq!(pushed.trim(), index_digest);
+    tokens.requests.lock().unwrap().clear();
+    let mut args = vec!["--mount-from", REPO, "--json"];
+    args.extend_from_slice(&creds);
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(push(&layout, "multi", &format!("{host}/team/other:v1"), &args))).unwrap();
+    assert_eq!(report["blobs_mounted"], 4, "{report}");
+    let scopes = tokens.requests.lock().unwrap().clone();
+    assert!(
+        scopes.iter().any(|s| s.contains(&"repository:team/other:pull,push".to_owned())
+            && s.contains(&format!("repository:{REPO}:pull"))),
+        "a mount asks for both repositories in one token: {scopes:?}"
+    );
+    let denied = fails_with(push(&layout, "multi", &format!("{host}/{REPO}:v2"), &["--creds", "bob:wrong"]), Some(4));
+    assert!(denied.contains("hoist login"), "{denied}");
+}
