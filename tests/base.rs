@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::util::proxy::{Fault, Proxy};
 use crate::util::registry::{free_port, Registry, Setup};
-use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool};
+use crate::util::{build_images, commit_json, fails_with, hoist, make_dist, ok, tool};
 
 /// Pushes the example's two-platform image to `reference` as a base; returns its layer digests.
 fn push_base(work: &Path, reference: &str) -> Vec<String> {
@@ -237,15 +237,8 @@ fn bad_bases_are_explained_and_nothing_is_pushed() {
         serde_json::from_slice(&layout_reader.read_blob(&single.digest().to_string().parse().unwrap()).unwrap())
             .unwrap();
     manifest["layers"][0]["mediaType"] = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into();
-    let mut writer = hoist::layout::LayoutWriter::begin(&layout).unwrap();
-    let (digest, size) = writer.add_json(&manifest, "manifest").unwrap();
-    let descriptor = oci_spec::image::DescriptorBuilder::default()
-        .media_type(oci_spec::image::MediaType::ImageManifest)
-        .digest(digest.to_oci())
-        .size(size)
-        .build()
-        .unwrap();
-    writer.commit(descriptor, Some("foreign")).unwrap();
+    let writer = hoist::layout::LayoutWriter::begin(&layout).unwrap();
+    commit_json(writer, &manifest, oci_spec::image::MediaType::ImageManifest, "foreign");
     let foreign = fails_with(
         hoist().args([
             "build",

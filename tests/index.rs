@@ -4,11 +4,11 @@
 use std::fs;
 use std::path::Path;
 
-use oci_spec::image::{DescriptorBuilder, MediaType};
+use oci_spec::image::MediaType;
 use serde_json::{json, Value};
 
 use crate::util::registry::Registry;
-use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool};
+use crate::util::{build_images, commit_json, fails_with, hoist, make_dist, ok, tool};
 
 /// Builds the app and pushes each platform's image by digest, as split CI jobs do.
 /// Returns (amd64 digest, arm64 digest).
@@ -195,16 +195,8 @@ fn attested_index(layout: &Path) -> String {
         "vnd.docker.reference.digest": amd["digest"],
     });
     let document = json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [amd, attestation] });
-    let mut writer = hoist::layout::LayoutWriter::begin(layout).unwrap();
-    let (digest, size) = writer.add_json(&document, "index").unwrap();
-    let descriptor = DescriptorBuilder::default()
-        .media_type(MediaType::ImageIndex)
-        .digest(digest.to_oci())
-        .size(size)
-        .build()
-        .unwrap();
-    writer.commit(descriptor, Some("attested")).unwrap();
-    digest.to_string()
+    let writer = hoist::layout::LayoutWriter::begin(layout).unwrap();
+    commit_json(writer, &document, MediaType::ImageIndex, "attested").to_string()
 }
 
 #[test]
@@ -271,14 +263,7 @@ fn indexes_as_sources_bring_attestations_and_bad_input_is_explained() {
         "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_size },
         "layers": [],
     });
-    let (digest, size) = writer.add_json(&manifest, "manifest").unwrap();
-    let descriptor = DescriptorBuilder::default()
-        .media_type(MediaType::ImageManifest)
-        .digest(digest.to_oci())
-        .size(size)
-        .build()
-        .unwrap();
-    writer.commit(descriptor, Some("noplatform")).unwrap();
+    commit_json(writer, &manifest, MediaType::ImageManifest, "noplatform");
     let error = fails_with(
         hoist().args([
             "index",

@@ -158,6 +158,25 @@ pub fn build_images(work: &Path) -> (PathBuf, String) {
     (layout, digest.trim().to_owned())
 }
 
+/// Adds `document` to the layout as a blob with `writer` and tags it: for hand-made manifests
+/// and indexes that hoist itself would not write. Returns its digest.
+pub fn commit_json(
+    mut writer: hoist::layout::LayoutWriter,
+    document: &serde_json::Value,
+    media_type: oci_spec::image::MediaType,
+    tag: &str,
+) -> hoist::Digest {
+    let (digest, size) = writer.add_json(document, tag).unwrap();
+    let descriptor = oci_spec::image::DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(digest.to_oci())
+        .size(size)
+        .build()
+        .unwrap();
+    writer.commit(descriptor, Some(tag)).unwrap();
+    digest
+}
+
 /// Parsed JSON of a file.
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
