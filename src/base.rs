@@ -150,8 +150,8 @@ pub async fn fetch_into_cache(
     bases: &BTreeMap<Platform, BaseImage>,
     cache: &Path,
 ) -> Result<BTreeMap<Digest, PathBuf>> {
-    use std::io::Write;
-    std::fs::create_dir_all(cache).at("create", cache)?;
+    use tokio::io::AsyncWriteExt;
+    tokio::fs::create_dir_all(cache).await.at("create", cache)?;
     let mut files = BTreeMap::new();
     for base in bases.values() {
         for layer in &base.layers {
@@ -161,15 +161,17 @@ pub async fn fetch_into_cache(
                     Location::Registry(reference) => {
                         let mut stream =
                             client.get_blob(&reference.registry, &reference.repository, &layer.digest).await?;
-                        let mut file = tempfile::NamedTempFile::new_in(cache).at("write", cache)?;
+                        let (file, temporary) = tempfile::NamedTempFile::new_in(cache).at("write", cache)?.into_parts();
+                        let mut file = tokio::fs::File::from_std(file);
                         while let Some(chunk) = stream.next_chunk().await? {
-                            file.write_all(&chunk).at("write", file.path())?;
+                            file.write_all(&chunk).await.at("write", &temporary)?;
                         }
-                        file.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
+                        file.flush().await.at("write", &temporary)?;
+                        temporary.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
                     }
                     Location::Layout { dir, .. } => {
                         let layout = crate::layout::Layout::open(dir)?;
-                        std::fs::copy(layout.blob_path(&layer.digest), &path).at("copy", &path)?;
+                        tokio::fs::copy(layout.blob_path(&layer.digest), &path).await.at("copy", &path)?;
                     }
                 }
             }

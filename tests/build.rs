@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::util::{
-    blob_json, blob_path, fails, hoist, listing, make_dist, ok, read_json, schema, snapshot, tool, write, APP_BUILD,
+    blob_json, blob_path, fails, hoist, index_platforms, listing, make_dist, ok, read_json, schema, snapshot, tool,
+    write, APP_BUILD,
 };
 
 const TAG: &str = "v1.2.3";
@@ -50,15 +51,7 @@ fn multi_platform_layout_is_read_by_skopeo_and_unpacked_by_umoci() {
     assert_eq!(entry["annotations"]["org.opencontainers.image.ref.name"], TAG);
     assert_eq!(entry["digest"], digest.as_str());
     let index = blob_json(&layout, &digest);
-    let platforms: Vec<String> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())
-        })
-        .collect();
-    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(index_platforms(&index), ["linux/amd64", "linux/arm64"]);
     assert_eq!(index["annotations"]["org.opencontainers.image.version"], "1.2.3");
 
     let source = format!("oci:{}:{TAG}", layout.display());

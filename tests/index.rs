@@ -8,7 +8,7 @@ use oci_spec::image::MediaType;
 use serde_json::{json, Value};
 
 use crate::util::registry::Registry;
-use crate::util::{build_images, commit_json, fails_with, hoist, make_dist, ok, tool};
+use crate::util::{build_images, commit_json, fails_with, hoist, index_platforms, make_dist, ok, tool};
 
 /// Builds the app and pushes each platform's image by digest, as split CI jobs do.
 /// Returns (amd64 digest, arm64 digest).
@@ -129,14 +129,7 @@ fn docker_manifest_commands_interoperate() {
     ok(docker(&["manifest", "rm", &format!("{repo}:docker")]));
     let inspected: Value =
         serde_json::from_str(&ok(docker(&["manifest", "inspect", "--insecure", &format!("{repo}:docker")]))).unwrap();
-    let mut seen: Vec<String> = inspected["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())
-        })
-        .collect();
+    let mut seen = index_platforms(&inspected);
     seen.sort();
     assert_eq!(seen, ["linux/amd64", "linux/arm64"], "docker reads what hoist pushed");
 

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use base64::Engine as _;
 use clap::{Args, Subcommand};
-use hoist::index::publish::{amend, bring_children, current, Change, IndexOptions, Target};
+use hoist::index::publish::{amend, current, Change, IndexOptions, Target};
 use hoist::index::resolve::resolve;
 use hoist::index::store::{ListStore, LocalList};
 use hoist::index::{is_index, merge, render, Format, MergeOptions, PlatformSpec};
@@ -50,33 +50,27 @@ impl MergeFlags {
     }
 }
 
+/// An index and the images that go into it.
+#[derive(Debug, Args)]
+pub struct IndexRefs {
+    /// The index: registry/repository:tag.
+    target: String,
+    /// Images or indexes (registry references or oci:DIR[:TAG]).
+    #[arg(required = true)]
+    refs: Vec<String>,
+    #[command(flatten)]
+    flags: MergeFlags,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
 /// `hoist index` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum IndexCommand {
     /// Create (or replace) TARGET as an index of REFs' images.
-    Create {
-        /// The index: registry/repository:tag.
-        target: String,
-        /// Images or indexes to include (registry references or oci:DIR[:TAG]).
-        #[arg(required = true)]
-        refs: Vec<String>,
-        #[command(flatten)]
-        flags: MergeFlags,
-        #[command(flatten)]
-        registry: RegistryArgs,
-    },
+    Create(IndexRefs),
     /// Add REFs' images to TARGET's index, replacing same-platform entries.
-    Add {
-        /// The index: registry/repository:tag.
-        target: String,
-        /// Images or indexes to add.
-        #[arg(required = true)]
-        refs: Vec<String>,
-        #[command(flatten)]
-        flags: MergeFlags,
-        #[command(flatten)]
-        registry: RegistryArgs,
-    },
+    Add(IndexRefs),
     /// Remove platforms from TARGET's index.
     Rm {
         /// The index: registry/repository:tag.
@@ -102,8 +96,12 @@ async fn resolve_all(client: &Client, refs: &[String]) -> anyhow::Result<Vec<hoi
 /// Runs `hoist index …`.
 pub fn run(command: IndexCommand) -> anyhow::Result<()> {
     let (target, refs, platforms, flags, registry, create) = match command {
-        IndexCommand::Create { target, refs, flags, registry } => (target, refs, vec![], flags, registry, true),
-        IndexCommand::Add { target, refs, flags, registry } => (target, refs, vec![], flags, registry, false),
+        IndexCommand::Create(IndexRefs { target, refs, flags, registry }) => {
+            (target, refs, vec![], flags, registry, true)
+        }
+        IndexCommand::Add(IndexRefs { target, refs, flags, registry }) => {
+            (target, refs, vec![], flags, registry, false)
+        }
         IndexCommand::Rm { target, platforms, flags, registry } => (target, vec![], platforms, flags, registry, false),
     };
     let target = Target::of(&Reference::parse(&target)?);
@@ -282,11 +280,8 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
             let target = Target::of(&Reference::parse(&list)?);
             let mut options = flags.index_options()?;
             options.create = true;
-            let digest = block_on(async {
-                let mut entries = local.entries.clone();
-                bring_children(&client, &mut entries, &target, &options.push).await?;
-                Ok(amend(&client, &target, Change { add: entries, remove: vec![] }, &options).await?)
-            })?;
+            let change = Change { add: local.entries.clone(), remove: vec![] };
+            let digest = block_on(async { Ok(amend(&client, &target, change, &options).await?) })?;
             if purge {
                 store.remove(&list)?;
             }

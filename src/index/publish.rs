@@ -123,10 +123,15 @@ impl Default for IndexOptions {
 /// The entries and annotations of the index the target's tag names now (`None`: no such tag).
 pub async fn current(client: &Client, target: &Target) -> Result<Option<(Vec<Entry>, BTreeMap<String, String>)>> {
     let reference = target.reference();
-    if client.head_manifest(&reference).await?.is_none() {
+    // Straight from the registry, never a mirror: a stale copy would make an amend drop entries.
+    let Some(digest) =
+        client.manifest_digest(&target.registry, &target.repository, target.tag.as_deref().unwrap_or("latest")).await?
+    else {
         return Ok(None);
-    }
-    let manifest = client.get_manifest(&reference).await?;
+    };
+    let manifest = client
+        .get_manifest_direct(&Reference { tag: None, digest: Some(digest.to_string()), ..reference.clone() })
+        .await?;
     if !is_index(&manifest.media_type) {
         return Err(Error::invalid(
             "index",

@@ -103,12 +103,14 @@ impl Client {
     pub async fn get_manifest(&self, reference: &Reference) -> Result<Manifest> {
         self.pull(&reference.registry, &format!("manifest {reference}"), |registry| {
             let at = Reference { registry, ..reference.clone() };
-            async move { self.get_manifest_at(&at).await }
+            async move { self.get_manifest_direct(&at).await }
         })
         .await
     }
 
-    async fn get_manifest_at(&self, reference: &Reference) -> Result<Manifest> {
+    /// GETs a manifest from `reference`'s registry itself, never a mirror: for what hoist is
+    /// about to write over.
+    pub async fn get_manifest_direct(&self, reference: &Reference) -> Result<Manifest> {
         let registry = &reference.registry;
         let url_path = format!("/v2/{}/manifests/{}", reference.repository, target(reference));
         let response = self

@@ -177,6 +177,17 @@ pub fn commit_json(
     digest
 }
 
+/// The `os/arch` of each entry of an index document, in order.
+pub fn index_platforms(index: &serde_json::Value) -> Vec<String> {
+    let entries = index["manifests"].as_array().unwrap();
+    entries
+        .iter()
+        .map(|m| {
+            format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())
+        })
+        .collect()
+}
+
 /// Parsed JSON of a file.
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
