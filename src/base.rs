@@ -11,11 +11,12 @@ use serde_json::{json, Map, Value};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::index::{entries_of, find_platform, is_index, platform_list, DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::graph::pick_platform;
 use crate::location::Location;
+use crate::model::{MediaType, RawManifest};
 use crate::platform::Platform;
 use crate::registry::Client;
-use crate::source::Source;
+use crate::source::{self, Source};
 
 /// Annotation naming the base image.
 pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
@@ -72,66 +73,66 @@ pub async fn resolve(
     location: &Location,
     platforms: &[Platform],
 ) -> Result<BTreeMap<Platform, BaseImage>> {
-    let source = Source::open(location, client)?;
-    let root = source.manifest(None).await?;
+    let source = source::open(location, client)?;
+    let root = source.root().await?;
     let name = location.to_string();
     let mut bases = BTreeMap::new();
     for platform in platforms {
-        let manifest = if is_index(&root.media_type) {
-            let (entries, _) = entries_of(&root.bytes, None)?;
-            let Some(entry) = find_platform(&entries, platform) else {
-                let present = platform_list(&entries);
-                return Err(Error::invalid(
-                    "base image",
-                    &name,
-                    format!("it has no {platform} image; it has: {present}"),
-                ));
-            };
-            source.manifest(Some(&entry.digest().parse()?)).await?
+        let manifest = if root.media_type.is_index() {
+            let index = root.index(&name)?;
+            let entry = pick_platform(&index.manifests, platform, &format!("base image {name}"))?;
+            source.manifest(&entry.digest).await?
         } else {
             root.clone()
         };
-        if manifest.media_type != OCI_MANIFEST && manifest.media_type != DOCKER_MANIFEST {
-            return Err(Error::invalid(
-                "base image",
-                &name,
-                format!("its manifest has media type {}", manifest.media_type),
-            ));
-        }
-        let document: Value =
-            serde_json::from_slice(&manifest.bytes).map_err(|source| Error::Json { what: name.clone(), source })?;
-        let config_digest: Digest = document["config"]["digest"].as_str().unwrap_or_default().parse()?;
-        let config: Value = serde_json::from_slice(&source.blob_bytes(&config_digest).await?)
-            .map_err(|source| Error::Json { what: format!("config of {name}"), source })?;
-        if !is_index(&root.media_type) {
-            let (os, arch) =
-                (config["os"].as_str().unwrap_or_default(), config["architecture"].as_str().unwrap_or_default());
-            if os != platform.os || arch != platform.architecture {
-                return Err(Error::invalid(
-                    "base image",
-                    &name,
-                    format!("it is a single {os}/{arch} image; {platform} was asked for"),
-                ));
-            }
-        }
-        let layers = document["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|layer| {
-                Ok(BaseLayer {
-                    media_type: oci_layer_type(layer["mediaType"].as_str().unwrap_or_default(), &name)?,
-                    digest: layer["digest"].as_str().unwrap_or_default().parse()?,
-                    size: layer["size"].as_u64().unwrap_or(0),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        bases.insert(
-            platform.clone(),
-            BaseImage { name: name.clone(), digest: manifest.digest, config, layers, location: location.clone() },
-        );
+        bases.insert(platform.clone(), read_image(source.as_ref(), &manifest, &name, platform, !root.media_type.is_index()).await?);
     }
     Ok(bases)
+}
+
+/// One platform's base image from its manifest; a single image (`check_platform`) must be for
+/// `platform`.
+async fn read_image(
+    source: &dyn Source,
+    manifest: &RawManifest,
+    name: &str,
+    platform: &Platform,
+    check_platform: bool,
+) -> Result<BaseImage> {
+    if !manifest.media_type.is_image() {
+        return Err(Error::invalid("base image", name, format!("its manifest has media type {}", manifest.media_type)));
+    }
+    let image = manifest.image(name)?;
+    let config: Value = serde_json::from_slice(&source.blob_bytes(&image.config).await?)
+        .map_err(|source| Error::Json { what: format!("config of {name}"), source })?;
+    if check_platform {
+        let (os, arch) = (config["os"].as_str().unwrap_or_default(), config["architecture"].as_str().unwrap_or_default());
+        if os != platform.os || arch != platform.architecture {
+            return Err(Error::invalid(
+                "base image",
+                name,
+                format!("it is a single {os}/{arch} image; {platform} was asked for"),
+            ));
+        }
+    }
+    let layers = image
+        .layers
+        .iter()
+        .map(|layer| {
+            Ok(BaseLayer {
+                media_type: oci_layer_type(layer.media_type.as_str(), name)?,
+                digest: layer.digest.clone(),
+                size: layer.size,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(BaseImage {
+        name: name.to_owned(),
+        digest: manifest.digest.clone(),
+        config,
+        layers,
+        location: source.location(),
+    })
 }
 
 /// hoist's cache of base blobs: `$XDG_CACHE_HOME/hoist/blobs/sha256`, else `~/.cache/…`.
@@ -143,8 +144,8 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(base.join("hoist/blobs/sha256"))
 }
 
-/// Makes sure every base layer is in `cache` (downloaded once, verified as it streams, named
-/// by digest only when complete). Returns the files by digest.
+/// Makes sure every base layer is in `cache` (read from the base through its source, verified
+/// as it streams, named by digest only when complete). Returns the files by digest.
 pub async fn fetch_into_cache(
     client: &Client,
     bases: &BTreeMap<Platform, BaseImage>,
@@ -154,26 +155,20 @@ pub async fn fetch_into_cache(
     tokio::fs::create_dir_all(cache).await.at("create", cache)?;
     let mut files = BTreeMap::new();
     for base in bases.values() {
+        let source = source::open(&base.location, client)?;
         for layer in &base.layers {
             let path = cache.join(layer.digest.hex());
             if !path.exists() {
-                match &base.location {
-                    Location::Registry(reference) => {
-                        let mut stream =
-                            client.get_blob(&reference.registry, &reference.repository, &layer.digest).await?;
-                        let (file, temporary) = tempfile::NamedTempFile::new_in(cache).at("write", cache)?.into_parts();
-                        let mut file = tokio::fs::File::from_std(file);
-                        while let Some(chunk) = stream.next_chunk().await? {
-                            file.write_all(&chunk).await.at("write", &temporary)?;
-                        }
-                        file.flush().await.at("write", &temporary)?;
-                        temporary.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
-                    }
-                    Location::Layout { dir, .. } => {
-                        let layout = crate::layout::Layout::open(dir)?;
-                        tokio::fs::copy(layout.blob_path(&layer.digest), &path).await.at("copy", &path)?;
-                    }
+                let descriptor =
+                    crate::model::Descriptor::new(MediaType::from(layer.media_type.as_str()), layer.digest.clone(), layer.size);
+                let mut stream = source.blob(&descriptor, 0).await?;
+                let (file, temporary) = tempfile::NamedTempFile::new_in(cache).at("write", cache)?.into_parts();
+                let mut file = tokio::fs::File::from_std(file);
+                while let Some(chunk) = stream.next_chunk().await? {
+                    file.write_all(&chunk).await.at("write", &temporary)?;
                 }
+                file.flush().await.at("write", &temporary)?;
+                temporary.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
             }
             files.insert(layer.digest.clone(), path);
         }

@@ -8,13 +8,13 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 use serde::Serialize;
 use tempfile::{NamedTempFile, TempDir};
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::json;
+use crate::model::{Descriptor, ImageIndex, MediaType};
 
 /// The file that marks a directory as an OCI image layout.
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -61,6 +61,13 @@ impl Layout {
     /// Reads `index.json`.
     pub fn index(&self) -> Result<ImageIndex> {
         let path = self.root.join(INDEX_FILE);
+        let size = fs::metadata(&path).at("read", &path)?.len();
+        if size > crate::model::MAX_MANIFEST_BYTES {
+            return Err(Error::CorruptLayout {
+                path: self.root.clone(),
+                reason: format!("{INDEX_FILE} is larger than {} bytes", crate::model::MAX_MANIFEST_BYTES),
+            });
+        }
         let bytes = fs::read(&path).at("read", &path)?;
         serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLayout {
             path: self.root.clone(),
@@ -90,13 +97,13 @@ impl Layout {
 
     /// The descriptor tagged `tag` in `index.json`.
     pub fn find_tag(&self, tag: &str) -> Result<Option<Descriptor>> {
-        Ok(self.index()?.manifests().iter().find(|d| ref_name(d) == Some(tag)).cloned())
+        Ok(self.index()?.manifests.into_iter().find(|d| ref_name(d) == Some(tag)))
     }
 }
 
 /// The tag a descriptor carries in `index.json`, if any.
 pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
-    descriptor.annotations().as_ref()?.get(REF_NAME).map(String::as_str)
+    descriptor.annotation(REF_NAME)
 }
 
 /// A blob being written into a [`LayoutWriter`]'s staging area; hashed as it is written.
@@ -161,7 +168,20 @@ impl LayoutWriter {
 
     /// Finishes a blob: names it by the digest of what was written. Returns digest and size.
     pub fn add_blob(&mut self, blob: BlobWriter) -> Result<(Digest, u64)> {
+        self.add_blob_expecting(blob, None)
+    }
+
+    /// [`LayoutWriter::add_blob`], refusing (and dropping) what does not have `expected`'s
+    /// digest.
+    pub fn add_blob_expecting(&mut self, blob: BlobWriter, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         let (digest, size, buffered) = blob.inner.finish();
+        if let Some(expected) = expected.filter(|e| **e != digest) {
+            return Err(Error::DigestMismatch {
+                what: format!("blob written into {}", self.target.display()),
+                expected: expected.to_string(),
+                found: digest.to_string(),
+            });
+        }
         let staging = self.staging.path().to_path_buf();
         let file = buffered.into_inner().map_err(|e| Error::io("write a blob in", &staging, e.into_error()))?;
         file.as_file().sync_all().at("write a blob in", &staging)?;
@@ -195,9 +215,20 @@ impl LayoutWriter {
         self.add_blob(blob)
     }
 
-    /// Moves the staged blobs into the layout and records `root` in `index.json`, replacing any
-    /// entry with the same tag (or, untagged, the same digest).
+    /// Whether a blob is staged.
+    pub fn has_staged(&self, digest: &Digest) -> bool {
+        self.staged.contains(digest)
+    }
+
+    /// Moves the staged blobs into the layout and records `root` in `index.json` under `tag`,
+    /// replacing any entry with the same tag (or, untagged, the same digest).
     pub fn commit(self, root: Descriptor, tag: Option<&str>) -> Result<()> {
+        let tags: Vec<String> = tag.iter().map(|t| (*t).to_owned()).collect();
+        self.commit_tags(root, &tags)
+    }
+
+    /// [`LayoutWriter::commit`] with any number of tags (none: the root by digest only).
+    pub fn commit_tags(self, root: Descriptor, tags: &[String]) -> Result<()> {
         let target = &self.target;
         let blobs = target.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).at("create", &blobs)?;
@@ -216,26 +247,27 @@ impl LayoutWriter {
             }
         }
         let mut manifests = match fs::symlink_metadata(target.join(INDEX_FILE)) {
-            Ok(_) => Layout::open(target)?.index()?.manifests().clone(),
+            Ok(_) => Layout::open(target)?.index()?.manifests,
             Err(_) => Vec::new(),
         };
-        manifests.retain(|d| match tag {
-            Some(tag) => ref_name(d) != Some(tag),
-            None => ref_name(d).is_some() || d.digest() != root.digest(),
+        manifests.retain(|d| match tags.is_empty() {
+            false => !ref_name(d).is_some_and(|name| tags.iter().any(|t| t == name)),
+            true => ref_name(d).is_some() || d.digest != root.digest,
         });
-        let mut entry = root;
-        if let Some(tag) = tag {
-            let mut annotations = entry.annotations().clone().unwrap_or_default();
-            annotations.insert(REF_NAME.to_owned(), tag.to_owned());
-            entry.set_annotations(Some(annotations));
+        if tags.is_empty() {
+            manifests.push(root.clone());
         }
-        manifests.push(entry);
-        let index = ImageIndexBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageIndex)
-            .manifests(manifests)
-            .build()
-            .map_err(|source| Error::Spec { what: "layout index", source })?;
+        for tag in tags {
+            let mut entry = root.clone();
+            entry.annotations.insert(REF_NAME.to_owned(), tag.clone());
+            manifests.push(entry);
+        }
+        let index = ImageIndex {
+            schema_version: 2,
+            media_type: Some(MediaType::OciIndex),
+            manifests,
+            annotations: Default::default(),
+        };
         write_atomically(target, INDEX_FILE, &json::canonical(&index, INDEX_FILE)?)?;
         Ok(())
     }
@@ -266,16 +298,10 @@ fn nearest_existing(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::image::DescriptorBuilder;
 
     fn descriptor(writer: &mut LayoutWriter, content: &str) -> Descriptor {
         let (digest, size) = writer.add_json(&serde_json::json!({ "content": content }), "test").unwrap();
-        DescriptorBuilder::default()
-            .media_type(MediaType::ImageManifest)
-            .digest(oci_spec::image::Digest::try_from(digest.to_string()).unwrap())
-            .size(size)
-            .build()
-            .unwrap()
+        Descriptor::new(MediaType::OciManifest, digest, size)
     }
 
     #[test]
@@ -289,11 +315,10 @@ mod tests {
         }
         let layout = Layout::open(&target).unwrap();
         let index = layout.index().unwrap();
-        let tags: Vec<_> = index.manifests().iter().map(|d| ref_name(d).unwrap().to_owned()).collect();
+        let tags: Vec<_> = index.manifests.iter().map(|d| ref_name(d).unwrap().to_owned()).collect();
         assert_eq!(tags, ["v2", "v1"]);
         let v1 = layout.find_tag("v1").unwrap().unwrap();
-        let digest: Digest = v1.digest().to_string().parse().unwrap();
-        assert_eq!(layout.read_blob(&digest).unwrap(), br#"{"content":"three"}"#);
+        assert_eq!(layout.read_blob(&v1.digest).unwrap(), br#"{"content":"three"}"#);
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("out"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -330,8 +355,7 @@ mod tests {
         let root = descriptor(&mut writer, "x");
         writer.commit(root.clone(), Some("t")).unwrap();
         let layout = Layout::open(dir.path()).unwrap();
-        let digest: Digest = root.digest().to_string().parse().unwrap();
-        fs::write(layout.blob_path(&digest), "tampered").unwrap();
-        assert!(matches!(layout.read_blob(&digest), Err(Error::DigestMismatch { .. })));
+        fs::write(layout.blob_path(&root.digest), "tampered").unwrap();
+        assert!(matches!(layout.read_blob(&root.digest), Err(Error::DigestMismatch { .. })));
     }
 }

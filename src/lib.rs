@@ -1,31 +1,37 @@
 //! hoist builds reproducible multi-platform OCI images from directories and publishes them.
 //!
 //! The library is organised by concept: [`reference`] and [`platform`] parse what users type,
-//! [`layer`] turns directories into compressed tar blobs, [`config`] writes image
-//! configurations, [`layout`] stores blobs and tags in an OCI image layout, and [`build`] ties
-//! them together into per-platform images and an index.
+//! [`model`] is the typed read model (media types, descriptors, manifests), [`layer`] turns
+//! directories into compressed tar blobs, [`config`] writes image configurations, [`layout`]
+//! stores blobs and tags in an OCI image layout, and [`build`] ties them together into
+//! per-platform images and an index. Content moves one way: a [`source`] (layout or registry)
+//! is walked by [`graph`] into a plan, and [`transfer`] sends the plan to a [`sink`] (layout or
+//! registry); push, copy, index publishing and base images all run through it.
 #![deny(missing_docs)]
 
 pub mod base;
+pub mod blob;
 pub mod build;
 pub mod buildfile;
 pub mod config;
-pub mod copy;
 pub mod credentials;
 pub mod digest;
 pub mod error;
+pub mod graph;
 pub mod index;
 pub mod json;
 pub mod layer;
 pub mod layout;
 pub mod location;
+pub mod model;
 pub mod offload;
 pub mod platform;
-pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod secret;
+pub mod sink;
 pub mod source;
+pub mod transfer;
 
 pub use digest::Digest;
 pub use error::{Error, Result};

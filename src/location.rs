@@ -73,6 +73,47 @@ impl fmt::Display for Location {
     }
 }
 
+impl serde::Serialize for Location {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Location {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Location, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Location {
+    /// Whether it is the repository `reference` names (tags and digests aside).
+    pub fn is_repository_of(&self, reference: &Reference) -> bool {
+        matches!(self, Location::Registry(r) if r.registry == reference.registry && r.repository == reference.repository)
+    }
+
+    /// Whether both name the same layout directory or the same repository (tags and digests
+    /// aside).
+    pub fn same_place(&self, other: &Location) -> bool {
+        match (self, other) {
+            (Location::Layout { dir: a, .. }, Location::Layout { dir: b, .. }) => a == b,
+            (Location::Registry(_), Location::Registry(b)) => self.is_repository_of(b),
+            _ => false,
+        }
+    }
+
+    /// The same location naming `digest` instead of its tag (a registry) or as it is (a
+    /// layout, whose blobs are read by digest anyway).
+    pub fn at_digest(&self, digest: &crate::digest::Digest) -> Location {
+        match self {
+            Location::Registry(r) => {
+                Location::Registry(Reference { tag: None, digest: Some(digest.to_string()), ..r.clone() })
+            }
+            layout => layout.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

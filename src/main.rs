@@ -33,28 +33,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// The exit code for an error: what kind of fix it needs (see README, "Exit codes").
+/// The exit code for an error: the library's [`hoist::Error::exit_code`], else 1.
 fn exit_code(error: &anyhow::Error) -> u8 {
-    use hoist::registry::RegistryError as R;
-    use hoist::Error as E;
-    let Some(error) = error.chain().find_map(|cause| cause.downcast_ref::<E>()) else {
-        return 1;
-    };
-    match error {
-        E::Invalid { .. }
-        | E::SourceMissing { .. }
-        | E::SpecialFile { .. }
-        | E::NotALayout { .. }
-        | E::BuildFile { .. } => 3,
-        E::CredentialHelper { .. } | E::Registry(R::Unauthorized { .. } | R::Denied { .. }) => 4,
-        E::Registry(R::NotFound { .. }) => 5,
-        E::Registry(
-            R::Connect { .. } | R::Tls { .. } | R::PlainHttp { .. } | R::Timeout { .. } | R::Stalled { .. },
-        ) => 6,
-        E::DigestMismatch { .. } | E::CorruptLayout { .. } | E::Registry(R::TooLarge { .. }) => 7,
-        E::Registry(R::TooManyRequests { .. }) | E::RetriesExhausted { .. } => 75,
-        _ => 1,
-    }
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<hoist::Error>())
+        .map_or(hoist::error::exit::OTHER, hoist::Error::exit_code)
 }
 
 /// A closed stdout (`hoist … | head`) is not a failure.

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 /// An image platform such as `linux/amd64` or `linux/arm64/v8`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Platform {
     /// Operating system, e.g. `linux`.
     pub os: String,
@@ -14,9 +14,27 @@ pub struct Platform {
     pub architecture: String,
     /// CPU variant, e.g. `v7` for `linux/arm/v7`.
     pub variant: Option<String>,
+    /// OS version (Windows images).
+    pub os_version: Option<String>,
+    /// OS features (Windows images).
+    pub os_features: Vec<String>,
 }
 
 impl Platform {
+    /// Whether two platforms are the same for an index entry: `linux/arm64` and
+    /// `linux/arm64/v8` are; the OS version must match when both name one.
+    pub fn same_as(&self, other: &Platform) -> bool {
+        let variant = |p: &Platform| match (p.architecture.as_str(), p.variant.as_deref()) {
+            ("arm64", Some("v8")) | (_, None) => None,
+            (_, v) => v.map(str::to_owned),
+        };
+        let os_version = match (&self.os_version, &other.os_version) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.os == other.os && self.architecture == other.architecture && variant(self) == variant(other) && os_version
+    }
+
     /// The platform as one path-safe word: `linux_arm64_v8`, `linux_amd64`.
     pub fn underscored(&self) -> String {
         self.to_string().replace('/', "_")
@@ -92,6 +110,7 @@ impl FromStr for Platform {
             os: parts[0].to_owned(),
             architecture: parts[1].to_owned(),
             variant: parts.get(2).map(|v| (*v).to_owned()),
+            ..Platform::default()
         })
     }
 }
@@ -129,6 +148,13 @@ mod tests {
         let arm = platform("linux/arm64/v8");
         assert_eq!(arm.variant.as_deref(), Some("v8"));
         assert_eq!(arm.underscored(), "linux_arm64_v8");
+    }
+
+    #[test]
+    fn arm64_v8_is_arm64() {
+        assert!(platform("linux/arm64").same_as(&platform("linux/arm64/v8")));
+        assert!(!platform("linux/arm/v7").same_as(&platform("linux/arm/v6")));
+        assert!(!platform("linux/amd64").same_as(&platform("linux/arm64")));
     }
 
     #[test]

@@ -12,9 +12,8 @@ use hoist::location::Location;
 use hoist::reference::Reference;
 
 use super::print_line;
-use super::push::{print_report, push_layout, PushFlags};
+use super::push::{print_report, send, Elsewhere, PushFlags};
 use super::registry::{block_on, RegistryArgs};
-use hoist::push::plan::RemoteBlobs;
 
 /// Flags of `hoist build`; each overrides the same setting in the build file.
 #[derive(Debug, Args)]
@@ -160,7 +159,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let base = spec.base.clone();
     let (mut options, output) = spec.into_options(&current_dir()?)?;
-    let mut remote = RemoteBlobs::new();
+    let mut elsewhere: Option<Elsewhere> = None;
     if let Some(base) = &base {
         let location: Location = base.parse()?;
         let client = args.registry.client()?;
@@ -175,11 +174,9 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
             };
             Ok((bases, files))
         })?;
-        if let Location::Registry(reference) = &location {
-            let repository = Reference { tag: None, digest: None, ..reference.clone() };
-            for layer in bases.values().flat_map(|b| &b.layers) {
-                remote.insert(layer.digest.clone(), repository.clone());
-            }
+        if let Location::Registry(_) = &location {
+            let digests = bases.values().flat_map(|b| &b.layers).map(|l| l.digest.clone()).collect();
+            elsewhere = Some((location.clone(), digests));
         }
         options.base = bases;
         options.base_files = files;
@@ -189,10 +186,19 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let mut writer = LayoutWriter::begin(dir)?;
     let built = build(&options, &mut writer)?;
-    writer.commit(built.descriptor().clone(), tag.as_deref())?;
+    writer.commit(hoist::model::Descriptor::from_oci(built.descriptor())?, tag.as_deref())?;
     tracing::info!("wrote {} to {output}", built.digest);
-    if let Some(destination) = &destination {
-        let report = push_layout(dir, tag.as_deref(), destination, &args.push_flags, &args.registry, quiet, &remote)?;
+    if let Some(destination) = destination {
+        let layout = Location::Layout { dir: dir.clone(), tag: tag.clone() };
+        let report = send(
+            &layout,
+            &Location::Registry(destination),
+            None,
+            elsewhere,
+            &args.push_flags,
+            &args.registry,
+            quiet,
+        )?;
         return print_report(&report, args.json);
     }
     if args.json {

@@ -1,19 +1,18 @@
-//! `hoist copy`: promote an image or a whole index from one repository or registry to another.
+//! `hoist copy`: an image or a whole index from any source to any sink (registry or layout):
+//! promote staging → prod, pull into a layout, or move between layouts.
 
 use clap::Args;
 use hoist::location::Location;
-use hoist::reference::Reference;
 
-use super::print_line;
-use super::push::{print_report, push_layout, PushFlags};
-use super::registry::{block_on, RegistryArgs};
+use super::push::{print_report, send, PushFlags};
+use super::registry::RegistryArgs;
 
 /// Flags of `hoist copy`.
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// What to copy: a registry reference (or oci:DIR[:TAG]).
+    /// What to copy: a registry reference or oci:DIR[:TAG].
     source: String,
-    /// Where: registry/repository[:tag].
+    /// Where: registry/repository[:tag] or oci:DIR[:TAG].
     destination: String,
     /// Copy only this platform's image of an index.
     #[arg(long, conflicts_with = "all_platforms")]
@@ -23,35 +22,18 @@ pub struct CopyArgs {
     all_platforms: bool,
     #[command(flatten)]
     flags: PushFlags,
+    /// Print a JSON summary instead of the digest.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
 
 /// Runs `hoist copy`.
 pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
-    let destination = Reference::parse(&args.destination)?;
-    match args.source.parse::<Location>()? {
-        Location::Layout { dir, tag } => {
-            let report = push_layout(
-                &dir,
-                tag.as_deref(),
-                &destination,
-                &args.flags,
-                &args.registry,
-                quiet,
-                &Default::default(),
-            )?;
-            print_report(&report, false)
-        }
-        Location::Registry(source) => {
-            let platform = args.platform.as_deref().map(str::parse).transpose()?;
-            let client = args.registry.client()?;
-            let options = args.flags.options();
-            let digest = block_on(async {
-                Ok(hoist::copy::copy(&client, &source, &destination, platform.as_ref(), &args.flags.tags, &options)
-                    .await?)
-            })?;
-            print_line(&digest.to_string())
-        }
-    }
+    let source: Location = args.source.parse()?;
+    let destination: Location = args.destination.parse()?;
+    let platform = args.platform.as_deref().map(str::parse).transpose()?;
+    let report = send(&source, &destination, platform.as_ref(), None, &args.flags, &args.registry, quiet)?;
+    print_report(&report, args.json)
 }

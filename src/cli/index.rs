@@ -8,11 +8,10 @@ use clap::{Args, Subcommand};
 use hoist::index::publish::{amend, current, Change, IndexOptions, Target};
 use hoist::index::resolve::resolve;
 use hoist::index::store::{ListStore, LocalList};
-use hoist::index::{is_index, merge, render, Format, MergeOptions, PlatformSpec};
+use hoist::index::{merge, render, Format, MergeOptions};
 use hoist::location::Location;
 use hoist::reference::Reference;
 use hoist::registry::Client;
-use hoist::source::Source;
 use serde_json::{json, Value};
 
 use super::print_line;
@@ -243,13 +242,16 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
                 Location::Registry(r) => r.digest.clone(),
                 Location::Layout { .. } => None,
             };
-            let name = hoist::index::resolve::source_name(&wanted);
             let entry = local
                 .entries
                 .iter_mut()
-                .find(|e| digest.as_deref().map_or(e.source.as_deref() == Some(name.as_str()), |d| e.digest() == d))
+                .find(|e| {
+                    digest.as_deref().map_or(e.source.as_ref().is_some_and(|s| s.same_place(&wanted)), |d| {
+                        e.digest().to_string() == d
+                    })
+                })
                 .ok_or_else(|| anyhow::anyhow!("{reference} is not in the list {list}"))?;
-            let mut platform = entry.platform().unwrap_or_default();
+            let mut platform = entry.platform().cloned().unwrap_or_default();
             platform.os = os.unwrap_or(platform.os);
             platform.architecture = arch.unwrap_or(platform.architecture);
             platform.variant = variant.or(platform.variant);
@@ -260,7 +262,7 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
             if platform.os.is_empty() || platform.architecture.is_empty() {
                 anyhow::bail!("an entry needs both --os and --arch");
             }
-            entry.set_platform(&PlatformSpec { ..platform });
+            entry.descriptor.platform = Some(platform);
             store.save(&local)?;
             Ok(())
         }
@@ -274,7 +276,8 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no local list {list}; make it with `hoist manifest create`"))?;
             let names: Vec<&str> = vec![list.as_str()];
             let mut client_names = names.clone();
-            let sources: Vec<String> = local.entries.iter().filter_map(|e| e.source.clone()).collect();
+            let sources: Vec<String> =
+                local.entries.iter().filter_map(|e| e.source.as_ref().map(Location::to_string)).collect();
             client_names.extend(sources.iter().map(String::as_str));
             let client = client_for(&registry, insecure, &client_names)?;
             let target = Target::of(&Reference::parse(&list)?);
@@ -312,11 +315,14 @@ async fn inspect(
     if let Some(local) = store.load(first)? {
         let entries = match second {
             Some(reference) => {
-                let wanted = hoist::index::resolve::source_name(&reference.parse::<Location>()?);
+                let wanted = reference.parse::<Location>()?;
                 local
                     .entries
                     .iter()
-                    .filter(|e| e.source.as_deref() == Some(wanted.as_str()) || reference.ends_with(e.digest()))
+                    .filter(|e| {
+                        e.source.as_ref().is_some_and(|s| s.same_place(&wanted))
+                            || reference.ends_with(&e.digest().to_string())
+                    })
                     .cloned()
                     .collect()
             }
@@ -327,22 +333,20 @@ async fn inspect(
         return pretty(&bytes);
     }
     let location: Location = second.unwrap_or(first).parse()?;
-    let source = Source::open(&location, client)?;
-    let manifest = source.manifest(None).await?;
+    let source = hoist::source::open(&location, client)?;
+    let manifest = source.root().await?;
     if !verbose {
         return pretty(&manifest.bytes);
     }
     let mut out = Vec::new();
-    let children: Vec<Value> = match is_index(&manifest.media_type) {
-        true => serde_json::from_slice::<Value>(&manifest.bytes)?["manifests"].as_array().cloned().unwrap_or_default(),
-        false => vec![
-            json!({ "mediaType": manifest.media_type, "digest": manifest.digest.to_string(), "size": manifest.bytes.len() }),
-        ],
+    let children = match manifest.media_type.is_index() {
+        true => manifest.index(&location.to_string())?.manifests,
+        false => vec![manifest.descriptor()],
     };
     for descriptor in children {
-        let digest: hoist::Digest = descriptor["digest"].as_str().unwrap_or_default().parse()?;
-        let child = source.manifest(Some(&digest)).await?;
-        let key = if child.media_type.contains("docker") { "SchemaV2Manifest" } else { "OCIManifest" };
+        let digest = &descriptor.digest;
+        let child = source.manifest(digest).await?;
+        let key = if child.media_type.is_docker() { "SchemaV2Manifest" } else { "OCIManifest" };
         out.push(json!({
             "Ref": format!("{location}@{digest}"),
             "Descriptor": descriptor,
@@ -350,7 +354,7 @@ async fn inspect(
             key: serde_json::from_slice::<Value>(&child.bytes)?,
         }));
     }
-    let value = if is_index(&manifest.media_type) { Value::Array(out) } else { out.remove(0) };
+    let value = if manifest.media_type.is_index() { Value::Array(out) } else { out.remove(0) };
     print_line(&serde_json::to_string_pretty(&value)?)
 }
 

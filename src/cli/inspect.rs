@@ -4,13 +4,11 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Args;
-use hoist::index::{entries_of, find_platform, is_index, platform_list};
+use hoist::graph::pick_platform;
 use hoist::location::Location;
+use hoist::model::{Document, RawManifest};
 use hoist::platform::Platform;
 use hoist::reference::Reference;
-use hoist::registry::read::Manifest;
-use hoist::source::Source;
-use hoist::Digest;
 use serde_json::{json, Value};
 
 use super::print_line;
@@ -37,7 +35,7 @@ pub struct InspectArgs {
     registry: RegistryArgs,
 }
 
-fn parse_json(manifest: &Manifest) -> anyhow::Result<Value> {
+fn parse_json(manifest: &RawManifest) -> anyhow::Result<Value> {
     serde_json::from_slice(&manifest.bytes).with_context(|| format!("manifest {} is not JSON", manifest.digest))
 }
 
@@ -56,19 +54,16 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let location: Location = args.reference.parse()?;
     let client = args.registry.client()?;
     block_on(async {
-        let source = Source::open(&location, &client)?;
-        let mut manifest = source.manifest(None).await?;
+        let source = hoist::source::open(&location, &client)?;
+        let mut manifest = source.root().await?;
         if let Some(wanted) = &args.platform {
             let wanted: Platform = wanted.parse()?;
-            if !is_index(&manifest.media_type) {
+            if !manifest.media_type.is_index() {
                 anyhow::bail!("{} is a single image, not an index; drop --platform", args.reference);
             }
-            let (entries, _) = entries_of(&manifest.bytes, None)?;
-            let entry = find_platform(&entries, &wanted).ok_or_else(|| {
-                anyhow::anyhow!("{} has no {wanted} image; it has: {}", args.reference, platform_list(&entries))
-            })?;
-            let digest: Digest = entry.digest().parse()?;
-            manifest = source.manifest(Some(&digest)).await?;
+            let index = manifest.index(&args.reference)?;
+            let entry = pick_platform(&index.manifests, &wanted, &args.reference)?;
+            manifest = source.manifest(&entry.digest).await?;
         }
         if args.raw {
             let mut out = std::io::stdout().lock();
@@ -77,34 +72,33 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         let document = parse_json(&manifest)?;
+        let typed = manifest.parse(&args.reference)?;
         if args.config {
-            if is_index(&manifest.media_type) {
+            let Document::Image(image) = &typed else {
                 anyhow::bail!("{} is an index; choose an image with --platform os/arch", args.reference);
-            }
-            let digest: Digest = document["config"]["digest"].as_str().unwrap_or_default().parse()?;
+            };
             let mut out = std::io::stdout().lock();
-            out.write_all(&source.blob_bytes(&digest).await?)?;
+            out.write_all(&source.blob_bytes(&image.config).await?)?;
             writeln!(out)?;
             return Ok(());
         }
         let mut summary = json!({
             "reference": location.to_string(),
-            "mediaType": manifest.media_type,
+            "mediaType": manifest.media_type.as_str(),
             "digest": manifest.digest.to_string(),
             "size": manifest.bytes.len(),
         });
-        if is_index(&manifest.media_type) {
+        if let Document::Image(image) = &typed {
+            let config: Value = serde_json::from_slice(&source.blob_bytes(&image.config).await?)?;
+            summary["platform"] = platform_of(&json!({ "platform": config })).into();
+            summary["config"] = document["config"].clone();
+            summary["layers"] = document["layers"].clone();
+        } else {
             let entries = document["manifests"].as_array().cloned().unwrap_or_default();
             summary["manifests"] = entries
                 .iter()
                 .map(|e| json!({ "platform": platform_of(e), "digest": e["digest"], "size": e["size"], "mediaType": e["mediaType"] }))
                 .collect();
-        } else {
-            let config_digest: Digest = document["config"]["digest"].as_str().unwrap_or_default().parse()?;
-            let config: Value = serde_json::from_slice(&source.blob_bytes(&config_digest).await?)?;
-            summary["platform"] = platform_of(&json!({ "platform": config })).into();
-            summary["config"] = document["config"].clone();
-            summary["layers"] = document["layers"].clone();
         }
         if args.json {
             return print_line(&serde_json::to_string_pretty(&summary)?);
@@ -173,7 +167,7 @@ pub fn digest(args: DigestArgs) -> anyhow::Result<()> {
                     })
                 })?
             }
-            layout => Source::open(layout, &client)?.manifest(None).await?.digest,
+            layout => hoist::source::open(layout, &client)?.root().await?.digest,
         };
         print_line(&digest.to_string())
     })

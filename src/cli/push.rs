@@ -1,18 +1,19 @@
 //! `hoist push`, and the push step of `hoist build --push`.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use hoist::layout::Layout;
+use hoist::digest::Digest;
 use hoist::location::Location;
-use hoist::push::plan::RemoteBlobs;
-use hoist::push::{plan, push, BlobOutcome, PushObserver, PushOptions, PushReport, RetryPolicy};
-use hoist::reference::Reference;
-use hoist::Digest;
+use hoist::platform::Platform;
+use hoist::registry::RetryPolicy;
+use hoist::sink::{BlobOutcome, UploadOptions};
+use hoist::source::Fallback;
+use hoist::transfer::{Observer, Report, TransferOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::print_line;
@@ -66,15 +67,22 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 impl PushFlags {
-    /// The push engine's options.
-    pub fn options(&self) -> PushOptions {
-        PushOptions {
-            jobs: self.jobs,
+    /// The retry policy.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy { retries: self.retries, ..RetryPolicy::default() }
+    }
+
+    /// The transfer engine's options.
+    pub fn transfer_options(&self) -> TransferOptions {
+        TransferOptions { jobs: self.jobs, retry: self.retry(), dry_run: self.dry_run }
+    }
+
+    /// How blobs go up to a registry.
+    pub fn upload_options(&self) -> UploadOptions {
+        UploadOptions {
             chunk_size: self.chunk_size,
-            retry: RetryPolicy { retries: self.retries, ..RetryPolicy::default() },
             stall_timeout: Duration::from_secs(self.stall_timeout.max(1)),
             mount_from: self.mount_from.clone(),
-            dry_run: self.dry_run,
         }
     }
 }
@@ -82,9 +90,10 @@ impl PushFlags {
 /// Flags of `hoist push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// What to push: oci:DIR[:TAG].
+    /// What to push: oci:DIR[:TAG] (or a registry reference).
     source: String,
-    /// Where: registry/repository[:tag]. Without a tag, only by digest (plus --tag).
+    /// Where: registry/repository[:tag] (without a tag, by digest only, plus --tag), or
+    /// oci:DIR[:TAG].
     destination: String,
     #[command(flatten)]
     flags: PushFlags,
@@ -97,54 +106,58 @@ pub struct PushArgs {
 
 /// Runs `hoist push`.
 pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
-    let Location::Layout { dir, tag } = args.source.parse::<Location>()? else {
-        anyhow::bail!("push reads an OCI layout: give the source as oci:DIR[:TAG] (copying between registries comes with `hoist copy`)");
-    };
-    let destination = Reference::parse(&args.destination)?;
-    let report =
-        push_layout(&dir, tag.as_deref(), &destination, &args.flags, &args.registry, quiet, &RemoteBlobs::new())?;
+    let source: Location = args.source.parse()?;
+    let destination: Location = args.destination.parse()?;
+    let report = send(&source, &destination, None, None, &args.flags, &args.registry, quiet)?;
     print_report(&report, args.json)
 }
 
 /// Prints the digest alone, or the JSON summary.
-pub fn print_report(report: &PushReport, json: bool) -> anyhow::Result<()> {
+pub fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
     if json {
         return print_line(&serde_json::to_string_pretty(report)?);
     }
     print_line(&report.digest)
 }
 
-/// Pushes the image `tag` names in the layout at `dir` to `destination`.
-pub fn push_layout(
-    dir: &Path,
-    tag: Option<&str>,
-    destination: &Reference,
+/// Blobs a source lacks and where they are: a base image's layers left in its registry.
+pub type Elsewhere = (Location, Vec<Digest>);
+
+/// Sends what `from` names (with `platform`, that image of an index) to `to`, the way every
+/// command that moves content does: one plan, one transfer, tags last; then the digest file
+/// and `$GITHUB_OUTPUT`.
+pub fn send(
+    from: &Location,
+    to: &Location,
+    platform: Option<&Platform>,
+    elsewhere: Option<Elsewhere>,
     flags: &PushFlags,
     registry: &RegistryArgs,
     quiet: bool,
-    remote: &RemoteBlobs,
-) -> anyhow::Result<PushReport> {
-    let layout = Layout::open(dir)?;
-    let root = hoist::source::root_descriptor(&layout, tag)?;
-    let root_digest: Digest = root.digest().to_string().parse()?;
-    let plan = plan(&layout, &root_digest, root.media_type().as_ref(), remote)?;
-    let mut tags: Vec<String> = destination.tag.iter().cloned().collect();
-    tags.extend(flags.tags.iter().cloned());
-    if flags.push_by_digest {
-        tags.clear();
+) -> anyhow::Result<Report> {
+    let client = registry.client()?.with_retry(flags.retry());
+    let mut source = hoist::source::open(from, &client)?;
+    if let Some((location, digests)) = elsewhere {
+        source = Box::new(Fallback::new(source, hoist::source::open(&location, &client)?, digests));
     }
-    let client = registry.client()?;
-    let observer = Progress::new(plan.blob_bytes(), quiet);
+    let sink = hoist::sink::open(to, &client, flags.upload_options())?;
+    let tags = match flags.push_by_digest {
+        true => Vec::new(),
+        false => hoist::sink::tags_of(to, &flags.tags),
+    };
+    let options = flags.transfer_options();
     let report = block_on(async {
-        Ok(push(&client, &plan, &destination.registry, &destination.repository, &tags, &flags.options(), &observer)
-            .await?)
-    });
-    observer.finish();
-    let report = report?;
+        let root = source.root().await?;
+        let plan = hoist::graph::plan(source.as_ref(), root, platform).await?;
+        let observer = Progress::new(plan.blob_bytes(), quiet, flags.dry_run);
+        let report = hoist::transfer::transfer(&plan, source.as_ref(), sink.as_ref(), &tags, &options, &observer).await;
+        observer.finish();
+        Ok(report?)
+    })?;
     if flags.dry_run {
         eprintln!(
-            "dry run: would upload {} blob(s) ({} bytes) and {} manifest(s); {} blob(s) already there",
-            report.blobs_pushed, report.bytes_pushed, report.manifests_pushed, report.blobs_skipped
+            "dry run: would upload {} blob(s) ({} bytes), mount {} and write {} manifest(s); {} blob(s) already there",
+            report.blobs_pushed, report.bytes_pushed, report.blobs_mounted, report.manifests_pushed, report.blobs_skipped
         );
         return Ok(report);
     }
@@ -166,13 +179,14 @@ type BlobProgress = (Digest, Arc<AtomicU64>, Option<ProgressBar>);
 struct Progress {
     bars: Option<(MultiProgress, ProgressBar)>,
     quiet: bool,
+    dry_run: bool,
     total: u64,
     counters: Mutex<Vec<BlobProgress>>,
     last_line: Mutex<Instant>,
 }
 
 impl Progress {
-    fn new(total: u64, quiet: bool) -> Progress {
+    fn new(total: u64, quiet: bool, dry_run: bool) -> Progress {
         let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let multi = MultiProgress::new();
             let overall = multi.add(ProgressBar::new(total));
@@ -182,7 +196,7 @@ impl Progress {
             );
             (multi, overall)
         });
-        Progress { bars, quiet, total, counters: Mutex::new(Vec::new()), last_line: Mutex::new(Instant::now()) }
+        Progress { bars, quiet, dry_run, total, counters: Mutex::new(Vec::new()), last_line: Mutex::new(Instant::now()) }
     }
 
     fn sent(&self) -> u64 {
@@ -216,7 +230,7 @@ impl Progress {
     }
 }
 
-impl PushObserver for Progress {
+impl Observer for Progress {
     fn blob_started(&self, digest: &Digest, size: u64, sent: Arc<AtomicU64>) {
         let bar = self.bars.as_ref().map(|(multi, _)| {
             let bar = multi.add(ProgressBar::new(size));
@@ -231,7 +245,7 @@ impl PushObserver for Progress {
         self.tick();
     }
 
-    fn blob_finished(&self, digest: &Digest, size: u64, outcome: BlobOutcome) {
+    fn blob_finished(&self, digest: &Digest, size: u64, outcome: &BlobOutcome) {
         {
             let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((_, _, Some(bar))) = counters.iter().find(|(d, _, _)| d == digest) {
@@ -239,10 +253,13 @@ impl PushObserver for Progress {
             }
         }
         self.tick();
-        let line = format!(
-            "blob {digest} ({size} bytes): {}",
-            serde_json::to_value(outcome).unwrap_or_default().as_str().unwrap_or("")
-        );
+        let what = match (outcome, self.dry_run) {
+            (BlobOutcome::Skipped, _) => "already there",
+            (BlobOutcome::Pushed, false) => "pushed",
+            (BlobOutcome::Pushed, true) => "would upload",
+            (BlobOutcome::Mounted, _) => "mounted",
+        };
+        let line = format!("blob {digest} ({size} bytes): {what}");
         match &self.bars {
             Some((multi, _)) => {
                 let _ = multi.println(line);
@@ -253,7 +270,12 @@ impl PushObserver for Progress {
     }
 
     fn manifest_finished(&self, reference: &str, pushed: bool) {
-        let line = format!("manifest {reference}: {}", if pushed { "pushed" } else { "already there" });
+        let what = match (pushed, self.dry_run) {
+            (false, _) => "already there",
+            (true, false) => "pushed",
+            (true, true) => "would write",
+        };
+        let line = format!("manifest {reference}: {what}");
         match &self.bars {
             Some((multi, _)) => {
                 let _ = multi.println(line);

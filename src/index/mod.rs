@@ -12,149 +12,76 @@ pub mod store;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::location::Location;
+use crate::model::{Descriptor, ImageIndex, MediaType};
 use crate::platform::Platform;
-use crate::reference::Reference;
 
-/// OCI image index media type.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// Docker manifest list media type.
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// OCI image manifest media type.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// Docker schema2 manifest media type.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// The annotation that marks an attestation manifest.
 pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
 /// The annotation naming the image an attestation describes.
 pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 
-/// Whether a media type is an index or list.
-pub fn is_index(media_type: &str) -> bool {
-    media_type == OCI_INDEX || media_type == DOCKER_LIST
+/// The digest of the image an attestation descriptor describes, if it is one.
+pub fn attests(descriptor: &Descriptor) -> Option<&str> {
+    descriptor.annotation(REFERENCE_TYPE)?;
+    descriptor.annotation(REFERENCE_DIGEST)
 }
 
-/// One entry of an index, and the repository its content can be fetched from.
+/// The image entry (not an attestation) for `platform`.
+pub fn find_platform<'a>(entries: &'a [Descriptor], platform: &Platform) -> Option<&'a Descriptor> {
+    entries.iter().find(|d| attests(d).is_none() && d.platform.as_ref().is_some_and(|p| p.same_as(platform)))
+}
+
+/// The platforms of the images in `entries`, comma-separated, for error messages.
+pub fn platform_list(entries: &[Descriptor]) -> String {
+    let platforms: Vec<String> = entries
+        .iter()
+        .filter(|d| attests(d).is_none())
+        .filter_map(|d| d.platform.as_ref())
+        .map(Platform::to_string)
+        .collect();
+    platforms.join(", ")
+}
+
+/// One entry of an index, and where its content can be read from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// The descriptor as it will stand in the index (mediaType, digest, size, platform,
-    /// annotations).
-    pub descriptor: Map<String, Value>,
-    /// Where the child lives (`registry/repository`), when it is not yet in the target.
-    pub source: Option<String>,
+    /// The descriptor as it will stand in the index.
+    pub descriptor: Descriptor,
+    /// Where the child lives, when it is not yet in the target.
+    pub source: Option<Location>,
 }
 
 impl Entry {
-    /// An entry for a manifest.
-    pub fn new(
-        media_type: &str,
-        digest: &Digest,
-        size: u64,
-        platform: Option<&PlatformSpec>,
-        source: Option<String>,
-    ) -> Entry {
-        let mut descriptor = Map::new();
-        descriptor.insert("mediaType".into(), media_type.into());
-        descriptor.insert("digest".into(), digest.to_string().into());
-        descriptor.insert("size".into(), size.into());
-        if let Some(platform) = platform {
-            descriptor.insert("platform".into(), platform.to_json());
-        }
-        Entry { descriptor, source }
-    }
-
     /// Its digest.
-    pub fn digest(&self) -> &str {
-        self.descriptor.get("digest").and_then(Value::as_str).unwrap_or_default()
+    pub fn digest(&self) -> &Digest {
+        &self.descriptor.digest
     }
 
     /// Its media type.
-    pub fn media_type(&self) -> &str {
-        self.descriptor.get("mediaType").and_then(Value::as_str).unwrap_or_default()
+    pub fn media_type(&self) -> &MediaType {
+        &self.descriptor.media_type
     }
 
     /// Its platform, if the descriptor has one.
-    pub fn platform(&self) -> Option<PlatformSpec> {
-        self.descriptor.get("platform").and_then(|p| serde_json::from_value(p.clone()).ok())
-    }
-
-    /// Sets its platform.
-    pub fn set_platform(&mut self, platform: &PlatformSpec) {
-        self.descriptor.insert("platform".into(), platform.to_json());
-    }
-
-    fn annotation(&self, key: &str) -> Option<&str> {
-        self.descriptor.get("annotations")?.get(key)?.as_str()
+    pub fn platform(&self) -> Option<&Platform> {
+        self.descriptor.platform.as_ref()
     }
 
     /// The digest of the image this attestation describes, if it is one.
     pub fn attests(&self) -> Option<&str> {
-        self.annotation(REFERENCE_TYPE)?;
-        self.annotation(REFERENCE_DIGEST)
-    }
-}
-
-/// A platform as indexes write it, with the optional OS details docker supports.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlatformSpec {
-    /// Architecture.
-    pub architecture: String,
-    /// Operating system.
-    pub os: String,
-    /// OS version (Windows).
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
-    pub os_version: Option<String>,
-    /// OS features.
-    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
-    pub os_features: Vec<String>,
-    /// CPU variant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl PlatformSpec {
-    /// From an `os/arch[/variant]` platform.
-    pub fn from_platform(platform: &Platform) -> PlatformSpec {
-        PlatformSpec {
-            architecture: platform.architecture.clone(),
-            os: platform.os.clone(),
-            variant: platform.variant.clone(),
-            ..PlatformSpec::default()
-        }
+        attests(&self.descriptor)
     }
 
-    /// Whether two entries are for the same platform (`linux/arm64` and `linux/arm64/v8` are).
-    pub fn same_as(&self, other: &PlatformSpec) -> bool {
-        let variant = |p: &PlatformSpec| match (p.architecture.as_str(), p.variant.as_deref()) {
-            ("arm64", Some("v8")) | (_, None) => None,
-            (_, v) => v.map(str::to_owned),
-        };
-        self.os == other.os
-            && self.architecture == other.architecture
-            && variant(self) == variant(other)
-            && self.os_version == other.os_version
+    fn attests_digest(&self, digest: &Digest) -> bool {
+        self.attests() == Some(digest.to_string().as_str())
     }
 
-    /// Whether it matches a user-given `os/arch[/variant]`.
-    pub fn matches(&self, platform: &Platform) -> bool {
-        self.same_as(&PlatformSpec::from_platform(platform))
-    }
-
-    fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Display for PlatformSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(variant) = &self.variant {
-            write!(f, "/{variant}")?;
-        }
-        Ok(())
+    fn is_image_for(&self, platform: &Platform) -> bool {
+        self.attests().is_none() && self.platform().is_some_and(|p| p.same_as(platform))
     }
 }
 
@@ -173,22 +100,20 @@ pub fn merge(existing: Vec<Entry>, added: Vec<Entry>, options: MergeOptions) -> 
     let mut entries = existing;
     let (attestations, images): (Vec<Entry>, Vec<Entry>) = added.into_iter().partition(|e| e.attests().is_some());
     for image in images {
-        let replaced: Vec<String> = match (&image.platform(), options.keep_duplicates) {
-            (Some(platform), false) => entries
-                .iter()
-                .filter(|e| e.attests().is_none() && e.platform().is_some_and(|p| p.same_as(platform)))
-                .map(|e| e.digest().to_owned())
-                .collect(),
+        let replaced: Vec<Digest> = match (image.platform(), options.keep_duplicates) {
+            (Some(platform), false) => {
+                entries.iter().filter(|e| e.is_image_for(platform)).map(|e| e.digest().clone()).collect()
+            }
             _ => Vec::new(),
         };
         entries.retain(|e| {
-            !replaced.iter().any(|d| d == e.digest() || e.attests() == Some(d.as_str())) && e.digest() != image.digest()
+            !replaced.iter().any(|d| d == e.digest() || e.attests_digest(d)) && e.digest() != image.digest()
         });
         entries.push(image);
     }
     if !options.no_attestations {
         for attestation in attestations {
-            let described = entries.iter().any(|e| Some(e.digest()) == attestation.attests());
+            let described = entries.iter().any(|e| Some(e.digest().to_string().as_str()) == attestation.attests());
             if described && !entries.iter().any(|e| e.digest() == attestation.digest()) {
                 entries.push(attestation);
             }
@@ -197,37 +122,18 @@ pub fn merge(existing: Vec<Entry>, added: Vec<Entry>, options: MergeOptions) -> 
     entries
 }
 
-/// The image entry (not an attestation) for `platform`.
-pub fn find_platform<'a>(entries: &'a [Entry], platform: &Platform) -> Option<&'a Entry> {
-    entries.iter().find(|e| e.attests().is_none() && e.platform().is_some_and(|p| p.matches(platform)))
-}
-
-/// The platforms of the images in `entries`, comma-separated, for error messages.
-pub fn platform_list(entries: &[Entry]) -> String {
-    let platforms: Vec<String> =
-        entries.iter().filter(|e| e.attests().is_none()).filter_map(|e| e.platform()).map(|p| p.to_string()).collect();
-    platforms.join(", ")
-}
-
 /// Removes the image for `platform` and its attestations. Errors when there is none.
 pub fn remove_platform(entries: Vec<Entry>, platform: &Platform) -> Result<Vec<Entry>> {
-    let removed: Vec<String> = entries
-        .iter()
-        .filter(|e| e.attests().is_none() && e.platform().is_some_and(|p| p.matches(platform)))
-        .map(|e| e.digest().to_owned())
-        .collect();
+    let removed: Vec<Digest> = entries.iter().filter(|e| e.is_image_for(platform)).map(|e| e.digest().clone()).collect();
     if removed.is_empty() {
-        let present = platform_list(&entries);
-        return Err(Error::invalid(
-            "platform",
-            platform.to_string(),
-            format!("the index has no such entry; it has: {present}"),
-        ));
+        let descriptors: Vec<Descriptor> = entries.iter().map(|e| e.descriptor.clone()).collect();
+        return Err(Error::PlatformNotFound {
+            what: "the index".into(),
+            platform: platform.to_string(),
+            available: platform_list(&descriptors),
+        });
     }
-    Ok(entries
-        .into_iter()
-        .filter(|e| !removed.iter().any(|d| d == e.digest() || e.attests() == Some(d.as_str())))
-        .collect())
+    Ok(entries.into_iter().filter(|e| !removed.iter().any(|d| d == e.digest() || e.attests_digest(d))).collect())
 }
 
 /// The index format to write.
@@ -254,7 +160,7 @@ impl Format {
     /// The format the children call for: a Docker list when every image is Docker schema2.
     pub fn for_entries(entries: &[Entry]) -> Format {
         let images: Vec<&Entry> = entries.iter().filter(|e| e.attests().is_none()).collect();
-        if !images.is_empty() && images.iter().all(|e| e.media_type() == DOCKER_MANIFEST) {
+        if !images.is_empty() && images.iter().all(|e| *e.media_type() == MediaType::DockerManifest) {
             Format::Docker
         } else {
             Format::Oci
@@ -262,64 +168,63 @@ impl Format {
     }
 
     /// Its media type.
-    pub fn media_type(self) -> &'static str {
+    pub fn media_type(self) -> MediaType {
         match self {
-            Format::Oci => OCI_INDEX,
-            Format::Docker => DOCKER_LIST,
+            Format::Oci => MediaType::OciIndex,
+            Format::Docker => MediaType::DockerList,
         }
     }
 }
 
-/// The index document's bytes: compact JSON in the registry's usual key order.
+/// The index document's bytes: compact JSON with sorted keys.
 pub fn render(entries: &[Entry], format: Format, annotations: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let manifests: Vec<Value> = entries.iter().map(|e| Value::Object(e.descriptor.clone())).collect();
-    let mut document = json!({ "schemaVersion": 2, "mediaType": format.media_type(), "manifests": manifests });
-    if !annotations.is_empty() && format == Format::Oci {
-        document["annotations"] = json!(annotations);
-    }
-    crate::json::canonical(&document, "image index")
+    let index = ImageIndex {
+        schema_version: 2,
+        media_type: Some(format.media_type()),
+        manifests: entries.iter().map(|e| e.descriptor.clone()).collect(),
+        annotations: match format {
+            Format::Oci => annotations.clone(),
+            Format::Docker => BTreeMap::new(),
+        },
+    };
+    crate::json::canonical(&index, "image index")
 }
 
-/// The entries of an index document.
-pub fn entries_of(bytes: &[u8], source: Option<&Reference>) -> Result<(Vec<Entry>, BTreeMap<String, String>)> {
-    let document: Value =
+/// The entries and annotations of an index document; each entry's content lives at `source`.
+pub fn entries_of(
+    bytes: &[u8],
+    source: Option<&Location>,
+) -> Result<(Vec<Entry>, BTreeMap<String, String>)> {
+    let index: ImageIndex =
         serde_json::from_slice(bytes).map_err(|source| Error::Json { what: "image index".into(), source })?;
-    let annotations =
-        document.get("annotations").and_then(|a| serde_json::from_value(a.clone()).ok()).unwrap_or_default();
-    let entries = document
-        .get("manifests")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|d| d.as_object().cloned())
-                .map(|descriptor| Entry { descriptor, source: source.map(Reference::name) })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((entries, annotations))
+    let entries =
+        index.manifests.into_iter().map(|descriptor| Entry { descriptor, source: source.cloned() }).collect();
+    Ok((entries, index.annotations))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn entry(os: &str, arch: &str, content: &str, size: u64) -> Entry {
+        let platform = Platform { os: os.into(), architecture: arch.into(), ..Default::default() };
+        let descriptor = Descriptor::new(MediaType::OciManifest, Digest::of(content.as_bytes()), size);
+        Entry { descriptor: descriptor.with_platform(Some(platform)), source: None }
+    }
+
     fn image(arch: &str, content: &str) -> Entry {
-        let platform = PlatformSpec { architecture: arch.into(), os: "linux".into(), ..Default::default() };
-        Entry::new(OCI_MANIFEST, &Digest::of(content.as_bytes()), 100, Some(&platform), None)
+        entry("linux", arch, content, 100)
     }
 
     fn attestation_for(target: &Entry, content: &str) -> Entry {
-        let platform = PlatformSpec { architecture: "unknown".into(), os: "unknown".into(), ..Default::default() };
-        let mut entry = Entry::new(OCI_MANIFEST, &Digest::of(content.as_bytes()), 50, Some(&platform), None);
-        entry.descriptor.insert(
-            "annotations".into(),
-            json!({ REFERENCE_TYPE: "attestation-manifest", REFERENCE_DIGEST: target.digest() }),
-        );
+        let mut entry = entry("unknown", "unknown", content, 50);
+        entry.descriptor.annotations.insert(REFERENCE_TYPE.into(), "attestation-manifest".into());
+        entry.descriptor.annotations.insert(REFERENCE_DIGEST.into(), target.digest().to_string());
         entry
     }
 
-    fn digests(entries: &[Entry]) -> Vec<String> {
-        entries.iter().map(|e| e.digest().to_owned()).collect()
+    fn digests(entries: &[Entry]) -> Vec<Digest> {
+        entries.iter().map(|e| e.digest().clone()).collect()
     }
 
     const DEFAULT: MergeOptions = MergeOptions { keep_duplicates: false, no_attestations: false };
@@ -368,23 +273,13 @@ mod tests {
     #[test]
     fn format_follows_the_children_and_renders_valid_documents() {
         let mut docker = image("amd64", "d");
-        docker.descriptor.insert("mediaType".into(), DOCKER_MANIFEST.into());
+        docker.descriptor.media_type = MediaType::DockerManifest;
         assert_eq!(Format::for_entries(&[docker.clone()]), Format::Docker);
         assert_eq!(Format::for_entries(&[docker, image("arm64", "o")]), Format::Oci);
         let bytes = render(&[image("amd64", "a")], Format::Oci, &BTreeMap::from([("k".into(), "v".into())])).unwrap();
         let (entries, annotations) = entries_of(&bytes, None).unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(annotations["k"], "v");
-        assert!(String::from_utf8(bytes).unwrap().contains(OCI_INDEX));
-    }
-
-    #[test]
-    fn arm64_v8_is_arm64() {
-        let plain = PlatformSpec { architecture: "arm64".into(), os: "linux".into(), ..Default::default() };
-        let v8 = PlatformSpec { variant: Some("v8".into()), ..plain.clone() };
-        assert!(plain.same_as(&v8));
-        let v7 = PlatformSpec { architecture: "arm".into(), variant: Some("v7".into()), ..plain.clone() };
-        let v6 = PlatformSpec { variant: Some("v6".into()), ..v7.clone() };
-        assert!(!v7.same_as(&v6));
+        assert!(String::from_utf8(bytes).unwrap().contains(MediaType::OciIndex.as_str()));
     }
 }

@@ -3,21 +3,20 @@
 //! by digest, then the tag; and amending a tag so that concurrent writers do not lose entries.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use super::{
-    entries_of, is_index, merge, remove_platform, render, Entry, Format, MergeOptions, DOCKER_LIST, OCI_INDEX,
-};
-use crate::copy::copy_manifest;
+use super::{entries_of, merge, remove_platform, render, Entry, Format, MergeOptions};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layout::Layout;
+use crate::graph;
+use crate::location::Location;
+use crate::model::{RawManifest, MAX_MANIFEST_BYTES};
 use crate::platform::Platform;
-use crate::push::{plan, push, PushOptions, Silent};
 use crate::reference::Reference;
-use crate::registry::read::MAX_MANIFEST_BYTES;
 use crate::registry::{Client, RegistryError};
+use crate::sink::{RegistrySink, Sink, UploadOptions};
+use crate::source;
+use crate::transfer::{transfer, Silent, TransferOptions};
 
 /// Where an index goes: a repository and, usually, a tag.
 #[derive(Clone, Debug)]
@@ -40,10 +39,6 @@ impl Target {
         }
     }
 
-    fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
-    }
-
     fn reference(&self) -> Reference {
         Reference {
             registry: self.registry.clone(),
@@ -54,29 +49,26 @@ impl Target {
     }
 }
 
-/// Makes every entry's content available in the target repository.
+/// Makes every entry's content available in the target repository, through the transfer
+/// engine: mounted within a registry, streamed across registries, uploaded from layouts.
 pub async fn bring_children(
     client: &Client,
     entries: &mut [Entry],
     target: &Target,
-    options: &PushOptions,
+    options: &IndexOptions,
 ) -> Result<()> {
-    let retries = AtomicU32::new(0);
+    let reference = target.reference();
+    let sink = RegistrySink::new(client, &reference, options.upload.clone());
     for entry in entries.iter_mut() {
-        let Some(source) = entry.source.clone() else { continue };
-        if source == target.name() {
+        let Some(location) = entry.source.clone() else { continue };
+        if location.is_repository_of(&reference) {
             continue;
         }
-        let digest: Digest = entry.digest().parse()?;
-        if let Some(dir) = source.strip_prefix("oci:") {
-            let layout = Layout::open(dir)?;
-            let plan = plan(&layout, &digest, entry.media_type(), &Default::default())?;
-            push(client, &plan, &target.registry, &target.repository, &[], options, &Silent).await?;
-        } else {
-            let from: Reference = Reference::parse(&source)?;
-            copy_manifest(client, &from, &digest, &target.registry, &target.repository, options, &retries).await?;
-        }
-        entry.source = Some(target.name());
+        let from = source::open(&location.at_digest(entry.digest()), client)?;
+        let root = from.manifest(entry.digest()).await?;
+        let plan = graph::plan(from.as_ref(), root, None).await?;
+        transfer(&plan, from.as_ref(), &sink, &[], &options.transfer, &Silent).await?;
+        entry.source = Some(Location::Registry(Reference { tag: None, digest: None, ..reference.clone() }));
     }
     Ok(())
 }
@@ -103,8 +95,10 @@ pub struct IndexOptions {
     pub tries: u32,
     /// How long to wait before checking that the write stuck.
     pub settle: Duration,
-    /// Push settings for bringing children in.
-    pub push: PushOptions,
+    /// How children are brought in.
+    pub transfer: TransferOptions,
+    /// How their blobs go up.
+    pub upload: UploadOptions,
 }
 
 impl Default for IndexOptions {
@@ -115,7 +109,8 @@ impl Default for IndexOptions {
             create: false,
             tries: 10,
             settle: Duration::from_millis(1500),
-            push: PushOptions::default(),
+            transfer: TransferOptions::default(),
+            upload: UploadOptions::default(),
         }
     }
 }
@@ -132,15 +127,15 @@ pub async fn current(client: &Client, target: &Target) -> Result<Option<(Vec<Ent
     let manifest = client
         .get_manifest_direct(&Reference { tag: None, digest: Some(digest.to_string()), ..reference.clone() })
         .await?;
-    if !is_index(&manifest.media_type) {
+    if !manifest.media_type.is_index() {
         return Err(Error::invalid(
             "index",
             reference.to_string(),
             "it is a single image manifest, not an index; make one with `hoist index create TARGET REF...`",
         ));
     }
-    let (entries, annotations) = entries_of(&manifest.bytes, None)?;
-    Ok(Some((entries.into_iter().map(|e| Entry { source: Some(target.name()), ..e }).collect(), annotations)))
+    let here = Location::Registry(Reference { tag: None, digest: None, ..reference });
+    Ok(Some(entries_of(&manifest.bytes, Some(&here))?))
 }
 
 /// Applies `change` to the target's index and publishes it, safely against concurrent writers:
@@ -148,21 +143,20 @@ pub async fn current(client: &Client, target: &Target) -> Result<Option<(Vec<Ent
 /// it back, and if another writer replaced it with an index that lacks this change, merges
 /// again onto what is there and writes again (up to `tries` times, with jitter).
 pub async fn amend(client: &Client, target: &Target, mut change: Change, options: &IndexOptions) -> Result<Digest> {
-    bring_children(client, &mut change.add, target, &options.push).await?;
+    bring_children(client, &mut change.add, target, options).await?;
+    let sink = RegistrySink::new(client, &target.reference(), options.upload.clone());
     let mut create = options.create;
     for attempt in 0..options.tries.max(1) {
-        let retries = AtomicU32::new(0);
-        let retry = &options.push.retry;
-        let read = || retry.run("read the index", &retries, || current(client, target));
-        let (base, annotations) = match (create, read().await?) {
+        let (base, annotations) = match (create, current(client, target).await?) {
             (true, _) => (Vec::new(), BTreeMap::new()),
             (false, Some(found)) => found,
             (false, None) => {
-                return Err(Error::invalid(
-                    "index",
-                    target.reference().to_string(),
-                    "no such tag to amend; create it with `hoist index create`",
-                ))
+                return Err(RegistryError::NotFound {
+                    registry: target.registry.clone(),
+                    what: format!("index {}", target.reference()),
+                    message: "no such tag to amend; create it with `hoist index create`".into(),
+                }
+                .into())
             }
         };
         create = false;
@@ -172,7 +166,6 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
         }
         let format = options.format.unwrap_or_else(|| Format::for_entries(&entries));
         let bytes = render(&entries, format, &annotations)?;
-        let digest = Digest::of(&bytes);
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
             return Err(RegistryError::TooLarge {
                 registry: target.registry.clone(),
@@ -181,41 +174,26 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
             }
             .into());
         }
-        let media_type = if format == Format::Docker { DOCKER_LIST } else { OCI_INDEX };
-        let digest_text = digest.to_string();
-        retry
-            .run("index", &retries, || {
-                client.put_manifest(&target.registry, &target.repository, &digest_text, media_type, &bytes)
-            })
-            .await?;
-        let Some(tag) = &target.tag else { return Ok(digest) };
-        retry
-            .run("tag", &retries, || client.put_manifest(&target.registry, &target.repository, tag, media_type, &bytes))
-            .await?;
-        tokio::time::sleep(options.settle.mul_f64(1.0 + crate::push::retry::jitter())).await;
-        match read().await? {
+        let index = RawManifest::new(bytes, Some(format.media_type()));
+        sink.put_manifest(&index).await?;
+        let Some(tag) = &target.tag else { return Ok(index.digest) };
+        sink.tag(&index, std::slice::from_ref(tag)).await?;
+        tokio::time::sleep(options.settle.mul_f64(1.0 + crate::registry::retry::jitter())).await;
+        match current(client, target).await? {
             Some((now, _)) if satisfies(&now, &change) => {
-                let reference = target.reference();
-                let head = client.head_manifest(&reference).await?;
-                return Ok(head.map(|h| h.digest).unwrap_or(digest));
+                let head = client.head_manifest_scoped(&target.reference(), &crate::registry::pull_scope(&target.repository)).await?;
+                return Ok(head.map(|h| h.digest).unwrap_or(index.digest));
             }
             _ => tracing::warn!("another writer replaced {} (try {}); merging again", target.reference(), attempt + 1),
         }
     }
-    Err(Error::invalid(
-        "index",
-        target.reference().to_string(),
-        format!("other writers kept replacing it; gave up after {} tries — rerun", options.tries),
-    ))
+    Err(Error::Contention { what: target.reference().to_string(), tries: options.tries })
 }
 
 /// Whether `entries` contain every added image and none of the removed platforms.
 fn satisfies(entries: &[Entry], change: &Change) -> bool {
     let added =
         change.add.iter().filter(|e| e.attests().is_none()).all(|a| entries.iter().any(|e| e.digest() == a.digest()));
-    let removed = change
-        .remove
-        .iter()
-        .all(|p| !entries.iter().any(|e| e.attests().is_none() && e.platform().is_some_and(|q| q.matches(p))));
+    let removed = change.remove.iter().all(|p| !entries.iter().any(|e| e.is_image_for(p)));
     added && removed
 }

@@ -6,19 +6,23 @@
 //! lists lives in [`read`].
 
 pub mod auth;
-pub mod error;
 pub mod read;
+pub mod retry;
 pub mod transport;
 pub mod write;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use tokio::sync::Mutex;
 
 use self::auth::{basic, fetch_token, Authorization, Challenge};
 use self::error::Envelope;
-pub use self::error::RegistryError;
+pub use crate::error::registry as error;
+pub use crate::error::RegistryError;
+pub use self::retry::RetryPolicy;
 use self::transport::{classify, connect, Endpoint, Failure, TransportOptions};
 use crate::credentials::{Credential, CredentialStore};
 use crate::error::Result;
@@ -38,6 +42,8 @@ pub struct Client {
     endpoints: Mutex<HashMap<String, Endpoint>>,
     /// Authorization per registry and scope list.
     authorizations: Mutex<HashMap<(String, String), Authorization>>,
+    retry: RetryPolicy,
+    retries: AtomicU32,
 }
 
 impl Client {
@@ -48,7 +54,40 @@ impl Client {
             credentials,
             endpoints: Mutex::new(HashMap::new()),
             authorizations: Mutex::new(HashMap::new()),
+            retry: RetryPolicy::default(),
+            retries: AtomicU32::new(0),
         }
+    }
+
+    /// The same client with another retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
+        self.retry = retry;
+        self
+    }
+
+    /// The retry policy in force.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// Retries made so far, by this client and by callers that count with it.
+    pub fn retries(&self) -> &AtomicU32 {
+        &self.retries
+    }
+
+    /// Retries made so far.
+    pub fn retry_count(&self) -> u32 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Runs an idempotent request (GET, HEAD, a PUT by digest) under the retry policy: the one
+    /// place such requests are retried.
+    pub async fn idempotent<T, F, Fut>(&self, what: &str, operation: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.retry.run(what, &self.retries, operation).await
     }
 
     /// The credential store in use.
@@ -108,11 +147,22 @@ impl Client {
         make: &impl Fn(&reqwest::Client, &str) -> RequestBuilder,
         authorization: Option<&Authorization>,
     ) -> Result<Response> {
-        let mut request = make(&endpoint.http, &endpoint.base);
+        let mut request = make(&endpoint.http, &endpoint.base).build().map_err(|e| transport_error(registry, &e))?;
         if let Some(authorization) = authorization {
-            request = request.header(reqwest::header::AUTHORIZATION, authorization.header.expose());
+            if same_origin(request.url(), &endpoint.base) {
+                let value = reqwest::header::HeaderValue::from_str(authorization.header.expose()).map_err(|_| {
+                    RegistryError::Unauthorized {
+                        registry: registry.to_owned(),
+                        scope: String::new(),
+                        message: "the stored credential cannot go in an HTTP header".into(),
+                    }
+                })?;
+                request.headers_mut().insert(reqwest::header::AUTHORIZATION, value);
+            } else {
+                tracing::info!("{registry}: not sending credentials to {}", request.url().origin().ascii_serialization());
+            }
         }
-        let response = request.send().await.map_err(|e| transport_error(registry, &e))?;
+        let response = endpoint.http.execute(request).await.map_err(|e| transport_error(registry, &e))?;
         if let Some(remaining) = response.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()) {
             tracing::info!("{registry}: pull limit remaining {remaining}");
         }
@@ -166,6 +216,30 @@ impl Client {
         }
         Err(status_error(registry, "the API root /v2/", "login", response).await.into())
     }
+}
+
+/// Whether `url` is on the registry's own scheme, host and port (`base`): the only place its
+/// credentials go.
+pub fn same_origin(url: &Url, base: &str) -> bool {
+    Url::parse(base).is_ok_and(|base| base.origin() == url.origin())
+}
+
+/// The URL of `/v2/<repository>/<kind>/<reference>` under `base`, each part encoded as a path
+/// segment (the repository's `/` kept as separators).
+pub fn api_url(base: &str, repository: &str, parts: &[&str]) -> Result<Url> {
+    let mut url = Url::parse(base).map_err(|e| crate::Error::invalid("registry URL", base, e.to_string()))?;
+    url.path_segments_mut()
+        .map_err(|_| crate::Error::invalid("registry URL", base, "it cannot have a path"))?
+        .pop_if_empty()
+        .push("v2")
+        .extend(repository.split('/').filter(|s| !s.is_empty()))
+        .extend(parts.iter().copied());
+    Ok(url)
+}
+
+/// `location` (absolute, or relative to `base`) as a URL.
+pub fn resolve_url(base: &str, location: &str) -> Option<Url> {
+    Url::parse(base).ok()?.join(location).ok()
 }
 
 /// A transport failure as a [`RegistryError`].

@@ -1,44 +1,24 @@
 //! Reading from a registry: manifests (checked against their digests), blobs (verified as they
 //! stream), tag lists and the catalog (followed across `Link` pages).
 
-use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use reqwest::{Response, StatusCode};
-use sha2::{Digest as _, Sha256};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, RANGE};
+use reqwest::{Response, StatusCode, Url};
 
 use super::error::RegistryError;
-use super::{pull_scope, status_error, transport_error, Client, CATALOG_SCOPE};
+use super::{api_url, pull_scope, resolve_url, same_origin, status_error, transport_error, Client, CATALOG_SCOPE};
+use crate::blob::BlobStream;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+pub use crate::model::MAX_MANIFEST_BYTES;
+use crate::model::{Descriptor, MediaType, RawManifest};
 use crate::reference::Reference;
-
-/// Media types hoist asks for and understands, in order of preference.
-pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
-/// Manifests larger than this are refused (the limit distribution and containerd use).
-pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
-
-/// A manifest as the registry served it, verified.
-#[derive(Clone, Debug)]
-pub struct Manifest {
-    /// Media type, from Content-Type or the document.
-    pub media_type: String,
-    /// sha256 of the exact bytes.
-    pub digest: Digest,
-    /// The exact bytes.
-    pub bytes: Vec<u8>,
-}
 
 /// What a HEAD of a manifest tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestHead {
     /// Media type.
-    pub media_type: String,
+    pub media_type: MediaType,
     /// Digest (Docker-Content-Digest).
     pub digest: Digest,
     /// Size in bytes.
@@ -51,7 +31,7 @@ fn target(reference: &Reference) -> &str {
 }
 
 fn accept() -> String {
-    MANIFEST_MEDIA_TYPES.join(", ")
+    MediaType::accepted().iter().map(MediaType::as_str).collect::<Vec<_>>().join(", ")
 }
 
 impl Client {
@@ -100,7 +80,7 @@ impl Client {
     /// GETs the manifest `reference` names (from Docker Hub's mirrors first). The bytes must
     /// match the digest asked for and the registry's Docker-Content-Digest; a body over 4 MiB
     /// is refused.
-    pub async fn get_manifest(&self, reference: &Reference) -> Result<Manifest> {
+    pub async fn get_manifest(&self, reference: &Reference) -> Result<RawManifest> {
         self.pull(&reference.registry, &format!("manifest {reference}"), |registry| {
             let at = Reference { registry, ..reference.clone() };
             async move { self.get_manifest_direct(&at).await }
@@ -110,12 +90,18 @@ impl Client {
 
     /// GETs a manifest from `reference`'s registry itself, never a mirror: for what hoist is
     /// about to write over.
-    pub async fn get_manifest_direct(&self, reference: &Reference) -> Result<Manifest> {
+    pub async fn get_manifest_direct(&self, reference: &Reference) -> Result<RawManifest> {
+        let what = format!("manifest {reference}");
+        self.idempotent(&what, || self.get_manifest_once(reference)).await
+    }
+
+    async fn get_manifest_once(&self, reference: &Reference) -> Result<RawManifest> {
         let registry = &reference.registry;
-        let url_path = format!("/v2/{}/manifests/{}", reference.repository, target(reference));
+        let endpoint = self.endpoint(registry).await?;
+        let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
         let response = self
-            .send(registry, &[pull_scope(&reference.repository)], |http, base| {
-                http.get(format!("{base}{url_path}")).header(ACCEPT, accept())
+            .send(registry, &[pull_scope(&reference.repository)], |http, _| {
+                http.get(url.clone()).header(ACCEPT, accept())
             })
             .await?;
         if !response.status().is_success() {
@@ -126,58 +112,57 @@ impl Client {
         let header_digest = docker_content_digest(&response);
         let content_type = header_text(&response, CONTENT_TYPE);
         let bytes = read_limited(registry, &format!("manifest {reference}"), response, MAX_MANIFEST_BYTES).await?;
-        let digest = Digest::of(&bytes);
+        let manifest = RawManifest::new(bytes, content_type.as_deref().map(MediaType::from));
         for expected in [reference.digest.clone(), header_digest].into_iter().flatten() {
-            if expected.starts_with("sha256:") && expected != digest.to_string() {
+            if expected.starts_with("sha256:") && expected != manifest.digest.to_string() {
                 return Err(Error::DigestMismatch {
                     what: format!("manifest {reference} from {registry} (refused, not used)"),
                     expected,
-                    found: digest.to_string(),
+                    found: manifest.digest.to_string(),
                 });
             }
         }
-        let media_type = content_type
-            .filter(|t| MANIFEST_MEDIA_TYPES.contains(&t.as_str()))
-            .or_else(|| media_type_in(&bytes))
-            .unwrap_or_default();
-        Ok(Manifest { media_type, digest, bytes })
+        Ok(manifest)
     }
 
-    /// HEADs the manifest `reference` names (Docker Hub's mirrors first; HEADs do not count
-    /// against its pull limit): `None` when it does not exist.
+    /// HEADs the manifest `reference` names; `None` when there is none.
     pub async fn head_manifest(&self, reference: &Reference) -> Result<Option<ManifestHead>> {
-        let scope = pull_scope(&reference.repository);
-        let found = self
+        let mirrored = self
             .pull(&reference.registry, &format!("manifest {reference}"), |registry| {
-                let (at, scope) = (Reference { registry, ..reference.clone() }, &scope);
+                let at = Reference { registry, ..reference.clone() };
                 async move {
-                    match self.head_manifest_scoped(&at, scope).await? {
+                    match self.head_manifest_scoped(&at, &pull_scope(&at.repository)).await? {
                         Some(head) => Ok(head),
                         None => Err(RegistryError::NotFound {
                             registry: at.registry.clone(),
-                            what: at.to_string(),
-                            message: "HEAD answered 404".into(),
+                            what: format!("manifest {at}"),
+                            message: "404 Not Found".into(),
                         }
                         .into()),
                     }
                 }
             })
             .await;
-        match found {
+        match mirrored {
             Ok(head) => Ok(Some(head)),
             Err(Error::Registry(RegistryError::NotFound { .. })) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// [`Client::head_manifest`] with the token scope of the caller (a push asks for push).
+    /// [`Client::head_manifest`] with the token scope of the caller (a push asks for push),
+    /// from the registry itself.
     pub async fn head_manifest_scoped(&self, reference: &Reference, scope: &str) -> Result<Option<ManifestHead>> {
+        let what = format!("manifest {reference}");
+        self.idempotent(&what, || self.head_manifest_once(reference, scope)).await
+    }
+
+    async fn head_manifest_once(&self, reference: &Reference, scope: &str) -> Result<Option<ManifestHead>> {
         let registry = &reference.registry;
-        let url_path = format!("/v2/{}/manifests/{}", reference.repository, target(reference));
+        let endpoint = self.endpoint(registry).await?;
+        let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
         let response = self
-            .send(registry, &[scope.to_owned()], |http, base| {
-                http.head(format!("{base}{url_path}")).header(ACCEPT, accept())
-            })
+            .send(registry, &[scope.to_owned()], |http, _| http.head(url.clone()).header(ACCEPT, accept()))
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -193,32 +178,69 @@ impl Client {
             (None, None) => return Ok(None),
         };
         Ok(Some(ManifestHead {
-            media_type: header_text(&response, CONTENT_TYPE).unwrap_or_default(),
+            media_type: MediaType::from(header_text(&response, CONTENT_TYPE).unwrap_or_default().as_str()),
             digest: digest.parse()?,
             size: response.content_length().unwrap_or(0),
         }))
     }
 
-    /// Opens the blob `digest` of `repository` as a stream verified as it is read (Docker Hub's
-    /// mirrors first).
-    pub async fn get_blob(&self, registry: &str, repository: &str, digest: &Digest) -> Result<BlobStream> {
-        self.pull(
-            registry,
-            &format!("blob {digest}"),
-            |at| async move { self.get_blob_at(&at, repository, digest).await },
-        )
+    /// Opens the blob `descriptor` of `repository` from byte `offset` (Docker Hub's mirrors
+    /// first), cut at its size and, from the start, verified as it is read.
+    pub async fn get_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        descriptor: &Descriptor,
+        offset: u64,
+    ) -> Result<BlobStream> {
+        self.pull(registry, &format!("blob {}", descriptor.digest), |at| async move {
+            let what = format!("blob {} in {at}/{repository}", descriptor.digest);
+            self.idempotent(&what, || self.get_blob_at(&at, repository, descriptor, offset)).await
+        })
         .await
     }
 
-    async fn get_blob_at(&self, registry: &str, repository: &str, digest: &Digest) -> Result<BlobStream> {
-        let url_path = format!("/v2/{repository}/blobs/{digest}");
-        let response =
-            self.send(registry, &[pull_scope(repository)], |http, base| http.get(format!("{base}{url_path}"))).await?;
+    async fn get_blob_at(
+        &self,
+        registry: &str,
+        repository: &str,
+        descriptor: &Descriptor,
+        offset: u64,
+    ) -> Result<BlobStream> {
+        let digest = descriptor.digest.to_string();
+        let endpoint = self.endpoint(registry).await?;
+        let url = api_url(&endpoint.base, repository, &["blobs", &digest])?;
+        let response = self
+            .send(registry, &[pull_scope(repository)], |http, _| match offset {
+                0 => http.get(url.clone()),
+                _ => http.get(url.clone()).header(RANGE, format!("bytes={offset}-")),
+            })
+            .await?;
         if !response.status().is_success() {
             let what = format!("blob {digest} in {registry}/{repository}");
             return Err(status_error(registry, &what, "GET blob", response).await.into());
         }
-        Ok(BlobStream { registry: registry.to_owned(), expected: digest.clone(), hasher: Sha256::new(), response })
+        // A registry that ignores Range sends the whole blob: skip what was not asked for.
+        let skip = if response.status() == StatusCode::PARTIAL_CONTENT { 0 } else { offset };
+        let name = registry.to_owned();
+        let mut to_skip = skip;
+        let chunks = response
+            .bytes_stream()
+            .map(move |chunk| chunk.map_err(|e| Error::from(transport_error(&name, &e))))
+            .filter_map(move |chunk| {
+                let kept = match chunk {
+                    Ok(mut bytes) if to_skip > 0 => {
+                        let cut = to_skip.min(bytes.len() as u64);
+                        to_skip -= cut;
+                        let rest = bytes.split_off(cut as usize);
+                        (!rest.is_empty()).then_some(Ok(rest))
+                    }
+                    other => Some(other),
+                };
+                std::future::ready(kept)
+            })
+            .boxed();
+        Ok(BlobStream::new(chunks, descriptor, offset, registry))
     }
 
     /// Reads a small blob (a config) whole, verified; refuses one over `limit` bytes.
@@ -226,52 +248,69 @@ impl Client {
         &self,
         registry: &str,
         repository: &str,
-        digest: &Digest,
+        descriptor: &Descriptor,
         limit: u64,
     ) -> Result<Vec<u8>> {
-        let mut stream = self.get_blob(registry, repository, digest).await?;
+        if descriptor.size > limit {
+            return Err(RegistryError::TooLarge {
+                registry: registry.to_owned(),
+                what: format!("blob {}", descriptor.digest),
+                limit,
+            }
+            .into());
+        }
+        let mut stream = self.get_blob(registry, repository, descriptor, 0).await?;
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.next_chunk().await? {
             bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > limit {
-                return Err(RegistryError::TooLarge {
-                    registry: registry.to_owned(),
-                    what: format!("blob {digest}"),
-                    limit,
-                }
-                .into());
-            }
         }
         Ok(bytes)
     }
 
     /// Every tag of `registry/repository`, following `Link` pages.
     pub async fn list_tags(&self, registry: &str, repository: &str) -> Result<Vec<String>> {
-        let first = format!("/v2/{repository}/tags/list?n=1000");
-        self.list(registry, &pull_scope(repository), &first, "tags", &format!("repository {registry}/{repository}"))
+        let endpoint = self.endpoint(registry).await?;
+        let mut first = api_url(&endpoint.base, repository, &["tags", "list"])?;
+        first.set_query(Some("n=1000"));
+        self.list(registry, &pull_scope(repository), first, "tags", &format!("repository {registry}/{repository}"))
             .await
     }
 
     /// Every repository in `registry`'s catalog, following `Link` pages.
     pub async fn catalog(&self, registry: &str) -> Result<Vec<String>> {
-        self.list(registry, CATALOG_SCOPE, "/v2/_catalog?n=1000", "repositories", &format!("the catalog of {registry}"))
-            .await
+        let endpoint = self.endpoint(registry).await?;
+        let mut first = api_url(&endpoint.base, "", &["_catalog"])?;
+        first.set_query(Some("n=1000"));
+        self.list(registry, CATALOG_SCOPE, first, "repositories", &format!("the catalog of {registry}")).await
     }
 
-    async fn list(&self, registry: &str, scope: &str, first: &str, field: &str, what: &str) -> Result<Vec<String>> {
+    /// Follows `Link: <…>; rel="next"` pages on the registry's own origin only; a page seen
+    /// before ends the listing.
+    async fn list(&self, registry: &str, scope: &str, first: Url, field: &str, what: &str) -> Result<Vec<String>> {
+        let endpoint = self.endpoint(registry).await?;
         let mut items = Vec::new();
-        let mut next = Some(first.to_owned());
-        while let Some(path) = next.take() {
+        let mut seen = std::collections::HashSet::new();
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            if !seen.insert(url.to_string()) {
+                break;
+            }
             let response = self
-                .send(registry, &[scope.to_owned()], |http, base| {
-                    let url = if path.starts_with("http") { path.clone() } else { format!("{base}{path}") };
-                    http.get(url)
+                .idempotent(what, || async {
+                    let response = self.send(registry, &[scope.to_owned()], |http, _| http.get(url.clone())).await?;
+                    match response.status().is_success() {
+                        true => Ok(response),
+                        false => Err(status_error(registry, what, "list", response).await.into()),
+                    }
                 })
                 .await?;
-            if !response.status().is_success() {
-                return Err(status_error(registry, what, "list", response).await.into());
-            }
-            next = next_link(&response);
+            next = next_link(&response).and_then(|link| resolve_url(&endpoint.base, &link)).filter(|url| {
+                let same = same_origin(url, &endpoint.base);
+                if !same {
+                    tracing::warn!("{registry}: not following a page link to another host");
+                }
+                same
+            });
             let bytes = read_limited(registry, what, response, MAX_MANIFEST_BYTES).await?;
             let page: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: what.to_owned(), source })?;
@@ -280,38 +319,6 @@ impl Client {
             }
         }
         Ok(items)
-    }
-}
-
-/// A blob download that checks its digest at the end.
-pub struct BlobStream {
-    registry: String,
-    expected: Digest,
-    hasher: Sha256,
-    response: Response,
-}
-
-impl BlobStream {
-    /// The next chunk; `None` at the end, after the digest was checked.
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        match self.response.chunk().await {
-            Ok(Some(chunk)) => {
-                self.hasher.update(&chunk);
-                Ok(Some(chunk))
-            }
-            Ok(None) => {
-                let found = Digest::of_hasher(std::mem::take(&mut self.hasher));
-                if found != self.expected {
-                    return Err(Error::DigestMismatch {
-                        what: format!("blob from {} (refused, not used)", self.registry),
-                        expected: self.expected.to_string(),
-                        found: found.to_string(),
-                    });
-                }
-                Ok(None)
-            }
-            Err(e) => Err(transport_error(&self.registry, &e).into()),
-        }
     }
 }
 
@@ -327,17 +334,12 @@ fn docker_content_digest(response: &Response) -> Option<String> {
     header_text(response, reqwest::header::HeaderName::from_static("docker-content-digest"))
 }
 
-fn media_type_in(bytes: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    value.get("mediaType")?.as_str().map(str::to_owned)
-}
-
 /// `Link: </v2/…?last=x&n=1000>; rel="next"` → the next page's path.
 fn next_link(response: &Response) -> Option<String> {
     let link = response.headers().get(reqwest::header::LINK)?.to_str().ok()?;
     link.split(',').find(|part| part.contains("rel=\"next\"")).and_then(|part| {
         let start = part.find('<')? + 1;
-        let end = part.find('>')?;
+        let end = part[start..].find('>')? + start;
         Some(part[start..end].to_owned())
     })
 }

@@ -165,6 +165,7 @@ pub struct Endpoint {
 /// Finds how to talk to `registry`, by pinging `/v2/`.
 pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpoint, RegistryError> {
     let host = api_host(registry);
+    resolve(registry, &host).await?;
     let insecure = options.is_insecure(registry);
     let https = client(registry, options, insecure)?;
     let https_base = format!("https://{host}");
@@ -192,6 +193,21 @@ pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpo
             registry: registry.to_owned(),
             detail: format!("HTTPS: {}; HTTP: {}", chain(&https_error), chain(&e)),
         }),
+    }
+}
+
+/// Checks that `host` (`name[:port]`) resolves, so that a misspelt name fails at once with
+/// its own error instead of being retried as a network failure.
+async fn resolve(registry: &str, host: &str) -> Result<(), RegistryError> {
+    let with_port = match host.rsplit_once(':') {
+        Some((_, port)) if !host.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => host.to_owned(),
+        _ => format!("{host}:443"),
+    };
+    let found = tokio::net::lookup_host(with_port.as_str()).await.map(|mut addresses| addresses.next().is_some());
+    match found {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(RegistryError::Resolve { registry: registry.to_owned(), detail: "no addresses".into() }),
+        Err(e) => Err(RegistryError::Resolve { registry: registry.to_owned(), detail: e.to_string() }),
     }
 }
 
@@ -248,20 +264,32 @@ pub fn classify(error: &reqwest::Error) -> Failure {
     if error.is_timeout() {
         return Failure::Timeout;
     }
-    let text = chain(error).to_lowercase();
-    if text.contains("certificate") || text.contains("unknownissuer") || text.contains("invalidcertificate") {
-        Failure::Certificate
-    } else if text.contains("invalidcontenttype")
-        || text.contains("corrupt message")
-        || text.contains("wrong version number")
-    {
-        Failure::PlainHttp
-    } else {
-        Failure::Network
+    match tls_error(error) {
+        Some(rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. }) => Failure::PlainHttp,
+        Some(_) => Failure::Certificate,
+        None => Failure::Network,
     }
 }
 
-/// An error with all its causes on one line.
+/// The TLS error somewhere in `error`'s chain, looking inside I/O errors, which hide their
+/// inner error from `source()`.
+fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cause: Option<&'a (dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(found) = current.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        if let Some(found) =
+            current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref())
+        {
+            return Some(found);
+        }
+        cause = current.source();
+    }
+    None
+}
+
+/// Every message in an error's chain, joined, without repeats.
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -1,23 +1,20 @@
 //! Writing to a registry: blob existence, upload sessions (monolithic, chunked, resumed,
-//! mounted) and manifests. Each call is one request and retries nothing: retrying is the push
-//! engine's job, in one place.
+//! mounted) and manifests. Upload requests are single requests that retry nothing (the
+//! transfer engine retries a blob's upload as a whole); HEADs and manifest PUTs are idempotent
+//! and retried by the client's policy.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
-use reqwest::{Body, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use reqwest::{Response, StatusCode, Url};
 
-use super::{status_error, Client};
+use super::{api_url, resolve_url, status_error, Client};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::model::RawManifest;
 use crate::registry::error::RegistryError;
-
-/// Bytes read from disk per body chunk.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// The token scope to push to a repository.
 pub fn push_scope(repository: &str) -> String {
@@ -32,83 +29,47 @@ pub enum Started {
     /// An upload session at this URL; `min_chunk` from OCI-Chunk-Min-Length.
     Session {
         /// Upload URL (absolute).
-        url: String,
+        url: Url,
         /// The smallest chunk the registry accepts, if it said.
         min_chunk: Option<u64>,
     },
 }
 
-/// A byte range of a local file, streamed as a request body.
-#[derive(Clone, Debug)]
-pub struct FileRange {
-    /// The file.
-    pub path: PathBuf,
-    /// First byte.
-    pub offset: u64,
-    /// Number of bytes.
-    pub length: u64,
+/// A request body streamed once: bytes and their count.
+pub struct UploadBody {
+    length: u64,
+    stream: Mutex<Option<BoxStream<'static, std::io::Result<Bytes>>>>,
 }
 
-impl FileRange {
-    /// A body that opens the file when sent and counts the bytes it hands out in `progress`.
-    fn body(&self, progress: Arc<AtomicU64>) -> Body {
-        let state = (self.path.clone(), None::<tokio::fs::File>, self.offset, self.length, progress);
-        let stream = futures_util::stream::unfold(state, |(path, file, offset, remaining, progress)| async move {
-            if remaining == 0 {
-                return None;
+impl UploadBody {
+    /// `length` bytes from `stream`.
+    pub fn new(stream: BoxStream<'static, std::io::Result<Bytes>>, length: u64) -> UploadBody {
+        UploadBody { length, stream: Mutex::new(Some(stream)) }
+    }
+
+    /// The body for a request. A stream is sent only once: asked again (a re-authentication),
+    /// it fails the request, and the transfer engine starts the blob over.
+    fn take(&self) -> reqwest::Body {
+        let stream = self.stream.lock().ok().and_then(|mut s| s.take());
+        match stream {
+            Some(stream) => reqwest::Body::wrap_stream(stream),
+            None => {
+                let spent = std::io::Error::other("the body was already sent once; starting the blob over");
+                reqwest::Body::wrap_stream(futures_util::stream::once(async move { Err::<Bytes, _>(spent) }))
             }
-            let mut file = match file {
-                Some(file) => file,
-                None => {
-                    let opened = async {
-                        let mut file = tokio::fs::File::open(&path).await?;
-                        file.seek(std::io::SeekFrom::Start(offset)).await?;
-                        Ok::<_, std::io::Error>(file)
-                    };
-                    match opened.await {
-                        Ok(file) => file,
-                        Err(e) => return Some((Err(e), (path, None, offset, 0, progress))),
-                    }
-                }
-            };
-            let mut buffer = vec![0u8; remaining.min(READ_CHUNK as u64) as usize];
-            match file.read(&mut buffer).await {
-                Ok(0) => {
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("{} is shorter than expected", path.display()),
-                    );
-                    Some((Err(e), (path, None, offset, 0, progress)))
-                }
-                Ok(n) => {
-                    buffer.truncate(n);
-                    progress.fetch_add(n as u64, Ordering::Relaxed);
-                    let next = (path, Some(file), offset + n as u64, remaining - n as u64, progress);
-                    Some((Ok(Bytes::from(buffer)), next))
-                }
-                Err(e) => Some((Err(e), (path, None, offset, 0, progress))),
-            }
-        });
-        Body::wrap_stream(stream)
+        }
     }
 }
 
-fn absolute(base: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        location.to_owned()
-    } else {
-        format!("{base}{location}")
-    }
+fn with_digest(url: &Url, digest: &Digest) -> Url {
+    let mut url = url.clone();
+    url.query_pairs_mut().append_pair("digest", &digest.to_string());
+    url
 }
 
-fn with_digest(url: &str, digest: &Digest) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}digest={digest}")
-}
-
-fn location(response: &Response, base: &str) -> Option<String> {
+fn location(response: &Response, base: &str) -> Option<Url> {
     let value = response.headers().get(LOCATION)?.to_str().ok()?;
-    Some(absolute(base, value))
+    resolve_url(base, value)
 }
 
 /// How many bytes an upload holds, from its `Range: 0-N` header (N is the last byte held).
@@ -122,7 +83,10 @@ fn uploaded(response: &Response) -> Option<u64> {
 
 fn held_by_range(range: &str) -> Option<u64> {
     let end: u64 = range.trim().trim_start_matches("bytes=").split('-').nth(1)?.trim().parse().ok()?;
-    Some(if end == 0 { 0 } else { end + 1 })
+    if end == 0 {
+        return Some(0);
+    }
+    end.checked_add(1)
 }
 
 #[cfg(test)]
@@ -133,20 +97,24 @@ mod tests {
         assert_eq!(super::held_by_range("0-1048575"), Some(1 << 20));
         assert_eq!(super::held_by_range("bytes=0-99"), Some(100));
         assert_eq!(super::held_by_range("garbage"), None);
+        assert_eq!(super::held_by_range("0-18446744073709551615"), None, "no overflow");
     }
 }
 
 impl Client {
     /// Whether `repository` has the blob `digest` (a HEAD).
     pub async fn blob_exists(&self, registry: &str, repository: &str, digest: &Digest) -> Result<bool> {
-        let path = format!("/v2/{repository}/blobs/{digest}");
-        let response =
-            self.send(registry, &[push_scope(repository)], |http, base| http.head(format!("{base}{path}"))).await?;
-        match response.status() {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(status_error(registry, &format!("blob {digest}"), "HEAD blob", response).await.into()),
-        }
+        self.idempotent(&format!("blob {digest}"), || async {
+            let endpoint = self.endpoint(registry).await?;
+            let url = api_url(&endpoint.base, repository, &["blobs", &digest.to_string()])?;
+            let response = self.send(registry, &[push_scope(repository)], |http, _| http.head(url.clone())).await?;
+            match response.status() {
+                s if s.is_success() => Ok(true),
+                StatusCode::NOT_FOUND => Ok(false),
+                _ => Err(status_error(registry, &format!("blob {digest}"), "HEAD blob", response).await.into()),
+            }
+        })
+        .await
     }
 
     /// Starts an upload, asking to mount `digest` from `mount_from` when given.
@@ -157,15 +125,14 @@ impl Client {
         mount: Option<(&Digest, &str)>,
     ) -> Result<Started> {
         let mut scopes = vec![push_scope(repository)];
-        let mut path = format!("/v2/{repository}/blobs/uploads/");
+        let endpoint = self.endpoint(registry).await?;
+        let mut url = api_url(&endpoint.base, repository, &["blobs", "uploads", ""])?;
         if let Some((digest, from)) = mount {
             scopes.push(super::pull_scope(from));
-            path.push_str(&format!("?mount={digest}&from={from}"));
+            url.query_pairs_mut().append_pair("mount", &digest.to_string()).append_pair("from", from);
         }
-        let endpoint = self.endpoint(registry).await?;
-        let response = self
-            .send(registry, &scopes, |http, base| http.post(format!("{base}{path}")).header(CONTENT_LENGTH, 0))
-            .await?;
+        let response =
+            self.send(registry, &scopes, |http, _| http.post(url.clone()).header(CONTENT_LENGTH, 0)).await?;
         match response.status() {
             StatusCode::CREATED if mount.is_some() => Ok(Started::Mounted),
             StatusCode::ACCEPTED => {
@@ -184,44 +151,44 @@ impl Client {
     }
 
     /// How many bytes an upload session holds; `None` when the session is gone (404).
-    pub async fn upload_offset(&self, registry: &str, repository: &str, url: &str) -> Result<Option<(u64, String)>> {
+    pub async fn upload_offset(&self, registry: &str, repository: &str, url: &Url) -> Result<Option<(u64, Url)>> {
         let endpoint = self.endpoint(registry).await?;
-        let response = self.send(registry, &[push_scope(repository)], |http, _| http.get(url)).await?;
+        let response = self.send(registry, &[push_scope(repository)], |http, _| http.get(url.clone())).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => {
-                let next = location(&response, &endpoint.base).unwrap_or_else(|| url.to_owned());
+                let next = location(&response, &endpoint.base).unwrap_or_else(|| url.clone());
                 Ok(Some((uploaded(&response).unwrap_or(0), next)))
             }
             _ => Err(status_error(registry, "upload session", "GET upload", response).await.into()),
         }
     }
 
-    /// Sends one chunk; returns the next upload URL and the bytes the registry now holds.
-    /// `Ok(None)`: the session is gone (404).
+    /// Sends one chunk of `body.length` bytes starting at `offset`.
     pub async fn upload_chunk(
         &self,
         registry: &str,
         repository: &str,
-        url: &str,
-        chunk: &FileRange,
-        progress: Arc<AtomicU64>,
+        url: &Url,
+        offset: u64,
+        body: UploadBody,
     ) -> Result<ChunkOutcome> {
         let endpoint = self.endpoint(registry).await?;
-        let range = format!("{}-{}", chunk.offset, chunk.offset + chunk.length - 1);
+        let last = offset.checked_add(body.length).and_then(|end| end.checked_sub(1)).unwrap_or(offset);
+        let range = format!("{offset}-{last}");
         let response = self
             .send(registry, &[push_scope(repository)], |http, _| {
-                http.patch(url)
+                http.patch(url.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, chunk.length)
+                    .header(CONTENT_LENGTH, body.length)
                     .header("Content-Range", &range)
-                    .body(chunk.body(Arc::clone(&progress)))
+                    .body(body.take())
             })
             .await?;
         match response.status() {
             StatusCode::ACCEPTED | StatusCode::NO_CONTENT | StatusCode::CREATED => {
-                let next = location(&response, &endpoint.base).unwrap_or_else(|| url.to_owned());
-                let held = uploaded(&response).unwrap_or(chunk.offset + chunk.length);
+                let next = location(&response, &endpoint.base).unwrap_or_else(|| url.clone());
+                let held = uploaded(&response).unwrap_or(offset.saturating_add(body.length));
                 Ok(ChunkOutcome::Accepted { url: next, held })
             }
             StatusCode::NOT_FOUND => Ok(ChunkOutcome::SessionGone),
@@ -234,22 +201,21 @@ impl Client {
     }
 
     /// Completes an upload with `body` (all of the blob for a monolithic upload, none after
-    /// chunks) and checks the digest the registry reports. `Ok(false)`: the session is gone.
+    /// chunks) and checks the digest the registry reports.
     pub async fn finish_upload(
         &self,
         registry: &str,
         repository: &str,
-        url: &str,
+        url: &Url,
         digest: &Digest,
-        body: Option<&FileRange>,
-        progress: Arc<AtomicU64>,
+        body: Option<UploadBody>,
     ) -> Result<FinishOutcome> {
         let target = with_digest(url, digest);
         let response = self
             .send(registry, &[push_scope(repository)], |http, _| {
-                let request = http.put(&target).header(CONTENT_TYPE, "application/octet-stream");
-                match body {
-                    Some(range) => request.header(CONTENT_LENGTH, range.length).body(range.body(Arc::clone(&progress))),
+                let request = http.put(target.clone()).header(CONTENT_TYPE, "application/octet-stream");
+                match &body {
+                    Some(body) => request.header(CONTENT_LENGTH, body.length).body(body.take()),
                     None => request.header(CONTENT_LENGTH, 0),
                 }
             })
@@ -265,48 +231,14 @@ impl Client {
         }
     }
 
-    /// Completes an upload with a body streamed from another registry's blob (verified as it
-    /// goes), without touching the disk.
-    pub async fn finish_upload_streaming(
-        &self,
-        registry: &str,
-        repository: &str,
-        url: &str,
-        digest: &Digest,
-        size: u64,
-        source: super::read::BlobStream,
-    ) -> Result<()> {
-        let stream = futures_util::stream::unfold(source, |mut source| async move {
-            match source.next_chunk().await {
-                Ok(Some(chunk)) => Some((Ok(chunk), source)),
-                Ok(None) => None,
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), source)),
-            }
-        });
-        let body = std::sync::Mutex::new(Some(Body::wrap_stream(stream)));
-        let target = with_digest(url, digest);
-        let response = self
-            .send(registry, &[push_scope(repository)], |http, _| {
-                let body = body.lock().ok().and_then(|mut b| b.take()).unwrap_or_else(|| Body::from(Vec::new()));
-                http.put(&target)
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, size)
-                    .body(body)
-            })
-            .await?;
-        if !response.status().is_success() {
-            return Err(status_error(registry, &format!("blob {digest}"), "PUT upload", response).await.into());
-        }
-        check_reported_digest(registry, &response, digest)
-    }
-
     /// Whether the manifest `reference` (a digest or a tag) exists, and its digest.
     pub async fn manifest_digest(&self, registry: &str, repository: &str, reference: &str) -> Result<Option<Digest>> {
+        let is_digest = reference.starts_with("sha256:");
         let target = crate::reference::Reference {
             registry: registry.to_owned(),
             repository: repository.to_owned(),
-            tag: (!reference.starts_with("sha256:")).then(|| reference.to_owned()),
-            digest: reference.starts_with("sha256:").then(|| reference.to_owned()),
+            tag: (!is_digest).then(|| reference.to_owned()),
+            digest: is_digest.then(|| reference.to_owned()),
         };
         Ok(self.head_manifest_scoped(&target, &push_scope(repository)).await?.map(|head| head.digest))
     }
@@ -317,27 +249,24 @@ impl Client {
         registry: &str,
         repository: &str,
         reference: &str,
-        media_type: &str,
-        bytes: &[u8],
+        manifest: &RawManifest,
     ) -> Result<()> {
-        let path = format!("/v2/{repository}/manifests/{reference}");
-        let body = Bytes::copy_from_slice(bytes);
-        let response = self
-            .send(registry, &[push_scope(repository)], |http, base| {
-                http.put(format!("{base}{path}")).header(CONTENT_TYPE, media_type).body(body.clone())
-            })
-            .await?;
-        if !response.status().is_success() {
-            return Err(status_error(
-                registry,
-                &format!("manifest {registry}/{repository}:{reference}"),
-                "PUT manifest",
-                response,
-            )
-            .await
-            .into());
-        }
-        check_reported_digest(registry, &response, &Digest::of(bytes))
+        let what = format!("manifest {registry}/{repository}:{reference}");
+        self.idempotent(&what, || async {
+            let endpoint = self.endpoint(registry).await?;
+            let url = api_url(&endpoint.base, repository, &["manifests", reference])?;
+            let body = Bytes::copy_from_slice(&manifest.bytes);
+            let response = self
+                .send(registry, &[push_scope(repository)], |http, _| {
+                    http.put(url.clone()).header(CONTENT_TYPE, manifest.media_type.as_str()).body(body.clone())
+                })
+                .await?;
+            if !response.status().is_success() {
+                return Err(status_error(registry, &what, "PUT manifest", response).await.into());
+            }
+            check_reported_digest(registry, &response, &manifest.digest)
+        })
+        .await
     }
 }
 
@@ -347,7 +276,7 @@ pub enum ChunkOutcome {
     /// Stored; continue at `url`, the registry holds `held` bytes.
     Accepted {
         /// Next upload URL.
-        url: String,
+        url: Url,
         /// Bytes the registry holds.
         held: u64,
     },

@@ -173,7 +173,7 @@ pub fn commit_json(
         .size(size)
         .build()
         .unwrap();
-    writer.commit(descriptor, Some(tag)).unwrap();
+    writer.commit(hoist::model::Descriptor::from_oci(&descriptor).unwrap(), Some(tag)).unwrap();
     digest
 }
 

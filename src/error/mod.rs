@@ -1,4 +1,10 @@
-//! The library's error type: one enum, each variant naming the thing at fault and the fix.
+//! The library's errors: [`Error`], each variant naming the thing at fault and the fix, with
+//! registry failures in [`RegistryError`]; and [`Error::exit_code`], the one mapping from an
+//! error to the command line's exit code.
+
+pub mod registry;
+
+pub use self::registry::RegistryError;
 
 use std::path::{Path, PathBuf};
 
@@ -75,6 +81,16 @@ pub enum Error {
         /// The digest of the content.
         found: String,
     },
+    /// Content is longer or shorter than its descriptor says.
+    #[error("{what} should have {expected} bytes, found {found}; refusing it")]
+    SizeMismatch {
+        /// What was read.
+        what: String,
+        /// The size its descriptor gives.
+        expected: u64,
+        /// What was found.
+        found: String,
+    },
     /// The build file could not be read or parsed.
     #[error("build file {}: {message}", path.display())]
     BuildFile {
@@ -114,7 +130,41 @@ pub enum Error {
     },
     /// Talking to a registry failed.
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] RegistryError),
+    /// Content of a kind hoist cannot handle where it was found.
+    #[error("{what} has media type {media_type:?}, which hoist cannot use there")]
+    Unsupported {
+        /// What was read.
+        what: String,
+        /// Its media type.
+        media_type: String,
+    },
+    /// An index has no image for the platform asked for.
+    #[error("{what} has no {platform} image; it has: {available}")]
+    PlatformNotFound {
+        /// The index.
+        what: String,
+        /// The platform asked for.
+        platform: String,
+        /// The platforms it has, comma-separated.
+        available: String,
+    },
+    /// Content nests deeper than hoist follows (an index of indexes of …).
+    #[error("{what} nests indexes more than {limit} deep; refusing it")]
+    TooDeep {
+        /// Where the walk started.
+        what: String,
+        /// The depth limit.
+        limit: usize,
+    },
+    /// Other writers kept replacing a tag hoist was amending.
+    #[error("other writers kept replacing {what}; gave up after {tries} tries; rerun the command to finish the job")]
+    Contention {
+        /// The tag.
+        what: String,
+        /// Read-merge-write rounds tried.
+        tries: u32,
+    },
     /// An OCI document could not be assembled.
     #[error("building the OCI {what}: {source}")]
     Spec {
@@ -124,6 +174,63 @@ pub enum Error {
         #[source]
         source: oci_spec::OciSpecError,
     },
+}
+
+/// Exit codes, by what the user should do (README, "Errors and exit codes").
+pub mod exit {
+    /// Anything else: read the message.
+    pub const OTHER: u8 = 1;
+    /// Usage errors (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// Bad input: fix the reference, platform, flag value, build file or layout path.
+    pub const BAD_INPUT: u8 = 3;
+    /// Authentication or permission: log in.
+    pub const AUTH: u8 = 4;
+    /// Not found: check the name and tag.
+    pub const NOT_FOUND: u8 = 5;
+    /// Network: host, port, TLS.
+    pub const NETWORK: u8 = 6;
+    /// Integrity: the source is broken or lying.
+    pub const INTEGRITY: u8 = 7;
+    /// Temporary: rerun the same command.
+    pub const TEMPORARY: u8 = 75;
+}
+
+impl Error {
+    /// The exit code for this error: what kind of fix it needs.
+    pub fn exit_code(&self) -> u8 {
+        use RegistryError as R;
+        match self {
+            Error::Invalid { .. }
+            | Error::SourceMissing { .. }
+            | Error::SpecialFile { .. }
+            | Error::NotALayout { .. }
+            | Error::BuildFile { .. }
+            | Error::PlatformNotFound { .. } => exit::BAD_INPUT,
+            Error::CredentialHelper { .. } => exit::AUTH,
+            Error::DigestMismatch { .. }
+            | Error::SizeMismatch { .. }
+            | Error::CorruptLayout { .. }
+            | Error::TooDeep { .. } => exit::INTEGRITY,
+            Error::RetriesExhausted { .. } | Error::Contention { .. } => exit::TEMPORARY,
+            Error::Registry(error) => match error {
+                R::Unauthorized { .. } | R::Denied { .. } => exit::AUTH,
+                R::NotFound { .. } => exit::NOT_FOUND,
+                R::Connect { .. }
+                | R::Resolve { .. }
+                | R::Tls { .. }
+                | R::PlainHttp { .. }
+                | R::Timeout { .. }
+                | R::Stalled { .. } => exit::NETWORK,
+                R::TooLarge { .. } => exit::INTEGRITY,
+                R::TooManyRequests { .. } => exit::TEMPORARY,
+                R::Status { .. } => exit::OTHER,
+            },
+            Error::Io { .. } | Error::FileChanged { .. } | Error::Json { .. } | Error::Spec { .. } | Error::Unsupported { .. } => {
+                exit::OTHER
+            }
+        }
+    }
 }
 
 /// The library's result type.

@@ -16,6 +16,14 @@ pub enum RegistryError {
         /// The underlying error.
         detail: String,
     },
+    /// The registry's host name does not resolve.
+    #[error("cannot resolve the host name of registry {registry}: {detail}; check the spelling, or the DNS settings")]
+    Resolve {
+        /// `host[:port]`.
+        registry: String,
+        /// The resolver's error.
+        detail: String,
+    },
     /// The TLS handshake failed, usually an unknown certificate authority.
     #[error("TLS with registry {registry} failed: {detail}; for a private CA pass --ca-cert FILE or put it in /etc/docker/certs.d/{registry}/ca.crt; for a plain-HTTP registry pass --insecure-registry {registry}")]
     Tls {

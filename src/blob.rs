@@ -1,0 +1,185 @@
+//! Blob bytes as streams: read from files or responses, cut at the size their descriptor
+//! gives, and checked against their digest at the end.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::model::Descriptor;
+
+/// Bytes read from disk per chunk.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// A blob's bytes from `offset` on, as chunks. Reading past the descriptor's size is an
+/// error, and so is ending early; read from the start, the digest is checked at the end.
+pub struct BlobStream {
+    inner: BoxStream<'static, Result<Bytes>>,
+    expected: Digest,
+    size: u64,
+    position: u64,
+    hasher: Option<Sha256>,
+    what: String,
+}
+
+impl BlobStream {
+    /// Wraps `inner`, which yields the blob `descriptor` from byte `offset`; `what` names where
+    /// it comes from in errors.
+    pub fn new(
+        inner: BoxStream<'static, Result<Bytes>>,
+        descriptor: &Descriptor,
+        offset: u64,
+        what: impl Into<String>,
+    ) -> BlobStream {
+        BlobStream {
+            inner,
+            expected: descriptor.digest.clone(),
+            size: descriptor.size,
+            position: offset,
+            hasher: (offset == 0).then(Sha256::new),
+            what: what.into(),
+        }
+    }
+
+    /// The next chunk; `None` at the end, once the size (and, from the start, the digest)
+    /// checked out.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        match self.inner.next().await {
+            Some(Ok(chunk)) => {
+                let position = self.position.checked_add(chunk.len() as u64).filter(|p| *p <= self.size);
+                let Some(position) = position else {
+                    return Err(Error::SizeMismatch {
+                        what: format!("blob {} from {}", self.expected, self.what),
+                        expected: self.size,
+                        found: format!("more than {}", self.size),
+                    });
+                };
+                self.position = position;
+                if let Some(hasher) = &mut self.hasher {
+                    hasher.update(&chunk);
+                }
+                Ok(Some(chunk))
+            }
+            Some(Err(e)) => Err(e),
+            None => {
+                if self.position != self.size {
+                    return Err(Error::SizeMismatch {
+                        what: format!("blob {} from {}", self.expected, self.what),
+                        expected: self.size,
+                        found: self.position.to_string(),
+                    });
+                }
+                if let Some(hasher) = self.hasher.take() {
+                    let found = Digest::of_hasher(hasher);
+                    if found != self.expected {
+                        return Err(Error::DigestMismatch {
+                            what: format!("blob from {} (refused, not used)", self.what),
+                            expected: self.expected.to_string(),
+                            found: found.to_string(),
+                        });
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// At most `length` bytes of it as a stream of I/O results (for request bodies), each
+    /// counted into `progress` as it goes out.
+    pub fn into_body(self, length: u64, progress: Arc<AtomicU64>) -> BoxStream<'static, std::io::Result<Bytes>> {
+        futures_util::stream::unfold((self, length), move |(mut blob, remaining)| {
+            let progress = Arc::clone(&progress);
+            async move {
+                if remaining == 0 {
+                    return None;
+                }
+                match blob.next_chunk().await {
+                    Ok(Some(mut chunk)) => {
+                        if chunk.len() as u64 > remaining {
+                            chunk.truncate(remaining as usize);
+                        }
+                        progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        let left = remaining - chunk.len() as u64;
+                        Some((Ok(chunk), (blob, left)))
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some((Err(std::io::Error::other(e)), (blob, 0))),
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+/// A file's bytes from `offset` on, read in chunks as they are asked for.
+pub fn file_chunks(path: PathBuf, offset: u64) -> BoxStream<'static, Result<Bytes>> {
+    futures_util::stream::unfold((path, None::<tokio::fs::File>, offset, false), |(path, file, offset, done)| async move {
+        if done {
+            return None;
+        }
+        let fail = |path: PathBuf, e: std::io::Error| Some((Err(Error::io("read", &path, e)), (path, None, 0, true)));
+        let mut file = match file {
+            Some(file) => file,
+            None => {
+                let opened = async {
+                    let mut file = tokio::fs::File::open(&path).await?;
+                    file.seek(std::io::SeekFrom::Start(offset)).await?;
+                    Ok::<_, std::io::Error>(file)
+                };
+                match opened.await {
+                    Ok(file) => file,
+                    Err(e) => return fail(path, e),
+                }
+            }
+        };
+        let mut buffer = vec![0u8; READ_CHUNK];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok(Bytes::from(buffer)), (path, Some(file), offset + n as u64, false)))
+            }
+            Err(e) => fail(path, e),
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MediaType;
+
+    fn stream(parts: &[&'static [u8]]) -> BoxStream<'static, Result<Bytes>> {
+        let parts: Vec<Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        futures_util::stream::iter(parts).boxed()
+    }
+
+    async fn drain(mut blob: BlobStream) -> Result<Vec<u8>> {
+        let mut all = Vec::new();
+        while let Some(chunk) = blob.next_chunk().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all)
+    }
+
+    #[tokio::test]
+    async fn a_blob_is_cut_at_its_size_and_checked_against_its_digest() {
+        let descriptor = Descriptor::new(MediaType::OciLayer, Digest::of(b"hello"), 5);
+        assert_eq!(drain(BlobStream::new(stream(&[b"he", b"llo"]), &descriptor, 0, "t")).await.unwrap(), b"hello");
+        let longer = drain(BlobStream::new(stream(&[b"hello", b" and more"]), &descriptor, 0, "t")).await;
+        assert!(matches!(longer, Err(Error::SizeMismatch { .. })), "{longer:?}");
+        let shorter = drain(BlobStream::new(stream(&[b"hell"]), &descriptor, 0, "t")).await;
+        assert!(matches!(shorter, Err(Error::SizeMismatch { .. })), "{shorter:?}");
+        let other = drain(BlobStream::new(stream(&[b"jello"]), &descriptor, 0, "t")).await;
+        assert!(matches!(other, Err(Error::DigestMismatch { .. })), "{other:?}");
+        let tail = drain(BlobStream::new(stream(&[b"llo"]), &descriptor, 2, "t")).await.unwrap();
+        assert_eq!(tail, b"llo", "a read from an offset is only cut at the size");
+    }
+}

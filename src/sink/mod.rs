@@ -1,0 +1,83 @@
+//! Where content is written: an OCI layout or a registry repository, behind one interface.
+
+mod layout;
+mod registry;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+pub use self::layout::LayoutSink;
+pub use self::registry::{RegistrySink, UploadOptions};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::location::Location;
+use crate::model::{Descriptor, RawManifest};
+use crate::registry::Client;
+use crate::source::Source;
+
+/// What happened to one blob.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobOutcome {
+    /// Uploaded (or, in a dry run, would be).
+    Pushed,
+    /// Already there.
+    Skipped,
+    /// Mounted from another repository.
+    Mounted,
+}
+
+/// Content to write to.
+pub trait Sink: Send + Sync {
+    /// Its name for messages.
+    fn name(&self) -> String;
+
+    /// Whether it has the blob already.
+    fn has_blob<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<bool>>;
+
+    /// Writes one blob read from `source`, counting bytes sent in `progress`. One attempt: the
+    /// transfer engine retries, and a sink keeps what it learnt (an upload session, how much
+    /// the registry holds) for the next attempt.
+    fn put_blob<'a>(
+        &'a self,
+        descriptor: &'a Descriptor,
+        source: &'a dyn Source,
+        progress: &'a Arc<AtomicU64>,
+    ) -> BoxFuture<'a, Result<BlobOutcome>>;
+
+    /// Whether it has the manifest `digest` already.
+    fn has_manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool>>;
+
+    /// Writes a manifest by digest.
+    fn put_manifest<'a>(&'a self, manifest: &'a RawManifest) -> BoxFuture<'a, Result<()>>;
+
+    /// Points `tags` at `root`, last of all; returns, per tag, whether it was written (false:
+    /// it named `root` already). A layout also commits here.
+    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String]) -> BoxFuture<'a, Result<Vec<bool>>>;
+
+    /// Retries its client made, for reports.
+    fn retry_count(&self) -> u32 {
+        0
+    }
+}
+
+/// The sink for `location`; registry locations write through `client`. A layout's tag and a
+/// reference's tag are where [`Sink::tag`] points, with `extra_tags`.
+pub fn open<'a>(location: &Location, client: &'a Client, upload: UploadOptions) -> Result<Box<dyn Sink + 'a>> {
+    Ok(match location {
+        Location::Layout { dir, .. } => Box::new(LayoutSink::begin(dir)?),
+        Location::Registry(reference) => Box::new(RegistrySink::new(client, reference, upload)),
+    })
+}
+
+/// The tags a location names: its own, if any, then `extra`.
+pub fn tags_of(location: &Location, extra: &[String]) -> Vec<String> {
+    let own = match location {
+        Location::Layout { tag, .. } => tag.clone(),
+        Location::Registry(reference) => reference.tag.clone(),
+    };
+    own.into_iter().chain(extra.iter().cloned()).collect()
+}

@@ -1,0 +1,322 @@
+//! A registry repository as a sink: blobs mounted when another repository of the registry has
+//! them, else uploaded (one request, or resumable chunks from a seekable source), resuming
+//! from what the registry holds after a failure and starting over when the session is gone.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use reqwest::Url;
+
+use super::{BlobOutcome, Sink};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::model::{Descriptor, RawManifest};
+use crate::reference::Reference;
+use crate::registry::write::{ChunkOutcome, FinishOutcome, Started, UploadBody};
+use crate::registry::{Client, RegistryError};
+use crate::source::Source;
+
+/// How blobs go up.
+#[derive(Clone, Debug)]
+pub struct UploadOptions {
+    /// Blobs larger than this go up in chunks of this size (from seekable sources).
+    pub chunk_size: u64,
+    /// A request body that makes no progress for this long is cut (and retried).
+    pub stall_timeout: Duration,
+    /// Repositories of the same registry to try mounting blobs from.
+    pub mount_from: Vec<String>,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions { chunk_size: 8 << 20, stall_timeout: Duration::from_secs(60), mount_from: Vec::new() }
+    }
+}
+
+/// Where one blob's upload stands between attempts.
+#[derive(Debug, Default)]
+struct Upload {
+    /// Mounts were tried.
+    started: bool,
+    /// The session URL, when one is open.
+    session: Option<Url>,
+    /// Bytes the registry holds in the session.
+    offset: u64,
+    /// The offset must be asked for before continuing (an attempt failed midway).
+    unsure: bool,
+    /// Send the whole blob in one PUT.
+    whole: bool,
+    /// Never send the whole blob in one PUT (the registry refused a large one).
+    chunks_only: bool,
+    /// Chunk size, raised to the registry's minimum.
+    chunk: u64,
+}
+
+/// Writes into one repository of a registry.
+pub struct RegistrySink<'a> {
+    client: &'a Client,
+    registry: String,
+    repository: String,
+    options: UploadOptions,
+    uploads: Mutex<HashMap<Digest, Upload>>,
+    /// The registry refused a mount for want of rights: stop asking.
+    mounts_refused: AtomicBool,
+}
+
+impl<'a> RegistrySink<'a> {
+    /// Writes into `reference`'s repository through `client`.
+    pub fn new(client: &'a Client, reference: &Reference, options: UploadOptions) -> RegistrySink<'a> {
+        RegistrySink {
+            client,
+            registry: reference.registry.clone(),
+            repository: reference.repository.clone(),
+            options,
+            uploads: Mutex::new(HashMap::new()),
+            mounts_refused: AtomicBool::new(false),
+        }
+    }
+
+    /// Repositories of this registry that may hold `digest`: where the source has it, then
+    /// `--mount-from`.
+    fn mount_candidates(&self, source: &dyn Source, digest: &Digest) -> Vec<String> {
+        if self.mounts_refused.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        let origin = source.origin(digest).filter(|o| o.registry == self.registry && o.repository != self.repository);
+        let mut candidates: Vec<String> = origin.map(|o| o.repository).into_iter().collect();
+        for from in &self.options.mount_from {
+            if !candidates.contains(from) && *from != self.repository {
+                candidates.push(from.clone());
+            }
+        }
+        candidates
+    }
+
+    async fn attempt(
+        &self,
+        descriptor: &Descriptor,
+        source: &dyn Source,
+        upload: &mut Upload,
+        progress: &Arc<AtomicU64>,
+    ) -> Result<BlobOutcome> {
+        let (client, registry, repository) = (self.client, self.registry.as_str(), self.repository.as_str());
+        let digest = &descriptor.digest;
+        if !upload.started {
+            upload.chunk = self.options.chunk_size.max(1);
+            for from in self.mount_candidates(source, digest) {
+                match client.start_upload(registry, repository, Some((digest, &from))).await {
+                    Ok(Started::Mounted) => return Ok(BlobOutcome::Mounted),
+                    Ok(Started::Session { url, min_chunk }) => {
+                        upload.session = Some(url);
+                        upload.chunk = upload.chunk.max(min_chunk.unwrap_or(0));
+                    }
+                    Err(Error::Registry(RegistryError::Unauthorized { .. } | RegistryError::Denied { .. })) => {
+                        tracing::info!("{registry} refused to mount from {from}; uploading instead");
+                        self.mounts_refused.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            upload.started = true;
+            // A source that cannot start anywhere cheaply (another registry) streams in one
+            // request.
+            upload.whole = !source.seekable();
+        }
+        loop {
+            let url = match (&upload.session, upload.unsure) {
+                (None, _) => match client.start_upload(registry, repository, None).await? {
+                    Started::Session { url, min_chunk } => {
+                        upload.chunk = upload.chunk.max(min_chunk.unwrap_or(0));
+                        upload.offset = 0;
+                        upload.session = Some(url.clone());
+                        url
+                    }
+                    Started::Mounted => return Ok(BlobOutcome::Pushed),
+                },
+                (Some(url), true) => match client.upload_offset(registry, repository, url).await? {
+                    Some((held, _)) if upload.whole && held > 0 => {
+                        // Part of a one-request upload: a new session, not an append.
+                        upload.session = None;
+                        continue;
+                    }
+                    Some((held, next)) => {
+                        let held = held.min(descriptor.size);
+                        tracing::info!("resuming {digest} at byte {held} of {}", descriptor.size);
+                        upload.offset = held;
+                        upload.session = Some(next.clone());
+                        next
+                    }
+                    None => {
+                        upload.session = None;
+                        continue;
+                    }
+                },
+                (Some(url), false) => url.clone(),
+            };
+            upload.unsure = false;
+            upload.whole = !upload.chunks_only && (upload.whole || descriptor.size <= upload.chunk);
+            if upload.whole {
+                progress.store(0, Ordering::Relaxed);
+                let body = source.blob(descriptor, 0).await?.into_body(descriptor.size, Arc::clone(progress));
+                let finished = self
+                    .guard(
+                        progress,
+                        client.finish_upload(
+                            registry,
+                            repository,
+                            &url,
+                            digest,
+                            Some(UploadBody::new(body, descriptor.size)),
+                        ),
+                    )
+                    .await?;
+                match finished {
+                    FinishOutcome::Done => return Ok(BlobOutcome::Pushed),
+                    FinishOutcome::SessionGone => upload.session = None,
+                    FinishOutcome::TooLarge => {
+                        upload.chunks_only = true;
+                        upload.whole = false;
+                        upload.session = None;
+                    }
+                }
+                continue;
+            }
+            let mut url = url;
+            while upload.offset < descriptor.size {
+                let length = upload.chunk.min(descriptor.size - upload.offset);
+                progress.store(upload.offset, Ordering::Relaxed);
+                let body = source.blob(descriptor, upload.offset).await?.into_body(length, Arc::clone(progress));
+                let sent = client.upload_chunk(registry, repository, &url, upload.offset, UploadBody::new(body, length));
+                match self.guard(progress, sent).await? {
+                    ChunkOutcome::Accepted { url: next, held } => {
+                        url = next;
+                        upload.offset = held.min(descriptor.size);
+                        upload.session = Some(url.clone());
+                    }
+                    ChunkOutcome::SessionGone => {
+                        upload.session = None;
+                        break;
+                    }
+                    ChunkOutcome::Refused => {
+                        tracing::info!("{registry} does not take chunks; sending {digest} in one request");
+                        upload.whole = true;
+                        upload.session = None;
+                        break;
+                    }
+                    ChunkOutcome::OutOfSync => {
+                        upload.unsure = true;
+                        break;
+                    }
+                }
+            }
+            if upload.session.is_none() || upload.unsure || upload.offset < descriptor.size {
+                continue;
+            }
+            match client.finish_upload(registry, repository, &url, digest, None).await? {
+                FinishOutcome::Done => return Ok(BlobOutcome::Pushed),
+                FinishOutcome::SessionGone | FinishOutcome::TooLarge => upload.session = None,
+            }
+        }
+    }
+
+    /// Runs a request whose body counts into `progress`, cutting it when the count stands
+    /// still for the stall timeout. A slow transfer that moves is never cut; waiting for the
+    /// response after the body is covered by the client's read timeout.
+    async fn guard<T>(&self, progress: &AtomicU64, request: impl Future<Output = Result<T>>) -> Result<T> {
+        let stall = self.options.stall_timeout;
+        tokio::pin!(request);
+        let mut last = progress.load(Ordering::Relaxed);
+        let mut moved_at = Instant::now();
+        let tick = (stall / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                result = &mut request => return result,
+                _ = tokio::time::sleep(tick) => {
+                    let now = progress.load(Ordering::Relaxed);
+                    if now != last {
+                        last = now;
+                        moved_at = Instant::now();
+                    } else if moved_at.elapsed() >= stall {
+                        return Err(Error::Registry(RegistryError::Stalled {
+                            registry: self.registry.clone(),
+                            seconds: stall.as_secs(),
+                        }));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Sink for RegistrySink<'_> {
+    fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    fn has_blob<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.client.blob_exists(&self.registry, &self.repository, &descriptor.digest))
+    }
+
+    fn put_blob<'a>(
+        &'a self,
+        descriptor: &'a Descriptor,
+        source: &'a dyn Source,
+        progress: &'a Arc<AtomicU64>,
+    ) -> BoxFuture<'a, Result<BlobOutcome>> {
+        Box::pin(async move {
+            let mut upload = self
+                .uploads
+                .lock()
+                .ok()
+                .and_then(|mut uploads| uploads.remove(&descriptor.digest))
+                .unwrap_or_default();
+            let result = self.attempt(descriptor, source, &mut upload, progress).await;
+            if result.is_err() {
+                upload.unsure = true;
+                if let Ok(mut uploads) = self.uploads.lock() {
+                    uploads.insert(descriptor.digest.clone(), upload);
+                }
+            }
+            result
+        })
+    }
+
+    fn has_manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let found = self.client.manifest_digest(&self.registry, &self.repository, &digest.to_string()).await?;
+            Ok(found.is_some())
+        })
+    }
+
+    fn put_manifest<'a>(&'a self, manifest: &'a RawManifest) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let digest = manifest.digest.to_string();
+            self.client.put_manifest(&self.registry, &self.repository, &digest, manifest).await
+        })
+    }
+
+    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String]) -> BoxFuture<'a, Result<Vec<bool>>> {
+        Box::pin(async move {
+            let mut written = Vec::new();
+            for tag in tags {
+                let now = self.client.manifest_digest(&self.registry, &self.repository, tag).await?;
+                if now.as_ref() == Some(&root.digest) {
+                    written.push(false);
+                    continue;
+                }
+                self.client.put_manifest(&self.registry, &self.repository, tag, root).await?;
+                written.push(true);
+            }
+            Ok(written)
+        })
+    }
+
+    fn retry_count(&self) -> u32 {
+        self.client.retry_count()
+    }
+}

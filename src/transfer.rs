@@ -1,0 +1,174 @@
+//! The transfer engine: every command that moves content runs through [`transfer`].
+//!
+//! The order keeps every tag honest: all blobs first (deduplicated by the plan, checked at the
+//! sink, mounted or uploaded `jobs` at a time, each retried as a whole), then each manifest by
+//! digest, children before parents, then the tags. A failure before the tags leaves every tag
+//! as it was, and rerunning the same transfer skips what is there and finishes.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::graph::Plan;
+use crate::registry::RetryPolicy;
+use crate::sink::{BlobOutcome, Sink};
+use crate::source::Source;
+
+/// How a transfer behaves; the defaults are those of the command line.
+#[derive(Clone, Debug)]
+pub struct TransferOptions {
+    /// Blobs in flight at once.
+    pub jobs: usize,
+    /// Retries of each blob.
+    pub retry: RetryPolicy,
+    /// Only look: report what would be sent, write nothing.
+    pub dry_run: bool,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        TransferOptions { jobs: 4, retry: RetryPolicy::default(), dry_run: false }
+    }
+}
+
+/// Told about a transfer as it goes, for progress displays.
+pub trait Observer: Send + Sync {
+    /// A blob starts; `sent` counts its bytes as they go out.
+    fn blob_started(&self, _digest: &Digest, _size: u64, _sent: Arc<AtomicU64>) {}
+    /// A blob is done.
+    fn blob_finished(&self, _digest: &Digest, _size: u64, _outcome: &BlobOutcome) {}
+    /// A manifest or tag is done; `written` is false when it was already there.
+    fn manifest_finished(&self, _reference: &str, _written: bool) {}
+}
+
+/// An observer that says nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// What a transfer did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Digest of the root (what the tags name).
+    pub digest: String,
+    /// Blobs uploaded.
+    pub blobs_pushed: usize,
+    /// Blobs already present.
+    pub blobs_skipped: usize,
+    /// Blobs mounted from another repository.
+    pub blobs_mounted: usize,
+    /// Bytes of the blobs uploaded.
+    pub bytes_pushed: u64,
+    /// Manifests (and the index) written.
+    pub manifests_pushed: usize,
+    /// Manifests already present.
+    pub manifests_skipped: usize,
+    /// Tags written (or already right).
+    pub tags: Vec<String>,
+    /// Retries made.
+    pub retries: u32,
+    /// Wall time.
+    pub seconds: f64,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+}
+
+/// Sends `plan` from `source` to `sink`, then points each of `tags` at its root.
+pub async fn transfer(
+    plan: &Plan,
+    source: &dyn Source,
+    sink: &dyn Sink,
+    tags: &[String],
+    options: &TransferOptions,
+    observer: &dyn Observer,
+) -> Result<Report> {
+    let started = Instant::now();
+    let retries = AtomicU32::new(0);
+    let root = plan.root();
+    let mut report = Report { digest: root.digest.to_string(), dry_run: options.dry_run, ..Report::default() };
+
+    let mut blobs = stream::iter(&plan.blobs)
+        .map(|blob| {
+            let retries = &retries;
+            async move {
+                let sent = Arc::new(AtomicU64::new(0));
+                observer.blob_started(&blob.digest, blob.size, Arc::clone(&sent));
+                let outcome = match sink.has_blob(blob).await? {
+                    true => BlobOutcome::Skipped,
+                    false if options.dry_run => BlobOutcome::Pushed,
+                    false => {
+                        let what = format!("blob {}", blob.digest);
+                        let mut attempt = 0;
+                        loop {
+                            match sink.put_blob(blob, source, &sent).await {
+                                Ok(outcome) => break outcome,
+                                Err(error) => {
+                                    attempt = options.retry.next_attempt(&what, attempt, error, retries).await?
+                                }
+                            }
+                        }
+                    }
+                };
+                observer.blob_finished(&blob.digest, blob.size, &outcome);
+                Ok::<_, crate::Error>((blob.size, outcome))
+            }
+        })
+        .buffer_unordered(options.jobs.max(1));
+    while let Some(result) = blobs.next().await {
+        let (size, outcome) = result?;
+        match outcome {
+            BlobOutcome::Pushed => {
+                report.blobs_pushed += 1;
+                report.bytes_pushed = report.bytes_pushed.saturating_add(size);
+            }
+            BlobOutcome::Skipped => report.blobs_skipped += 1,
+            BlobOutcome::Mounted => report.blobs_mounted += 1,
+        }
+    }
+    drop(blobs);
+
+    for manifest in &plan.manifests {
+        let written = match sink.has_manifest(&manifest.digest).await? {
+            true => false,
+            false if options.dry_run => true,
+            false => {
+                sink.put_manifest(manifest).await?;
+                true
+            }
+        };
+        observer.manifest_finished(&manifest.digest.to_string(), written);
+        match written {
+            true => report.manifests_pushed += 1,
+            false => report.manifests_skipped += 1,
+        }
+    }
+    if !options.dry_run {
+        let written = sink.tag(root, tags).await?;
+        for (tag, written) in tags.iter().zip(written) {
+            observer.manifest_finished(tag, written);
+            report.tags.push(tag.clone());
+        }
+    }
+    report.retries = retries.load(Ordering::Relaxed).saturating_add(sink.retry_count());
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Plans and transfers what `source`'s root names (with `platform`, that image of an index)
+/// to `sink`, tagging it with `tags`: `hoist copy` and `hoist push`.
+pub async fn copy(
+    source: &dyn Source,
+    sink: &dyn Sink,
+    platform: Option<&crate::platform::Platform>,
+    tags: &[String],
+    options: &TransferOptions,
+    observer: &dyn Observer,
+) -> Result<Report> {
+    let root = source.root().await?;
+    let plan = crate::graph::plan(source, root, platform).await?;
+    transfer(&plan, source, sink, tags, options, observer).await
+}
