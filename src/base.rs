@@ -85,7 +85,10 @@ pub async fn resolve(
         } else {
             root.clone()
         };
-        bases.insert(platform.clone(), read_image(source.as_ref(), &manifest, &name, platform, !root.media_type.is_index()).await?);
+        bases.insert(
+            platform.clone(),
+            read_image(source.as_ref(), &manifest, &name, platform, !root.media_type.is_index()).await?,
+        );
     }
     Ok(bases)
 }
@@ -106,7 +109,8 @@ async fn read_image(
     let config: Value = serde_json::from_slice(&source.blob_bytes(&image.config).await?)
         .map_err(|source| Error::Json { what: format!("config of {name}"), source })?;
     if check_platform {
-        let (os, arch) = (config["os"].as_str().unwrap_or_default(), config["architecture"].as_str().unwrap_or_default());
+        let (os, arch) =
+            (config["os"].as_str().unwrap_or_default(), config["architecture"].as_str().unwrap_or_default());
         if os != platform.os || arch != platform.architecture {
             return Err(Error::invalid(
                 "base image",
@@ -159,8 +163,11 @@ pub async fn fetch_into_cache(
         for layer in &base.layers {
             let path = cache.join(layer.digest.hex());
             if !path.exists() {
-                let descriptor =
-                    crate::model::Descriptor::new(MediaType::from(layer.media_type.as_str()), layer.digest.clone(), layer.size);
+                let descriptor = crate::model::Descriptor::new(
+                    MediaType::from(layer.media_type.as_str()),
+                    layer.digest.clone(),
+                    layer.size,
+                );
                 let mut stream = source.blob(&descriptor, 0).await?;
                 let (file, temporary) = tempfile::NamedTempFile::new_in(cache).at("write", cache)?.into_parts();
                 let mut file = tokio::fs::File::from_std(file);

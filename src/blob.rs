@@ -119,35 +119,39 @@ impl BlobStream {
 
 /// A file's bytes from `offset` on, read in chunks as they are asked for.
 pub fn file_chunks(path: PathBuf, offset: u64) -> BoxStream<'static, Result<Bytes>> {
-    futures_util::stream::unfold((path, None::<tokio::fs::File>, offset, false), |(path, file, offset, done)| async move {
-        if done {
-            return None;
-        }
-        let fail = |path: PathBuf, e: std::io::Error| Some((Err(Error::io("read", &path, e)), (path, None, 0, true)));
-        let mut file = match file {
-            Some(file) => file,
-            None => {
-                let opened = async {
-                    let mut file = tokio::fs::File::open(&path).await?;
-                    file.seek(std::io::SeekFrom::Start(offset)).await?;
-                    Ok::<_, std::io::Error>(file)
-                };
-                match opened.await {
-                    Ok(file) => file,
-                    Err(e) => return fail(path, e),
+    futures_util::stream::unfold(
+        (path, None::<tokio::fs::File>, offset, false),
+        |(path, file, offset, done)| async move {
+            if done {
+                return None;
+            }
+            let fail =
+                |path: PathBuf, e: std::io::Error| Some((Err(Error::io("read", &path, e)), (path, None, 0, true)));
+            let mut file = match file {
+                Some(file) => file,
+                None => {
+                    let opened = async {
+                        let mut file = tokio::fs::File::open(&path).await?;
+                        file.seek(std::io::SeekFrom::Start(offset)).await?;
+                        Ok::<_, std::io::Error>(file)
+                    };
+                    match opened.await {
+                        Ok(file) => file,
+                        Err(e) => return fail(path, e),
+                    }
                 }
+            };
+            let mut buffer = vec![0u8; READ_CHUNK];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(Bytes::from(buffer)), (path, Some(file), offset + n as u64, false)))
+                }
+                Err(e) => fail(path, e),
             }
-        };
-        let mut buffer = vec![0u8; READ_CHUNK];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((Ok(Bytes::from(buffer)), (path, Some(file), offset + n as u64, false)))
-            }
-            Err(e) => fail(path, e),
-        }
-    })
+        },
+    )
     .boxed()
 }
 

@@ -38,10 +38,10 @@ impl Plan {
 
 /// The image of `index` for `platform`, or an error listing the platforms it has.
 pub fn pick_platform<'a>(index: &'a [Descriptor], platform: &Platform, what: &str) -> Result<&'a Descriptor> {
-    crate::index::find_platform(index, platform).ok_or_else(|| Error::PlatformNotFound {
+    crate::model::descriptor::find_platform(index, platform).ok_or_else(|| Error::PlatformNotFound {
         what: what.to_owned(),
         platform: platform.to_string(),
-        available: crate::index::platform_list(index),
+        available: crate::model::descriptor::platform_list(index),
     })
 }
 

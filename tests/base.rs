@@ -233,9 +233,7 @@ fn bad_bases_are_explained_and_nothing_is_pushed() {
     let (layout, _) = build_images(work.path());
     let layout_reader = hoist::layout::Layout::open(&layout).unwrap();
     let single = layout_reader.find_tag("single").unwrap().unwrap();
-    let mut manifest: Value =
-        serde_json::from_slice(&layout_reader.read_blob(&single.digest).unwrap())
-            .unwrap();
+    let mut manifest: Value = serde_json::from_slice(&layout_reader.read_blob(&single.digest).unwrap()).unwrap();
     manifest["layers"][0]["mediaType"] = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into();
     let writer = hoist::layout::LayoutWriter::begin(&layout).unwrap();
     commit_json(writer, &manifest, oci_spec::image::MediaType::ImageManifest, "foreign");

@@ -176,9 +176,7 @@ fn docker_manifest_commands_interoperate() {
 fn attested_index(layout: &Path) -> String {
     let layout_reader = hoist::layout::Layout::open(layout).unwrap();
     let multi = layout_reader.find_tag("multi").unwrap().unwrap();
-    let index: Value =
-        serde_json::from_slice(&layout_reader.read_blob(&multi.digest).unwrap())
-            .unwrap();
+    let index: Value = serde_json::from_slice(&layout_reader.read_blob(&multi.digest).unwrap()).unwrap();
     let amd = index["manifests"][0].clone();
     let arm = index["manifests"][1].clone();
     let mut attestation = arm.clone();

@@ -5,6 +5,7 @@
 mod base;
 mod build;
 mod cli;
+mod core;
 mod index;
 mod push;
 mod registry;

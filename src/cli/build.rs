@@ -190,15 +190,8 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     tracing::info!("wrote {} to {output}", built.digest);
     if let Some(destination) = destination {
         let layout = Location::Layout { dir: dir.clone(), tag: tag.clone() };
-        let report = send(
-            &layout,
-            &Location::Registry(destination),
-            None,
-            elsewhere,
-            &args.push_flags,
-            &args.registry,
-            quiet,
-        )?;
+        let report =
+            send(&layout, &Location::Registry(destination), None, elsewhere, &args.push_flags, &args.registry, quiet)?;
         return print_report(&report, args.json);
     }
     if args.json {

@@ -52,7 +52,7 @@ fn platform_of(entry: &Value) -> String {
 /// Runs `hoist inspect`.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let location: Location = args.reference.parse()?;
-    let client = args.registry.client()?;
+    let client = args.registry.reader()?;
     block_on(async {
         let source = hoist::source::open(&location, &client)?;
         let mut manifest = source.root().await?;
@@ -155,7 +155,7 @@ pub struct DigestArgs {
 /// Runs `hoist digest`: the digest of what the reference names (a HEAD for registries).
 pub fn digest(args: DigestArgs) -> anyhow::Result<()> {
     let location: Location = args.reference.parse()?;
-    let client = args.registry.client()?;
+    let client = args.registry.reader()?;
     block_on(async {
         let digest = match &location {
             Location::Registry(reference) => {
@@ -185,7 +185,7 @@ pub struct TagsArgs {
 /// Runs `hoist tags`: one tag a line.
 pub fn tags(args: TagsArgs) -> anyhow::Result<()> {
     let reference = Reference::parse(&args.repository)?;
-    let client = args.registry.client()?;
+    let client = args.registry.reader()?;
     block_on(async {
         let tags = client.list_tags(&reference.registry, &reference.repository).await?;
         if !tags.is_empty() {
@@ -207,7 +207,7 @@ pub struct CatalogArgs {
 /// Runs `hoist catalog`: one repository a line.
 pub fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
     let host = super::login::registry_host(&args.host)?;
-    let client = args.registry.client()?;
+    let client = args.registry.reader()?;
     block_on(async {
         let repositories = client.catalog(&host).await?;
         if !repositories.is_empty() {

@@ -157,7 +157,11 @@ pub fn send(
     if flags.dry_run {
         eprintln!(
             "dry run: would upload {} blob(s) ({} bytes), mount {} and write {} manifest(s); {} blob(s) already there",
-            report.blobs_pushed, report.bytes_pushed, report.blobs_mounted, report.manifests_pushed, report.blobs_skipped
+            report.blobs_pushed,
+            report.bytes_pushed,
+            report.blobs_mounted,
+            report.manifests_pushed,
+            report.blobs_skipped
         );
         return Ok(report);
     }
@@ -196,7 +200,14 @@ impl Progress {
             );
             (multi, overall)
         });
-        Progress { bars, quiet, dry_run, total, counters: Mutex::new(Vec::new()), last_line: Mutex::new(Instant::now()) }
+        Progress {
+            bars,
+            quiet,
+            dry_run,
+            total,
+            counters: Mutex::new(Vec::new()),
+            last_line: Mutex::new(Instant::now()),
+        }
     }
 
     fn sent(&self) -> u64 {

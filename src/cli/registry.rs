@@ -59,9 +59,16 @@ impl RegistryArgs {
         Ok(CredentialStore::from_environment(explicit))
     }
 
-    /// A registry client.
+    /// A registry client that retries idempotent requests on transient failures (for the
+    /// commands that move content; they take `--retries`).
     pub fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::new(self.transport(), self.credentials()?))
+    }
+
+    /// A client that retries nothing, for commands that only show something (inspect, digest,
+    /// tags, catalog): they answer at once, and a rate limit says how long to wait.
+    pub fn reader(&self) -> anyhow::Result<Client> {
+        Ok(self.client()?.with_retry(hoist::registry::RetryPolicy::none()))
     }
 }
 

@@ -217,6 +217,7 @@ impl Error {
                 R::Unauthorized { .. } | R::Denied { .. } => exit::AUTH,
                 R::NotFound { .. } => exit::NOT_FOUND,
                 R::Connect { .. }
+                | R::Unreachable { .. }
                 | R::Resolve { .. }
                 | R::Tls { .. }
                 | R::PlainHttp { .. }
@@ -226,9 +227,11 @@ impl Error {
                 R::TooManyRequests { .. } => exit::TEMPORARY,
                 R::Status { .. } => exit::OTHER,
             },
-            Error::Io { .. } | Error::FileChanged { .. } | Error::Json { .. } | Error::Spec { .. } | Error::Unsupported { .. } => {
-                exit::OTHER
-            }
+            Error::Io { .. }
+            | Error::FileChanged { .. }
+            | Error::Json { .. }
+            | Error::Spec { .. }
+            | Error::Unsupported { .. } => exit::OTHER,
         }
     }
 }
@@ -257,5 +260,60 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, action: &'static str, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::io(action, path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(error: RegistryError) -> Error {
+        Error::Registry(error)
+    }
+
+    /// Every kind of error, with the exit code README's table gives it.
+    #[test]
+    fn every_error_kind_has_its_exit_code() {
+        let r = || "r".to_owned();
+        let s = || "s".to_owned();
+        let io = || std::io::Error::other("x");
+        let json = || serde_json::from_str::<u8>("x").unwrap_err();
+        let table: Vec<(Error, u8)> = vec![
+            (Error::io("read", "/x", io()), 1),
+            (Error::SourceMissing { path: "/x".into(), platform: s() }, 3),
+            (Error::SpecialFile { path: "/x".into(), kind: "fifo" }, 3),
+            (Error::FileChanged { path: "/x".into() }, 1),
+            (Error::invalid("platform", "x", "y"), 3),
+            (Error::NotALayout { path: "/x".into(), reason: s() }, 3),
+            (Error::CorruptLayout { path: "/x".into(), reason: s() }, 7),
+            (Error::DigestMismatch { what: s(), expected: s(), found: s() }, 7),
+            (Error::SizeMismatch { what: s(), expected: 1, found: s() }, 7),
+            (Error::BuildFile { path: "/x".into(), message: s() }, 3),
+            (Error::Json { what: s(), source: json() }, 1),
+            (Error::CredentialHelper { helper: s(), message: s() }, 4),
+            (Error::RetriesExhausted { what: s(), attempts: 7, last: Box::new(Error::invalid("a", "b", "c")) }, 75),
+            (Error::Unsupported { what: s(), media_type: s() }, 1),
+            (Error::PlatformNotFound { what: s(), platform: s(), available: s() }, 3),
+            (Error::TooDeep { what: s(), limit: 8 }, 7),
+            (Error::Contention { what: s(), tries: 10 }, 75),
+            (Error::Spec { what: "x", source: oci_spec::OciSpecError::Other(s()) }, 1),
+            (registry(RegistryError::Connect { registry: r(), detail: s() }), 6),
+            (registry(RegistryError::Resolve { registry: r(), detail: s() }), 6),
+            (registry(RegistryError::Unreachable { registry: r(), detail: s() }), 6),
+            (registry(RegistryError::Tls { registry: r(), detail: s() }), 6),
+            (registry(RegistryError::PlainHttp { registry: r() }), 6),
+            (registry(RegistryError::Timeout { registry: r(), detail: s() }), 6),
+            (registry(RegistryError::Stalled { registry: r(), seconds: 1 }), 6),
+            (registry(RegistryError::Unauthorized { registry: r(), scope: s(), message: s() }), 4),
+            (registry(RegistryError::Denied { registry: r(), scope: s(), message: s() }), 4),
+            (registry(RegistryError::NotFound { registry: r(), what: s(), message: s() }), 5),
+            (registry(RegistryError::TooManyRequests { registry: r(), retry_after: None, message: s() }), 75),
+            (registry(RegistryError::TooLarge { registry: r(), what: s(), limit: 1 }), 7),
+            (registry(RegistryError::Status { registry: r(), status: 500, request: s(), message: s() }), 1),
+        ];
+        for (error, code) in &table {
+            assert_eq!(error.exit_code(), *code, "{error}");
+        }
+        assert_eq!(table.len(), 31, "one row per kind");
     }
 }

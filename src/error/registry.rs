@@ -16,6 +16,17 @@ pub enum RegistryError {
         /// The underlying error.
         detail: String,
     },
+    /// The registry could not be reached when hoist first tried it: not retried, since a
+    /// registry that is down or a wrong port does not fix itself within a command.
+    #[error(
+        "cannot reach registry {registry}: {detail}; check the host name and port and that the registry is running"
+    )]
+    Unreachable {
+        /// `host[:port]`.
+        registry: String,
+        /// The underlying error.
+        detail: String,
+    },
     /// The registry's host name does not resolve.
     #[error("cannot resolve the host name of registry {registry}: {detail}; check the spelling, or the DNS settings")]
     Resolve {

@@ -19,32 +19,7 @@ use crate::location::Location;
 use crate::model::{Descriptor, ImageIndex, MediaType};
 use crate::platform::Platform;
 
-/// The annotation that marks an attestation manifest.
-pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
-/// The annotation naming the image an attestation describes.
-pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
-
-/// The digest of the image an attestation descriptor describes, if it is one.
-pub fn attests(descriptor: &Descriptor) -> Option<&str> {
-    descriptor.annotation(REFERENCE_TYPE)?;
-    descriptor.annotation(REFERENCE_DIGEST)
-}
-
-/// The image entry (not an attestation) for `platform`.
-pub fn find_platform<'a>(entries: &'a [Descriptor], platform: &Platform) -> Option<&'a Descriptor> {
-    entries.iter().find(|d| attests(d).is_none() && d.platform.as_ref().is_some_and(|p| p.same_as(platform)))
-}
-
-/// The platforms of the images in `entries`, comma-separated, for error messages.
-pub fn platform_list(entries: &[Descriptor]) -> String {
-    let platforms: Vec<String> = entries
-        .iter()
-        .filter(|d| attests(d).is_none())
-        .filter_map(|d| d.platform.as_ref())
-        .map(Platform::to_string)
-        .collect();
-    platforms.join(", ")
-}
+pub use crate::model::descriptor::{attests, find_platform, platform_list, REFERENCE_DIGEST, REFERENCE_TYPE};
 
 /// One entry of an index, and where its content can be read from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +99,8 @@ pub fn merge(existing: Vec<Entry>, added: Vec<Entry>, options: MergeOptions) -> 
 
 /// Removes the image for `platform` and its attestations. Errors when there is none.
 pub fn remove_platform(entries: Vec<Entry>, platform: &Platform) -> Result<Vec<Entry>> {
-    let removed: Vec<Digest> = entries.iter().filter(|e| e.is_image_for(platform)).map(|e| e.digest().clone()).collect();
+    let removed: Vec<Digest> =
+        entries.iter().filter(|e| e.is_image_for(platform)).map(|e| e.digest().clone()).collect();
     if removed.is_empty() {
         let descriptors: Vec<Descriptor> = entries.iter().map(|e| e.descriptor.clone()).collect();
         return Err(Error::PlatformNotFound {
@@ -191,14 +167,10 @@ pub fn render(entries: &[Entry], format: Format, annotations: &BTreeMap<String, 
 }
 
 /// The entries and annotations of an index document; each entry's content lives at `source`.
-pub fn entries_of(
-    bytes: &[u8],
-    source: Option<&Location>,
-) -> Result<(Vec<Entry>, BTreeMap<String, String>)> {
+pub fn entries_of(bytes: &[u8], source: Option<&Location>) -> Result<(Vec<Entry>, BTreeMap<String, String>)> {
     let index: ImageIndex =
         serde_json::from_slice(bytes).map_err(|source| Error::Json { what: "image index".into(), source })?;
-    let entries =
-        index.manifests.into_iter().map(|descriptor| Entry { descriptor, source: source.cloned() }).collect();
+    let entries = index.manifests.into_iter().map(|descriptor| Entry { descriptor, source: source.cloned() }).collect();
     Ok((entries, index.annotations))
 }
 

@@ -147,7 +147,11 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
     let sink = RegistrySink::new(client, &target.reference(), options.upload.clone());
     let mut create = options.create;
     for attempt in 0..options.tries.max(1) {
-        let (base, annotations) = match (create, current(client, target).await?) {
+        let found = match create {
+            true => None,
+            false => current(client, target).await?,
+        };
+        let (base, annotations) = match (create, found) {
             (true, _) => (Vec::new(), BTreeMap::new()),
             (false, Some(found)) => found,
             (false, None) => {
@@ -181,7 +185,9 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
         tokio::time::sleep(options.settle.mul_f64(1.0 + crate::registry::retry::jitter())).await;
         match current(client, target).await? {
             Some((now, _)) if satisfies(&now, &change) => {
-                let head = client.head_manifest_scoped(&target.reference(), &crate::registry::pull_scope(&target.repository)).await?;
+                let head = client
+                    .head_manifest_scoped(&target.reference(), &crate::registry::pull_scope(&target.repository))
+                    .await?;
                 return Ok(head.map(|h| h.digest).unwrap_or(index.digest));
             }
             _ => tracing::warn!("another writer replaced {} (try {}); merging again", target.reference(), attempt + 1),

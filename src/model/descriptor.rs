@@ -60,6 +60,33 @@ impl Descriptor {
     }
 }
 
+/// The annotation that marks an attestation manifest.
+pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+/// The annotation naming the image an attestation describes.
+pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+
+/// The digest of the image an attestation descriptor describes, if it is one.
+pub fn attests(descriptor: &Descriptor) -> Option<&str> {
+    descriptor.annotation(REFERENCE_TYPE)?;
+    descriptor.annotation(REFERENCE_DIGEST)
+}
+
+/// The image entry (not an attestation) for `platform`.
+pub fn find_platform<'a>(entries: &'a [Descriptor], platform: &Platform) -> Option<&'a Descriptor> {
+    entries.iter().find(|d| attests(d).is_none() && d.platform.as_ref().is_some_and(|p| p.same_as(platform)))
+}
+
+/// The platforms of the images in `entries`, comma-separated, for error messages.
+pub fn platform_list(entries: &[Descriptor]) -> String {
+    let platforms: Vec<String> = entries
+        .iter()
+        .filter(|d| attests(d).is_none())
+        .filter_map(|d| d.platform.as_ref())
+        .map(Platform::to_string)
+        .collect();
+    platforms.join(", ")
+}
+
 fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     let size = u64::deserialize(deserializer)?;
     if size > MAX_SIZE {
@@ -118,7 +145,9 @@ mod tests {
     const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     fn parse(size: &str) -> Result<Descriptor, serde_json::Error> {
-        serde_json::from_str(&format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{DIGEST}","size":{size}}}"#))
+        serde_json::from_str(&format!(
+            r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{DIGEST}","size":{size}}}"#
+        ))
     }
 
     #[test]

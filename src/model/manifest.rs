@@ -64,7 +64,7 @@ pub struct ImageIndex {
 #[derive(Clone, Debug)]
 pub enum Document {
     /// An image manifest.
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     /// An index.
     Index(ImageIndex),
 }
@@ -101,7 +101,7 @@ impl RawManifest {
         if self.media_type.is_index() {
             Ok(Document::Index(serde_json::from_slice(&self.bytes).map_err(json)?))
         } else if self.media_type.is_image() {
-            Ok(Document::Image(serde_json::from_slice(&self.bytes).map_err(json)?))
+            Ok(Document::Image(Box::new(serde_json::from_slice(&self.bytes).map_err(json)?)))
         } else {
             Err(Error::Unsupported { what: what.to_owned(), media_type: self.media_type.to_string() })
         }
@@ -120,7 +120,7 @@ impl RawManifest {
     /// The image manifest it is; an error naming `what` when it is an index.
     pub fn image(&self, what: &str) -> Result<ImageManifest> {
         match self.parse(what)? {
-            Document::Image(image) => Ok(image),
+            Document::Image(image) => Ok(*image),
             Document::Index(_) => {
                 Err(Error::Unsupported { what: what.to_owned(), media_type: self.media_type.to_string() })
             }

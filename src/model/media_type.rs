@@ -91,7 +91,10 @@ impl MediaType {
 impl From<&str> for MediaType {
     fn from(text: &str) -> MediaType {
         let text = text.split(';').next().unwrap_or(text).trim();
-        KNOWN.iter().find(|(_, known)| *known == text).map_or_else(|| MediaType::Other(text.to_owned()), |(k, _)| k.clone())
+        KNOWN
+            .iter()
+            .find(|(_, known)| *known == text)
+            .map_or_else(|| MediaType::Other(text.to_owned()), |(k, _)| k.clone())
     }
 }
 

@@ -20,11 +20,11 @@ use tokio::sync::Mutex;
 
 use self::auth::{basic, fetch_token, Authorization, Challenge};
 use self::error::Envelope;
-pub use crate::error::registry as error;
-pub use crate::error::RegistryError;
 pub use self::retry::RetryPolicy;
 use self::transport::{classify, connect, Endpoint, Failure, TransportOptions};
 use crate::credentials::{Credential, CredentialStore};
+pub use crate::error::registry as error;
+pub use crate::error::RegistryError;
 use crate::error::Result;
 
 /// The token scope to read a repository.
@@ -159,7 +159,10 @@ impl Client {
                 })?;
                 request.headers_mut().insert(reqwest::header::AUTHORIZATION, value);
             } else {
-                tracing::info!("{registry}: not sending credentials to {}", request.url().origin().ascii_serialization());
+                tracing::info!(
+                    "{registry}: not sending credentials to {}",
+                    request.url().origin().ascii_serialization()
+                );
             }
         }
         let response = endpoint.http.execute(request).await.map_err(|e| transport_error(registry, &e))?;

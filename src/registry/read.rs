@@ -69,7 +69,7 @@ impl Client {
                         message,
                     },
                     false => {
-                        RegistryError::Connect { registry: format!("{registry} and its mirrors"), detail: message }
+                        RegistryError::Unreachable { registry: format!("{registry} and its mirrors"), detail: message }
                     }
                 }
                 .into())
@@ -161,9 +161,8 @@ impl Client {
         let registry = &reference.registry;
         let endpoint = self.endpoint(registry).await?;
         let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
-        let response = self
-            .send(registry, &[scope.to_owned()], |http, _| http.head(url.clone()).header(ACCEPT, accept()))
-            .await?;
+        let response =
+            self.send(registry, &[scope.to_owned()], |http, _| http.head(url.clone()).header(ACCEPT, accept())).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }

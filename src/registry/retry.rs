@@ -45,6 +45,11 @@ pub fn is_transient(error: &Error) -> bool {
 }
 
 impl RetryPolicy {
+    /// No retries at all.
+    pub fn none() -> RetryPolicy {
+        RetryPolicy { retries: 0, ..RetryPolicy::default() }
+    }
+
     /// The wait before retry number `attempt` (0-based) after `error`: the registry's
     /// Retry-After when it gave one, else exponential backoff with jitter; capped.
     pub fn wait(&self, attempt: u32, error: &Error) -> Duration {
@@ -77,7 +82,7 @@ impl RetryPolicy {
     /// After a failed attempt: waits and returns the next attempt number, or the error to give
     /// up with.
     pub async fn next_attempt(&self, what: &str, attempt: u32, error: Error, retries: &AtomicU32) -> Result<u32> {
-        if !is_transient(&error) {
+        if !is_transient(&error) || self.retries == 0 {
             return Err(error);
         }
         if attempt >= self.retries {

@@ -182,14 +182,14 @@ pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpo
         return Err(match kind {
             Failure::PlainHttp => RegistryError::PlainHttp { registry: registry.to_owned() },
             Failure::Timeout => RegistryError::Timeout { registry: registry.to_owned(), detail: chain(&https_error) },
-            _ => RegistryError::Connect { registry: registry.to_owned(), detail: chain(&https_error) },
+            _ => RegistryError::Unreachable { registry: registry.to_owned(), detail: chain(&https_error) },
         });
     }
     let plain = client(registry, options, false)?;
     let plain_base = format!("http://{host}");
     match plain.get(format!("{plain_base}/v2/")).send().await {
         Ok(_) => Ok(Endpoint { base: plain_base, http: plain }),
-        Err(e) => Err(RegistryError::Connect {
+        Err(e) => Err(RegistryError::Unreachable {
             registry: registry.to_owned(),
             detail: format!("HTTPS: {}; HTTP: {}", chain(&https_error), chain(&e)),
         }),
@@ -279,12 +279,11 @@ fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rus
         if let Some(found) = current.downcast_ref::<rustls::Error>() {
             return Some(found);
         }
-        if let Some(found) =
-            current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref())
-        {
-            return Some(found);
-        }
-        cause = current.source();
+        // An I/O error's source() skips the error it wraps: step into it instead.
+        cause = match current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
     }
     None
 }

@@ -131,8 +131,7 @@ impl Client {
             scopes.push(super::pull_scope(from));
             url.query_pairs_mut().append_pair("mount", &digest.to_string()).append_pair("from", from);
         }
-        let response =
-            self.send(registry, &scopes, |http, _| http.post(url.clone()).header(CONTENT_LENGTH, 0)).await?;
+        let response = self.send(registry, &scopes, |http, _| http.post(url.clone()).header(CONTENT_LENGTH, 0)).await?;
         match response.status() {
             StatusCode::CREATED if mount.is_some() => Ok(Started::Mounted),
             StatusCode::ACCEPTED => {

@@ -191,7 +191,8 @@ impl<'a> RegistrySink<'a> {
                 let length = upload.chunk.min(descriptor.size - upload.offset);
                 progress.store(upload.offset, Ordering::Relaxed);
                 let body = source.blob(descriptor, upload.offset).await?.into_body(length, Arc::clone(progress));
-                let sent = client.upload_chunk(registry, repository, &url, upload.offset, UploadBody::new(body, length));
+                let sent =
+                    client.upload_chunk(registry, repository, &url, upload.offset, UploadBody::new(body, length));
                 match self.guard(progress, sent).await? {
                     ChunkOutcome::Accepted { url: next, held } => {
                         url = next;
@@ -269,12 +270,8 @@ impl Sink for RegistrySink<'_> {
         progress: &'a Arc<AtomicU64>,
     ) -> BoxFuture<'a, Result<BlobOutcome>> {
         Box::pin(async move {
-            let mut upload = self
-                .uploads
-                .lock()
-                .ok()
-                .and_then(|mut uploads| uploads.remove(&descriptor.digest))
-                .unwrap_or_default();
+            let mut upload =
+                self.uploads.lock().ok().and_then(|mut uploads| uploads.remove(&descriptor.digest)).unwrap_or_default();
             let result = self.attempt(descriptor, source, &mut upload, progress).await;
             if result.is_err() {
                 upload.unsure = true;

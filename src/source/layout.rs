@@ -74,10 +74,10 @@ impl Source for LayoutSource {
             let digest = &descriptor.digest;
             match std::fs::metadata(self.layout.blob_path(digest)).map(|m| m.len()) {
                 Ok(actual) if actual == descriptor.size => Ok(()),
-                Ok(actual) => Err(self.corrupt(format!(
-                    "blob {digest} has {actual} bytes, its descriptor says {}",
-                    descriptor.size
-                ))),
+                Ok(actual) => {
+                    Err(self
+                        .corrupt(format!("blob {digest} has {actual} bytes, its descriptor says {}", descriptor.size)))
+                }
                 Err(_) => Err(self.corrupt(format!("blob {digest} is missing"))),
             }
         })

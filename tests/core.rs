@@ -1,0 +1,199 @@
+//! The core every command shares: `hoist copy` from any source to any sink, through the one
+//! transfer engine (dry runs, tags, reports), reads retried everywhere, exit codes by kind.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::util::proxy::{Fault, Proxy, Response};
+use crate::util::registry::Registry;
+use crate::util::{build_images, fails_with, hoist, make_dist, ok, snapshot, tool};
+
+/// Pushes the example's two-platform image to `registry/src/app:v1`; returns the layout.
+fn seed(work: &Path, registry: &str) -> std::path::PathBuf {
+    make_dist(work);
+    let (layout, _) = build_images(work);
+    ok(hoist().args(["push", "-q", &format!("oci:{}:multi", layout.display()), &format!("{registry}/src/app:v1")]));
+    layout
+}
+
+fn tags(registry: &str, repository: &str) -> Vec<String> {
+    let listed = hoist().args(["tags", &format!("{registry}/{repository}")]).output().unwrap();
+    String::from_utf8_lossy(&listed.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn copy_dry_run_writes_nothing_and_by_digest_tags_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    seed(work.path(), &registry.host());
+    let proxy = Proxy::with_faults(registry.host(), |_| Fault::Forward);
+    let (from, to) = (format!("{}/src/app:v1", proxy.host()), format!("{}/dst/app:v1", proxy.host()));
+
+    let out = hoist().args(["copy", &from, &to, "--dry-run"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("would upload"), "{stderr}");
+    for method in ["POST", "PATCH", "PUT"] {
+        assert_eq!(proxy.count(method, "/v2/"), 0, "{method} sent in a dry run");
+    }
+    assert!(tags(&registry.host(), "dst/app").is_empty(), "a dry run made a tag");
+
+    let digest_file = work.path().join("digest.txt");
+    let report: Value = serde_json::from_str(&ok(hoist().args([
+        "copy",
+        &from,
+        &to,
+        "--push-by-digest",
+        "--json",
+        "--digest-file",
+        &digest_file.display().to_string(),
+    ])))
+    .unwrap();
+    let digest = report["digest"].as_str().unwrap().to_owned();
+    assert!(digest.starts_with("sha256:"), "{report}");
+    assert_eq!(report["manifests_pushed"], 3, "{report}");
+    assert!(report["blobs_mounted"].as_u64().unwrap() >= 3, "same registry: blobs are mounted: {report}");
+    assert_eq!(report["tags"], serde_json::json!([]), "{report}");
+    assert_eq!(std::fs::read_to_string(&digest_file).unwrap().trim(), digest);
+    assert!(tags(&registry.host(), "dst/app").is_empty(), "--push-by-digest made a tag");
+    let inspected = ok(hoist().args(["digest", &format!("{}/dst/app@{digest}", registry.host())]));
+    assert_eq!(inspected.trim(), digest, "the index is there by digest");
+
+    ok(hoist().args(["copy", "-q", &from, &to, "--tag", "latest"]));
+    let mut now = tags(&registry.host(), "dst/app");
+    now.sort();
+    assert_eq!(now, ["latest", "v1"]);
+}
+
+#[test]
+fn copy_pulls_into_a_layout_that_umoci_unpacks_and_between_layouts() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    seed(work.path(), &registry.host());
+    let pulled = work.path().join("pulled");
+    ok(hoist().args([
+        "copy",
+        "-q",
+        "--platform",
+        "linux/arm64",
+        &format!("{}/src/app:v1", registry.host()),
+        &format!("oci:{}:arm", pulled.display()),
+    ]));
+    let bundle = work.path().join("bundle");
+    ok(tool("umoci").args(["unpack", "--image"]).arg(format!("{}:arm", pulled.display())).arg(&bundle));
+    let expected = snapshot(&work.path().join("dist/linux_arm64"));
+    assert_eq!(snapshot(&bundle.join("rootfs/app")), expected, "umoci unpacks what was pulled");
+
+    let whole = work.path().join("whole");
+    let digest = ok(hoist().args([
+        "copy",
+        "-q",
+        &format!("{}/src/app:v1", registry.host()),
+        &format!("oci:{}:all", whole.display()),
+    ]));
+    let index = ok(hoist().args(["digest", &format!("{}/src/app:v1", registry.host())]));
+    assert_eq!(digest.trim(), index.trim(), "an index keeps its digest in a layout");
+    let again = work.path().join("again");
+    let copied = ok(hoist().args([
+        "copy",
+        "-q",
+        &format!("oci:{}:all", whole.display()),
+        &format!("oci:{}:v2", again.display()),
+    ]));
+    assert_eq!(copied.trim(), index.trim(), "layout to layout");
+    let raw = ok(tool("skopeo").args(["inspect", "--raw"]).arg(format!("oci:{}:v2", again.display())));
+    assert_eq!(Digest::of(raw.as_bytes()), index.trim());
+}
+
+/// sha256 of bytes, as `sha256:…`.
+struct Digest;
+impl Digest {
+    fn of(bytes: &[u8]) -> String {
+        hoist::Digest::of(bytes).to_string()
+    }
+}
+
+/// A proxy that answers 503 to the first GET of a manifest and the first GET of a blob.
+fn first_reads_fail(upstream: String) -> (Proxy, Arc<AtomicUsize>) {
+    let failed = Arc::new(AtomicUsize::new(0));
+    let (manifest_once, blob_once) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let counter = Arc::clone(&failed);
+    let proxy = Proxy::with_faults(upstream, move |request| {
+        let once = match (request.method(), request.path()) {
+            ("GET", path) if path.contains("/manifests/") => &manifest_once,
+            ("GET", path) if path.contains("/blobs/sha256:") => &blob_once,
+            _ => return Fault::Forward,
+        };
+        if once.fetch_add(1, Ordering::SeqCst) == 0 {
+            counter.fetch_add(1, Ordering::SeqCst);
+            return Fault::Respond(Response::new("503 Service Unavailable", &[], b"busy"));
+        }
+        Fault::Forward
+    });
+    (proxy, failed)
+}
+
+#[test]
+fn a_503_on_the_first_reads_is_retried_by_copy_base_and_index() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    seed(work.path(), &registry.host());
+
+    let (proxy, failed) = first_reads_fail(registry.host());
+    let from = format!("{}/src/app:v1", proxy.host());
+    // Across "registries" (the proxy and the registry are different hosts): blobs are read.
+    ok(hoist().args(["copy", "-q", &from, &format!("{}/copied/app:v1", registry.host())]));
+    assert_eq!(failed.load(Ordering::SeqCst), 2, "copy met both 503s");
+
+    let (proxy, failed) = first_reads_fail(registry.host());
+    let app = work.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("new.txt"), "on top\n").unwrap();
+    let out = work.path().join("on-base");
+    ok(hoist().args([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--layer",
+        &format!("{}:/srv/", app.display()),
+        "--base",
+        &format!("{}/src/app:v1", proxy.host()),
+        "--output",
+        &format!("oci:{}:v1", out.display()),
+    ]));
+    assert_eq!(failed.load(Ordering::SeqCst), 2, "build --base met both 503s");
+
+    let (proxy, failed) = first_reads_fail(registry.host());
+    ok(hoist().args([
+        "index",
+        "create",
+        &format!("{}/idx/app:v1", proxy.host()),
+        &format!("{}/src/app:v1", proxy.host()),
+        "--settle",
+        "0",
+    ]));
+    ok(hoist().args([
+        "index",
+        "add",
+        &format!("{}/idx/app:v1", proxy.host()),
+        &format!("{}/src/app:v1", proxy.host()),
+        "--settle",
+        "0",
+    ]));
+    assert!(failed.load(Ordering::SeqCst) >= 1, "index met a 503");
+}
+
+#[test]
+fn a_name_that_does_not_resolve_exits_6_at_once() {
+    // In a network namespace of its own there is no network at all: the lookup fails on this
+    // machine and no query leaves it.
+    let started = std::time::Instant::now();
+    let mut command = tool("unshare");
+    command.args(["-n", env!("CARGO_BIN_EXE_hoist"), "inspect", "no-such-registry.invalid/app:v1"]);
+    let error = fails_with(command, Some(6));
+    assert!(error.contains("no-such-registry.invalid") && error.contains("resolve"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "not retried: {:?}", started.elapsed());
+}
