@@ -8,4 +8,5 @@ mod cli;
 mod index;
 mod push;
 mod registry;
+mod release;
 mod util;
