@@ -34,7 +34,8 @@ esac
 if [ "$version" = latest ]; then
   auth=()
   [ -z "${HOIST_TOKEN:-}" ] || auth=(--header "Authorization: Bearer $HOIST_TOKEN")
-  release="$(curl "${curl_flags[@]}" "${auth[@]}" --header 'Accept: application/vnd.github+json' \
+  # ${auth[@]+…}: an empty array is "unbound" to macOS's bash 3.2 under `set -u`.
+  release="$(curl "${curl_flags[@]}" ${auth[@]+"${auth[@]}"} --header 'Accept: application/vnd.github+json' \
     "$api/repos/$repository/releases/latest")" || fail "cannot read the latest release of $repository"
   tag="$(printf '%s' "$release" | grep -o '"tag_name": *"[^"]*"' | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/')"
   [ -n "$tag" ] || fail "the latest release of $repository has no tag name"
