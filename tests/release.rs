@@ -1,7 +1,8 @@
 //! Shipping hoist: the crate's file list, the release archive (scripts/release-archive.sh) and
-//! the GitHub Action's install script (scripts/action-install.sh) against a loopback server
-//! standing in for GitHub's releases.
+//! the GitHub Action's scripts: install (scripts/action-install.sh) against a loopback server
+//! standing in for GitHub's releases, and login (scripts/action-login.sh) to a loopback registry.
 
+use crate::util::registry::{htpasswd, Registry, Setup};
 use crate::util::{ok, tool};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -228,4 +229,38 @@ fn the_action_refuses_an_archive_whose_checksum_differs_and_a_missing_release() 
     let out = install(&server, work.path(), "someone/fork", "main").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("version must be"));
+}
+
+#[test]
+fn the_action_logs_in_with_the_password_on_stdin() {
+    let secrets = tempfile::tempdir().unwrap();
+    let passwords = htpasswd(secrets.path(), &[("alice", "wonderland")]);
+    let registry = Registry::start_with(Setup {
+        auth: Some(format!("  htpasswd:\n    realm: hoist-test\n    path: {}\n", passwords.display())),
+        ..Setup::default()
+    });
+    let host = registry.host();
+    let binaries = Path::new(env!("CARGO_BIN_EXE_hoist")).parent().unwrap().to_owned();
+    let path = format!("{}:{}", binaries.display(), std::env::var("PATH").unwrap_or_default());
+    let docker_config = tempfile::tempdir().unwrap();
+    let login = |password: &str| {
+        let mut command = Command::new(repo().join("scripts/action-login.sh"));
+        command
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", docker_config.path())
+            .env("HOIST_REGISTRY", &host)
+            .env("HOIST_USERNAME", "alice")
+            .env("HOIST_PASSWORD", password);
+        command
+    };
+
+    let out = login("wrong").output().unwrap();
+    assert!(!out.status.success(), "a wrong password logs in");
+    assert!(!docker_config.path().join("config.json").exists(), "nothing stored for a failed login");
+
+    let stdout = ok(login("wonderland"));
+    assert!(stdout.contains("::add-mask::wonderland\n"), "the password is masked in the log: {stdout}");
+    let config = crate::util::read_json(&docker_config.path().join("config.json"));
+    assert!(config["auths"][&host]["auth"].is_string(), "{config}");
+    ok(crate::util::hoist().env("DOCKER_CONFIG", docker_config.path()).args(["catalog", &host]));
 }
