@@ -50,7 +50,7 @@ http:
 YAML
   env -u REGISTRY_HTTP_ADDR docker-registry serve "$BENCH_DIR/registry/config.yml" > "$BENCH_DIR/registry/log" 2>&1 &
   REGISTRY_PID=$!
-  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return; sleep 0.1; done
+  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && return; sleep 0.1; done
   echo "registry did not start" >&2; exit 1
 }
 stop_registry() { kill "$REGISTRY_PID" 2>/dev/null || true; wait "$REGISTRY_PID" 2>/dev/null || true; }

@@ -9,4 +9,5 @@ mod core;
 mod index;
 mod push;
 mod registry;
+mod release;
 mod util;
