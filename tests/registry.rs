@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::util::proxy::{Proxy, StaticServer};
-use crate::util::registry::{free_port, htpasswd, Registry, Setup};
+use crate::util::registry::{free_port, with_htpasswd, Registry, Setup};
 use crate::util::token::{TokenServer, REFRESH_TOKEN};
 use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool};
 
@@ -170,11 +170,7 @@ fn path_with(bin: &Path) -> String {
 #[test]
 fn basic_auth_with_flags_login_and_docker_credentials() {
     let secrets = tempfile::tempdir().unwrap();
-    let passwords = htpasswd(secrets.path(), &[("alice", "wonderland")]);
-    let registry = Registry::start_with(Setup {
-        auth: Some(format!("  htpasswd:\n    realm: hoist-test\n    path: {}\n", passwords.display())),
-        ..Setup::default()
-    });
+    let registry = with_htpasswd(secrets.path(), &[("alice", "wonderland")]);
     let host = registry.host();
     let work = tempfile::tempdir().unwrap();
     let (layout, _) = build_app_images(work.path());
@@ -284,11 +280,7 @@ fn identity_tokens_use_the_oauth2_refresh_grant() {
 #[test]
 fn redirects_drop_credentials_and_rate_limits_say_how_long_to_wait() {
     let secrets = tempfile::tempdir().unwrap();
-    let passwords = htpasswd(secrets.path(), &[("alice", "wonderland")]);
-    let registry = Registry::start_with(Setup {
-        auth: Some(format!("  htpasswd:\n    realm: hoist-test\n    path: {}\n", passwords.display())),
-        ..Setup::default()
-    });
+    let registry = with_htpasswd(secrets.path(), &[("alice", "wonderland")]);
     let work = tempfile::tempdir().unwrap();
     let (layout, _) = build_app_images(work.path());
     let reference = format!("{}/team/app:v1", registry.host());

@@ -2,7 +2,7 @@
 //! the GitHub Action's scripts: install (scripts/action-install.sh) against a loopback server
 //! standing in for GitHub's releases, and login (scripts/action-login.sh) to a loopback registry.
 
-use crate::util::registry::{htpasswd, Registry, Setup};
+use crate::util::registry::with_htpasswd;
 use crate::util::{ok, tool};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -234,11 +234,7 @@ fn the_action_refuses_an_archive_whose_checksum_differs_and_a_missing_release() 
 #[test]
 fn the_action_logs_in_with_the_password_on_stdin() {
     let secrets = tempfile::tempdir().unwrap();
-    let passwords = htpasswd(secrets.path(), &[("alice", "wonderland")]);
-    let registry = Registry::start_with(Setup {
-        auth: Some(format!("  htpasswd:\n    realm: hoist-test\n    path: {}\n", passwords.display())),
-        ..Setup::default()
-    });
+    let registry = with_htpasswd(secrets.path(), &[("alice", "wonderland")]);
     let host = registry.host();
     let binaries = Path::new(env!("CARGO_BIN_EXE_hoist")).parent().unwrap().to_owned();
     let path = format!("{}:{}", binaries.display(), std::env::var("PATH").unwrap_or_default());

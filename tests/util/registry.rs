@@ -112,6 +112,15 @@ impl Drop for Registry {
     }
 }
 
+/// A registry with htpasswd Basic auth for `users`; the htpasswd file lives in `dir`.
+pub fn with_htpasswd(dir: &Path, users: &[(&str, &str)]) -> Registry {
+    let passwords = htpasswd(dir, users);
+    Registry::start_with(Setup {
+        auth: Some(format!("  htpasswd:\n    realm: hoist-test\n    path: {}\n", passwords.display())),
+        ..Setup::default()
+    })
+}
+
 /// Writes an htpasswd file with bcrypt entries, as distribution requires.
 pub fn htpasswd(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
     let path = dir.join("htpasswd");
