@@ -62,6 +62,12 @@ fn copy_dry_run_writes_nothing_and_by_digest_tags_nothing() {
     let inspected = ok(hoist().args(["digest", &format!("{}/dst/app@{digest}", registry.host())]));
     assert_eq!(inspected.trim(), digest, "the index is there by digest");
 
+    for bad in ["%2e%2e/%2e%2e/other/manifests/prod", "../../other/manifests/prod", ".hidden"] {
+        let before = proxy.requests.lock().unwrap().len();
+        let error = fails_with(hoist().args(["copy", &from, &to, "--tag", bad]), Some(3));
+        assert!(error.contains("invalid tag"), "{error}");
+        assert_eq!(proxy.requests.lock().unwrap().len(), before, "a bad tag is refused before any request");
+    }
     ok(hoist().args(["copy", "-q", &from, &to, "--tag", "latest"]));
     let mut now = tags(&registry.host(), "dst/app");
     now.sort();

@@ -135,6 +135,14 @@ pub fn send(
     registry: &RegistryArgs,
     quiet: bool,
 ) -> anyhow::Result<Report> {
+    if let Some(bad) = flags.tags.iter().find(|t| !hoist::reference::is_tag(t)) {
+        return Err(hoist::Error::invalid(
+            "tag",
+            bad.as_str(),
+            "a tag is 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+        )
+        .into());
+    }
     let client = registry.client()?.with_retry(flags.retry());
     let mut source = hoist::source::open(from, &client)?;
     if let Some((location, digests)) = elsewhere {
