@@ -181,7 +181,9 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
         let index = RawManifest::new(bytes, Some(format.media_type()));
         sink.put_manifest(&index).await?;
         let Some(tag) = &target.tag else { return Ok(index.digest) };
-        sink.tag(&index, std::slice::from_ref(tag)).await?;
+        // Straight to the PUT (no HEAD first): the shorter the read-merge-write, the smaller
+        // the window in which another writer can slip in.
+        client.put_manifest(&target.registry, &target.repository, tag, &index).await?;
         tokio::time::sleep(options.settle.mul_f64(1.0 + crate::registry::retry::jitter())).await;
         match current(client, target).await? {
             Some((now, _)) if satisfies(&now, &change) => {
