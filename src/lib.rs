@@ -9,6 +9,7 @@
 pub mod base;
 pub mod build;
 pub mod buildfile;
+pub mod cache;
 pub mod config;
 pub mod copy;
 pub mod credentials;
