@@ -12,10 +12,11 @@ use oci_spec::image::{Descriptor, DescriptorBuilder, ImageIndexBuilder, ImageMan
 use serde::Serialize;
 
 use crate::base::BaseImage;
+use crate::cache::{Cache, CachedLayer, LayerKey};
 use crate::config::{image_config, timestamp, ConfigLayer, ImageSettings};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::{write_layer, Compression, TarOptions};
+use crate::layer::{diff_id, write_layer, Compression, TarOptions};
 use crate::layout::LayoutWriter;
 use crate::platform::Platform;
 
@@ -74,6 +75,8 @@ pub struct BuildOptions {
     /// Base layer files to put into the layout (from hoist's cache). A base layer without a
     /// file here is left out of the layout: the push takes it from the base's registry.
     pub base_files: BTreeMap<Digest, PathBuf>,
+    /// The layer cache; `None` compresses every layer.
+    pub cache: Option<Cache>,
 }
 
 /// One layer as built.
@@ -91,6 +94,8 @@ pub struct BuiltLayer {
     pub size: u64,
     /// Digest of the uncompressed tar.
     pub diff_id: Digest,
+    /// Whether the blob came from the layer cache instead of being compressed.
+    pub cached: bool,
 }
 
 /// One platform's image as built.
@@ -119,6 +124,10 @@ pub struct BuildOutput {
     pub size: u64,
     /// The per-platform images.
     pub images: Vec<BuiltImage>,
+    /// How many distinct layers came from the layer cache.
+    pub cached_layers: usize,
+    /// How many distinct layers were built.
+    pub built_layers: usize,
     #[serde(skip)]
     descriptor: Descriptor,
 }
@@ -216,6 +225,14 @@ pub fn build(options: &BuildOptions, writer: &mut LayoutWriter) -> Result<BuildO
         }
         images.push(build_image(options, platform, layers, &created, writer)?);
     }
+    let cached_layers = built_layers.values().filter(|l| l.cached).count();
+    if let Some(cache) = &options.cache {
+        // The layout holds its own links to the blobs it uses, so eviction cannot hurt it.
+        let eviction = cache.evict()?;
+        if eviction.removed > 0 {
+            tracing::info!("layer cache: evicted {} blobs ({} bytes)", eviction.removed, eviction.freed);
+        }
+    }
     if options.no_index {
         let image = images.remove(0);
         let descriptor = descriptor(MediaType::ImageManifest, &image.digest, image.size)?;
@@ -224,6 +241,8 @@ pub fn build(options: &BuildOptions, writer: &mut LayoutWriter) -> Result<BuildO
             digest: image.digest.clone(),
             size: image.size,
             images: vec![image],
+            cached_layers,
+            built_layers: built_layers.len(),
             descriptor,
         });
     }
@@ -246,22 +265,62 @@ pub fn build(options: &BuildOptions, writer: &mut LayoutWriter) -> Result<BuildO
         digest,
         size,
         images,
+        cached_layers,
+        built_layers: built_layers.len(),
     })
 }
 
 fn build_layer(options: &BuildOptions, path: &Path, dest: &str, writer: &mut LayoutWriter) -> Result<BuiltLayer> {
-    let blob = writer.blob()?;
-    let (diff_id, blob) =
-        write_layer(path, dest, &options.excludes, &options.tar, options.compression, options.level(), blob)?;
-    let (digest, size) = writer.add_blob(blob)?;
-    Ok(BuiltLayer {
+    let level = options.level();
+    let layer = |digest: Digest, size: u64, diff_id: Digest, cached: bool| BuiltLayer {
         source: path.to_path_buf(),
         dest: dest.to_owned(),
         media_type: options.compression.media_type().to_owned(),
         digest,
         size,
         diff_id,
-    })
+        cached,
+    };
+    let Some(cache) = &options.cache else {
+        let blob = writer.blob()?;
+        let (diff_id, blob) =
+            write_layer(path, dest, &options.excludes, &options.tar, options.compression, level, blob)?;
+        let (digest, size) = writer.add_blob(blob)?;
+        return Ok(layer(digest, size, diff_id, false));
+    };
+    let compression = options.compression.identity(level);
+    let key = |diff_id: &Digest| LayerKey { diff_id: diff_id.clone(), compression: compression.clone() };
+    let source = source_key(options, path, dest, &compression);
+    // When this source became a cached blob last time, it probably did not change: hash the
+    // tar first (cheap) and compress only on a miss. Otherwise compress in the same pass.
+    let predicted_hit = match cache.source_hint(&source) {
+        Some(previous) => cache.layer(&key(&previous))?.is_some(),
+        None => false,
+    };
+    if predicted_hit {
+        let diff_id = diff_id(path, dest, &options.excludes, &options.tar)?;
+        if let Some(cached) = cache.layer(&key(&diff_id))? {
+            if let Some(size) = cache.link_into(&cached.digest, writer.staging_dir())? {
+                writer.add_staged(&cached.digest)?;
+                tracing::info!("layer {} -> {dest}: {} from the cache", path.display(), cached.digest);
+                return Ok(layer(cached.digest, size, diff_id, true));
+            }
+        }
+        tracing::info!("layer {} -> {dest} changed: compressing it", path.display());
+    }
+    let blob = cache.writer()?;
+    let (diff_id, blob) = write_layer(path, dest, &options.excludes, &options.tar, options.compression, level, blob)?;
+    let stored = blob.commit(None, Some(writer.staging_dir()))?;
+    writer.add_staged(&stored.digest)?;
+    cache.record_layer(&key(&diff_id), &CachedLayer { digest: stored.digest.clone(), size: stored.size })?;
+    cache.record_source_hint(&source, &diff_id)?;
+    Ok(layer(stored.digest, stored.size, diff_id, false))
+}
+
+/// Names a layer source and every setting that shapes its tar, for the cache's hint.
+fn source_key(options: &BuildOptions, path: &Path, dest: &str, compression: &str) -> String {
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("{}\0{dest}\0{:?}\0{:?}\0{compression}", absolute.display(), options.excludes, options.tar)
 }
 
 fn build_image(
@@ -277,7 +336,9 @@ fn build_image(
         .zip(&layers)
         .map(|(source, built)| ConfigLayer {
             diff_id: built.diff_id.clone(),
-            created_by: format!("hoist layer {} {}", source.source, source.dest),
+            // Only what is inside the image: the source's path is the host's business, and
+            // would make the same files built from two checkouts give two configs.
+            created_by: format!("hoist layer {}", source.dest),
         })
         .collect();
     let config = image_config(platform, &options.image, &history, created)?;

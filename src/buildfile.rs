@@ -67,6 +67,9 @@ pub struct BuildSpec {
     pub owner: Option<String>,
     /// Skip special files with a warning.
     pub skip_special: Option<bool>,
+    /// Record modes as git does: files 0644 or 0755 by their owner-execute bit, directories
+    /// 0755, whatever the umask of the checkout.
+    pub normalize_modes: Option<bool>,
     /// Write a plain manifest, not an index.
     pub no_index: Option<bool>,
     /// Base image (a registry reference or `oci:DIR[:TAG]`); scratch when absent.
@@ -128,6 +131,7 @@ impl BuildSpec {
             preserve_mtime: self.preserve_mtime.or(fallback.preserve_mtime),
             owner: self.owner.or(fallback.owner),
             skip_special: self.skip_special.or(fallback.skip_special),
+            normalize_modes: self.normalize_modes.or(fallback.normalize_modes),
             no_index: self.no_index.or(fallback.no_index),
             base: self.base.or(fallback.base),
             context: match self.layers.is_empty() {
@@ -163,6 +167,7 @@ impl BuildSpec {
                 uid,
                 gid,
                 skip_special: self.skip_special.unwrap_or(false),
+                normalize_modes: self.normalize_modes.unwrap_or(false),
             },
             compression: self.compression.as_deref().unwrap_or("gzip").parse()?,
             compression_level: self.compression_level,
@@ -182,6 +187,7 @@ impl BuildSpec {
             no_index: self.no_index.unwrap_or(false),
             base: BTreeMap::new(),
             base_files: BTreeMap::new(),
+            cache: None,
         };
         Ok((options, output))
     }
@@ -222,6 +228,7 @@ output = "oci:out/layout:v1"
 entrypoint = ["/app/server"]
 env = ["PORT=8080"]
 compression = "zstd"
+normalize-modes = true
 labels = { "org.opencontainers.image.source" = "https://example.com/repo" }
 "#;
 
@@ -244,6 +251,7 @@ labels = { "org.opencontainers.image.source" = "https://example.com/repo" }
         assert_eq!(merged.labels.len(), 2);
         let (options, output) = merged.into_options(Path::new("/elsewhere")).unwrap();
         assert_eq!(options.platforms.len(), 2);
+        assert!(options.tar.normalize_modes, "normalize-modes from the file");
         assert_eq!(options.context, dir.path(), "layers from the file are relative to it");
         assert_eq!(output, Location::Layout { dir: dir.path().join("out/layout"), tag: Some("v1".into()) });
     }

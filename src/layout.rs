@@ -207,6 +207,22 @@ impl LayoutWriter {
         Ok(())
     }
 
+    /// The staging directory, where blobs wait as `<hex>` files until the commit.
+    pub fn staging_dir(&self) -> &Path {
+        self.staging.path()
+    }
+
+    /// Adds a blob that the caller has put into [`staging_dir`](LayoutWriter::staging_dir) as
+    /// `<hex>` itself, complete, verified and synced (e.g. linked from hoist's cache).
+    pub fn add_staged(&mut self, digest: &Digest) -> Result<()> {
+        let path = self.staging.path().join(digest.hex());
+        fs::symlink_metadata(&path).at("read", &path)?;
+        if !self.staged.contains(digest) {
+            self.staged.push(digest.clone());
+        }
+        Ok(())
+    }
+
     /// Adds a JSON document as a blob, in canonical form. Returns digest and size.
     pub fn add_json(&mut self, value: &impl Serialize, what: &str) -> Result<(Digest, u64)> {
         let bytes = json::canonical(value, what)?;

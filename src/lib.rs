@@ -13,6 +13,7 @@ pub mod base;
 pub mod blob;
 pub mod build;
 pub mod buildfile;
+pub mod cache;
 pub mod config;
 pub mod credentials;
 pub mod digest;

@@ -13,8 +13,15 @@ const TAG: &str = "v1.2.3";
 
 /// The build from the README, into `layout`.
 fn build_app(root: &Path, layout: &Path, extra: &[&str]) -> Command {
+    let mut command = build_layer(APP_BUILD[6], layout, extra);
+    command.current_dir(root);
+    command
+}
+
+/// The build from the README with `layer` as its --layer, into `layout`.
+fn build_layer(layer: &str, layout: &Path, extra: &[&str]) -> Command {
     let mut command = hoist();
-    command.current_dir(root).args(APP_BUILD).args([
+    command.args(&APP_BUILD[..6]).arg(layer).args([
         "--exclude",
         "**/*.map",
         "--entrypoint",
@@ -297,13 +304,16 @@ fn an_unreadable_file_fails_the_build_and_nothing_is_written() {
     fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     fs::set_permissions(work.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let layout = work.path().join("layout");
-    let command = build_app(work.path(), &layout, &[]);
+    let mut command = build_app(work.path(), &layout, &[]);
+    // nobody cannot write root's cache; this test is about the unreadable file.
+    command.env("XDG_CACHE_HOME", work.path().join("cache"));
     // root reads any file: run as nobody so that mode 000 really is unreadable.
     let mut as_nobody = tool("setpriv");
     as_nobody
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(command.get_program())
         .args(command.get_args())
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
         .current_dir(work.path());
     let error = fails(&mut as_nobody);
     assert!(error.contains("secret.key") && error.contains("ermission denied"), "{error}");
@@ -323,4 +333,120 @@ fn special_files_are_refused_by_name_or_skipped() {
     let out = build_app(work.path(), &layout, &["--skip-special"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("skipping fifo"));
+}
+
+/// The app's build file, with `layers` as given.
+fn build_file(dir: &Path, layers: &str, output: &Path) -> std::path::PathBuf {
+    let file = dir.join("hoist.toml");
+    fs::write(
+        &file,
+        format!(
+            r#"platforms = ["linux/amd64", "linux/arm64"]
+layers = [{layers:?}]
+exclude = ["**/*.map"]
+output = "oci:{}:{TAG}"
+entrypoint = ["/app/server"]
+env = ["PORT=8080"]
+workdir = "/app"
+user = "65532"
+ports = ["8080"]
+labels = {{ "org.opencontainers.image.source" = "https://example.com/repo" }}
+annotations = {{ "org.opencontainers.image.version" = "1.2.3" }}
+"#,
+            output.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn one_tree_gives_one_digest_from_any_directory_by_flags_or_build_file() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut digests = Vec::new();
+    let mut checkouts = Vec::new();
+    for _ in 0..2 {
+        let checkout = tempfile::tempdir().unwrap();
+        make_dist(checkout.path());
+        // Absolute sources, as CI passes them ($GITHUB_WORKSPACE/dist/...).
+        let absolute = format!("{}/dist/{{os}}_{{arch}}/:/app/", checkout.path().display());
+        let layout = checkout.path().join("flags");
+        let mut flags = build_layer(&absolute, &layout, &[]);
+        flags.env("XDG_CACHE_HOME", cache.path()).current_dir("/");
+        digests.push(ok(&mut flags).trim().to_owned());
+        let index = blob_json(&layout, &digests[digests.len() - 1]);
+        let manifest = blob_json(&layout, index["manifests"][0]["digest"].as_str().unwrap());
+        let config = blob_json(&layout, manifest["config"]["digest"].as_str().unwrap());
+        let text = config.to_string();
+        assert!(!text.contains(&checkout.path().display().to_string()), "no host path in the config: {text}");
+        assert_eq!(config["history"][0]["created_by"], "hoist layer /app/");
+        for layers in [absolute.as_str(), "dist/{os}_{arch}/:/app/"] {
+            let file = build_file(checkout.path(), layers, &checkout.path().join("file"));
+            let elsewhere = tempfile::tempdir().unwrap();
+            digests.push(
+                ok(hoist()
+                    .env("XDG_CACHE_HOME", cache.path())
+                    .current_dir(elsewhere.path())
+                    .arg("build")
+                    .arg("-f")
+                    .arg(&file))
+                .trim()
+                .to_owned(),
+            );
+        }
+        checkouts.push(checkout);
+    }
+    assert_eq!(digests.len(), 6);
+    assert!(digests.iter().all(|d| d == &digests[0]), "one index digest: {digests:#?}");
+}
+
+/// Modes of the regular files and directories in a layout's first layer (gzip).
+fn layer_modes(layout: &Path, index_digest: &str) -> Vec<(String, u32)> {
+    let manifest = blob_json(layout, blob_json(layout, index_digest)["manifests"][0]["digest"].as_str().unwrap());
+    let blob = blob_path(layout, manifest["layers"][0]["digest"].as_str().unwrap());
+    let tar = tool("gzip").arg("-dc").arg(&blob).output().unwrap().stdout;
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut modes: Vec<(String, u32)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().display().to_string(), e.header().mode().unwrap())
+        })
+        .collect();
+    modes.sort();
+    modes
+}
+
+#[test]
+fn normalized_modes_make_the_checkout_umask_irrelevant() {
+    let work = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut plain = Vec::new();
+    let mut normalized = Vec::new();
+    for umask in ["002", "022"] {
+        let tree = work.path().join(format!("umask{umask}"));
+        let script = format!(
+            "umask {umask} && mkdir -p {0}/bin {0}/share/doc && echo tool > {0}/bin/tool && chmod +x {0}/bin/tool \
+             && echo readme > {0}/share/doc/README",
+            tree.display()
+        );
+        ok(tool("sh").arg("-c").arg(script));
+        for (flag, digests) in [(None, &mut plain), (Some("--normalize-modes"), &mut normalized)] {
+            let layout = work.path().join(format!("layout-{umask}-{}", flag.is_some()));
+            let mut command = hoist();
+            command.env("XDG_CACHE_HOME", cache.path()).args(["build", "--platform", "linux/amd64", "--layer"]);
+            command.arg(format!("{}:/opt/", tree.display())).arg("--output").arg(format!("oci:{}", layout.display()));
+            command.args(flag);
+            let digest = ok(&mut command).trim().to_owned();
+            digests.push((digest.clone(), layer_modes(&layout, &digest)));
+        }
+    }
+    assert_ne!(plain[0].0, plain[1].0, "group-write bits differ between the umasks");
+    assert_eq!(normalized[0].0, normalized[1].0, "one digest with --normalize-modes");
+    let expected = [("opt/", 0o755), ("opt/bin/", 0o755), ("opt/bin/tool", 0o755), ("opt/share/", 0o755)];
+    let mut expected: Vec<(String, u32)> = expected.iter().map(|(n, m)| (n.to_string(), *m)).collect();
+    expected.extend([("opt/share/doc/".into(), 0o755), ("opt/share/doc/README".into(), 0o644)]);
+    assert_eq!(normalized[0].1, expected);
+    assert!(plain[0].1.iter().any(|(_, mode)| mode & 0o020 != 0), "umask 002 gives group-write: {:?}", plain[0].1);
 }

@@ -4,6 +4,7 @@
 
 mod base;
 mod build;
+mod cache;
 mod cli;
 mod core;
 mod index;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use hoist::build::build;
 use hoist::buildfile::{current_dir, key_values, BuildSpec};
+use hoist::cache::{parse_size, Cache};
 use hoist::layout::LayoutWriter;
 use hoist::location::Location;
 
@@ -81,6 +82,16 @@ pub struct BuildArgs {
     /// Skip sockets, fifos and devices with a warning instead of failing.
     #[arg(long)]
     skip_special: bool,
+    /// Record modes as git does: files 0644 or 0755 by their owner-execute bit, directories
+    /// 0755 (for checkouts made under different umasks).
+    #[arg(long)]
+    normalize_modes: bool,
+    /// Compress every layer; neither read nor fill the layer cache ($XDG_CACHE_HOME/hoist).
+    #[arg(long)]
+    no_cache: bool,
+    /// Bound on the layer cache's size; least recently used blobs go first (e.g. 500M, 10G).
+    #[arg(long, value_name = "SIZE", default_value = "10G")]
+    cache_size: String,
     /// Write a plain image manifest instead of an index (one platform only).
     #[arg(long)]
     no_index: bool,
@@ -124,6 +135,7 @@ impl BuildArgs {
             preserve_mtime: self.preserve_mtime.then_some(true),
             owner: self.owner.clone(),
             skip_special: self.skip_special.then_some(true),
+            normalize_modes: self.normalize_modes.then_some(true),
             no_index: self.no_index.then_some(true),
             base: self.base.clone(),
             context: None,
@@ -159,6 +171,14 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let base = spec.base.clone();
     let (mut options, output) = spec.into_options(&current_dir()?)?;
+    let cache_size = parse_size(&args.cache_size)?;
+    if !args.no_cache {
+        // A cache that cannot be opened (read-only home, say) costs speed, not the build.
+        match Cache::default_dir().and_then(Cache::open) {
+            Ok(cache) => options.cache = Some(cache.with_max_size(cache_size)),
+            Err(e) => tracing::warn!("building without the layer cache: {e}"),
+        }
+    }
     let mut elsewhere: Option<Elsewhere> = None;
     if let Some(base) = &base {
         let location: Location = base.parse()?;

@@ -1,10 +1,11 @@
 //! Layers: a directory or file turned into a reproducible, compressed tar blob.
 //!
 //! One streaming pass writes the tar, hashes it (the diff_id), compresses it and hands the
-//! compressed bytes to the caller's writer, which hashes and stores them. Nothing holds a whole
+//! compressed bytes to the caller's writer, which hashes and stores them; [`diff_id`] makes the
+//! same pass without compressing, for a layer cache that is keyed on it. Nothing holds a whole
 //! layer in memory.
 
-mod gzip;
+mod blocks;
 pub mod ignore;
 mod tar;
 
@@ -13,7 +14,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::str::FromStr;
 
-pub use self::gzip::ParallelGzip;
+pub use self::blocks::{BlockCodec, ParallelCompressor};
 pub use self::tar::{write_tree, TarOptions};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
@@ -47,6 +48,25 @@ impl Compression {
             Compression::Gzip => 6,
             Compression::Zstd => 3,
             Compression::None => 0,
+        }
+    }
+
+    /// The block codec for this compression at `level`; `None` for no compression.
+    pub fn codec(self, level: u32) -> Option<BlockCodec> {
+        match self {
+            Compression::Gzip => Some(BlockCodec::Gzip(level)),
+            Compression::Zstd => Some(BlockCodec::Zstd(level)),
+            Compression::None => None,
+        }
+    }
+
+    /// Everything besides the input that decides the compressed bytes: algorithm, level, block
+    /// size and backend version. Two builds with the same identity and the same tar write the
+    /// same blob, which is what makes a layer cache keyed on it sound.
+    pub fn identity(self, level: u32) -> String {
+        match self.codec(level) {
+            Some(codec) => format!("{self}/level={level}/block={}/{}", codec.block_size(), codec.backend()),
+            None => self.to_string(),
         }
     }
 
@@ -91,38 +111,23 @@ impl FromStr for Compression {
     }
 }
 
-/// Bytes per zstd job. Fixed, so the output never depends on the machine; at 2 MiB the
-/// encoder stays near 35 MiB of memory where zstd's default (8 MiB at level 3) needs 115 MiB.
-const ZSTD_JOB_SIZE: u32 = 2 << 20;
-
 /// A writer that compresses into `W` with the chosen algorithm.
 enum Compressor<W: Write + Send + 'static> {
-    Gzip(ParallelGzip<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Blocks(ParallelCompressor<W>),
     None(W),
 }
 
 impl<W: Write + Send + 'static> Compressor<W> {
     fn new(compression: Compression, level: u32, out: W) -> io::Result<Self> {
-        Ok(match compression {
-            Compression::Gzip => Compressor::Gzip(ParallelGzip::new(out, level)),
-            Compression::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(out, level as i32)?;
-                // Always multithreaded: zstd's single-threaded mode writes other bytes, and the
-                // multithreaded output does not depend on the number of workers.
-                let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-                encoder.multithread(workers as u32)?;
-                encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
-                Compressor::Zstd(encoder)
-            }
-            Compression::None => Compressor::None(out),
+        Ok(match compression.codec(level) {
+            Some(codec) => Compressor::Blocks(ParallelCompressor::new(out, codec)?),
+            None => Compressor::None(out),
         })
     }
 
     fn finish(self) -> io::Result<W> {
         match self {
-            Compressor::Gzip(gzip) => gzip.finish(),
-            Compressor::Zstd(zstd) => zstd.finish(),
+            Compressor::Blocks(blocks) => blocks.finish(),
             Compressor::None(out) => Ok(out),
         }
     }
@@ -131,16 +136,14 @@ impl<W: Write + Send + 'static> Compressor<W> {
 impl<W: Write + Send + 'static> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Compressor::Gzip(gzip) => gzip.write(buf),
-            Compressor::Zstd(zstd) => zstd.write(buf),
+            Compressor::Blocks(blocks) => blocks.write(buf),
             Compressor::None(out) => out.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Compressor::Gzip(gzip) => gzip.flush(),
-            Compressor::Zstd(zstd) => zstd.flush(),
+            Compressor::Blocks(blocks) => blocks.flush(),
             Compressor::None(out) => out.flush(),
         }
     }
@@ -171,26 +174,12 @@ pub fn write_layer<W: Write + Send + 'static>(
     Ok((diff_id, out))
 }
 
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use super::*;
-
-    /// zstd's multithreaded output must not depend on the number of workers.
-    #[test]
-    fn zstd_output_is_the_same_for_any_number_of_workers() {
-        let data: Vec<u8> = (0..7_000_000u32).flat_map(|i| (i / 3).to_le_bytes()).collect();
-        let compress = |workers: u32| {
-            let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
-            encoder.multithread(workers).unwrap();
-            encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE)).unwrap();
-            encoder.write_all(&data).unwrap();
-            encoder.finish().unwrap()
-        };
-        let one = compress(1);
-        assert_eq!(one, compress(2));
-        assert_eq!(one, compress(4));
-        assert_eq!(zstd::decode_all(&one[..]).unwrap(), data);
-    }
+/// The diff_id of the layer of `source` placed at `dest`: the sha256 of its tar, which is
+/// written and hashed but neither compressed nor stored.
+pub fn diff_id(source: &Path, dest: &str, excludes: &[String], options: &TarOptions) -> Result<Digest> {
+    // Hashing on a thread of its own, beside the reading.
+    let hashed = OffloadWriter::new(HashingWriter::new(io::sink()));
+    let tar = write_tree(source, dest, excludes, options, hashed)?;
+    let (diff_id, _, _) = tar.finish().at("hash layer of", source)?.finish();
+    Ok(diff_id)
 }

@@ -31,6 +31,23 @@ pub struct TarOptions {
     pub gid: u64,
     /// Skip sockets, fifos and devices with a warning instead of failing.
     pub skip_special: bool,
+    /// Record modes as git does, whatever the umask of the checkout: files 0755 when their
+    /// owner may execute them, else 0644; directories 0755.
+    pub normalize_modes: bool,
+}
+
+/// The mode recorded for an entry of `kind` whose file system mode is `mode`.
+fn entry_mode(kind: EntryType, mode: u32, normalize: bool) -> u32 {
+    let mode = mode & 0o7777;
+    if !normalize {
+        return mode;
+    }
+    match kind {
+        EntryType::Directory => 0o755,
+        EntryType::Regular | EntryType::Link if mode & 0o100 != 0 => 0o755,
+        EntryType::Regular | EntryType::Link => 0o644,
+        _ => mode,
+    }
 }
 
 /// Largest size a ustar header holds (11 octal digits).
@@ -229,7 +246,7 @@ impl<'a, W: Write> TarStream<'a, W> {
             self.out.write_all(&records)?;
             self.pad(records.len() as u64)?;
         }
-        let mut header = self.base_header(path, kind, mode & 0o7777, mtime);
+        let mut header = self.base_header(path, kind, entry_mode(kind, mode, self.options.normalize_modes), mtime);
         header.set_size(if size > USTAR_MAX_SIZE { 0 } else { size });
         if let Some(link) = link {
             let field = &mut header.as_old_mut().linkname;
@@ -358,6 +375,37 @@ mod tests {
         let mut archive = tar::Archive::new(std::io::Cursor::new(tar_of(a.path(), "/", &[], &owned)));
         let first = archive.entries().unwrap().next().unwrap().unwrap();
         assert_eq!((first.header().mtime().unwrap(), first.header().uid().unwrap()), (42, 65532));
+    }
+
+    #[test]
+    fn normalized_modes_follow_the_owner_execute_bit_as_git_does() {
+        let src = tempfile::tempdir().unwrap();
+        write(&src.path().join("bin/tool"), "x", 0o775);
+        write(&src.path().join("bin/setuid"), "x", 0o4750);
+        write(&src.path().join("doc/readme"), "x", 0o664);
+        write(&src.path().join("doc/private"), "x", 0o600);
+        std::os::unix::fs::symlink("readme", src.path().join("doc/link")).unwrap();
+        for dir in ["bin", "doc"] {
+            fs::set_permissions(src.path().join(dir), std::os::unix::fs::PermissionsExt::from_mode(0o2775)).unwrap();
+        }
+        let options = TarOptions { normalize_modes: true, ..TarOptions::default() };
+        let modes: Vec<(String, u32)> = entries(&tar_of(src.path(), "/app/", &[], &options))
+            .into_iter()
+            .filter(|e| e.1 != EntryType::Symlink)
+            .map(|e| (String::from_utf8_lossy(&e.0).into_owned(), e.2))
+            .collect();
+        let expected = [
+            ("app/", 0o755),
+            ("app/bin/", 0o755),
+            ("app/bin/setuid", 0o755),
+            ("app/bin/tool", 0o755),
+            ("app/doc/", 0o755),
+            ("app/doc/private", 0o644),
+            ("app/doc/readme", 0o644),
+        ];
+        assert_eq!(modes, expected.map(|(n, m)| (n.to_owned(), m)));
+        let kept = entries(&tar_of(src.path(), "/", &[], &TarOptions::default()));
+        assert!(kept.iter().any(|e| e.0 == b"doc/readme" && e.2 == 0o664), "kept without the option");
     }
 
     #[test]
