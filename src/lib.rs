@@ -31,7 +31,9 @@ pub mod reference;
 pub mod registry;
 pub mod secret;
 pub mod sink;
+pub mod size;
 pub mod source;
+pub mod text;
 pub mod transfer;
 
 pub use digest::Digest;

@@ -53,17 +53,7 @@ pub struct PushFlags {
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a size such as 8M"))?;
-    let factor = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        _ => return Err(format!("{text:?}: use a number with K, M or G")),
-    };
-    Ok(number * factor)
+    hoist::size::parse(text).map_err(|e| e.to_string())
 }
 
 impl PushFlags {

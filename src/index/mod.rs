@@ -168,8 +168,10 @@ pub fn render(entries: &[Entry], format: Format, annotations: &BTreeMap<String, 
 
 /// The entries and annotations of an index document; each entry's content lives at `source`.
 pub fn entries_of(bytes: &[u8], source: Option<&Location>) -> Result<(Vec<Entry>, BTreeMap<String, String>)> {
-    let index: ImageIndex =
-        serde_json::from_slice(bytes).map_err(|source| Error::Json { what: "image index".into(), source })?;
+    let index: ImageIndex = serde_json::from_slice(bytes).map_err(|source| Error::Malformed {
+        what: "image index".into(),
+        reason: crate::text::printable(&source.to_string()),
+    })?;
     let entries = index.manifests.into_iter().map(|descriptor| Entry { descriptor, source: source.cloned() }).collect();
     Ok((entries, index.annotations))
 }

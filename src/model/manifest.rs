@@ -97,7 +97,10 @@ impl RawManifest {
 
     /// The typed document; `what` names it in errors.
     pub fn parse(&self, what: &str) -> Result<Document> {
-        let json = |source| Error::Json { what: what.to_owned(), source };
+        let json = |source: serde_json::Error| Error::Malformed {
+            what: what.to_owned(),
+            reason: crate::text::printable(&source.to_string()),
+        };
         if self.media_type.is_index() {
             Ok(Document::Index(serde_json::from_slice(&self.bytes).map_err(json)?))
         } else if self.media_type.is_image() {
@@ -160,6 +163,6 @@ mod tests {
             Some(MediaType::from("text/plain")),
         );
         assert_eq!(image.media_type, MediaType::DockerManifest);
-        assert!(matches!(image.parse("x"), Err(Error::Json { .. })), "a config without digest is refused");
+        assert!(matches!(image.parse("x"), Err(Error::Malformed { .. })), "a config without digest is refused");
     }
 }

@@ -165,7 +165,10 @@ impl Client {
                 );
             }
         }
-        let response = endpoint.http.execute(request).await.map_err(|e| transport_error(registry, &e))?;
+        let response =
+            endpoint.http.execute(request).await.map_err(|e| {
+                crate::blob::BodyError::find(&e).unwrap_or_else(|| transport_error(registry, &e).into())
+            })?;
         if let Some(remaining) = response.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()) {
             tracing::info!("{registry}: pull limit remaining {remaining}");
         }
@@ -195,8 +198,17 @@ impl Client {
         };
         match challenge {
             Some(Challenge::Bearer { realm, service }) => {
-                Ok(fetch_token(&endpoint.http, registry, &realm, service.as_deref(), scopes, credential.as_ref())
-                    .await?)
+                let credential = credential_for_realm(registry, &endpoint.base, &realm, credential)?;
+                Ok(fetch_token(
+                    &endpoint.http,
+                    registry,
+                    &realm,
+                    service.as_deref(),
+                    scopes,
+                    credential.as_ref(),
+                    self.options.document_timeout,
+                )
+                .await?)
             }
             Some(Challenge::Basic) => match credential {
                 Some(Credential::Basic { username, password }) => {
@@ -219,6 +231,39 @@ impl Client {
         }
         Err(status_error(registry, "the API root /v2/", "login", response).await.into())
     }
+}
+
+/// The credential a token realm may receive: only over HTTPS, unless the registry itself is
+/// plain HTTP (by the user's choice: loopback or insecure). A realm on another host is allowed
+/// (Docker Hub, GHCR and ECR use one) and said at `-v`.
+fn credential_for_realm(
+    registry: &str,
+    base: &str,
+    realm: &str,
+    credential: Option<Credential>,
+) -> Result<Option<Credential>> {
+    let realm_url = Url::parse(realm).map_err(|_| RegistryError::Unauthorized {
+        registry: registry.to_owned(),
+        scope: String::new(),
+        message: format!("its token realm {:?} is not a URL", crate::text::printable(realm)),
+    })?;
+    let base_url = Url::parse(base).ok();
+    let registry_https = base_url.as_ref().is_some_and(|b| b.scheme() == "https");
+    if credential.is_some() && realm_url.scheme() != "https" && registry_https {
+        return Err(RegistryError::Unauthorized {
+            registry: registry.to_owned(),
+            scope: String::new(),
+            message: format!(
+                "its token realm {} is plain HTTP; hoist sends credentials to it only over HTTPS",
+                realm_url.origin().ascii_serialization()
+            ),
+        }
+        .into());
+    }
+    if base_url.is_some_and(|b| b.host_str() != realm_url.host_str()) {
+        tracing::info!("{registry}: asking {} for a token", realm_url.origin().ascii_serialization());
+    }
+    Ok(credential)
 }
 
 /// Whether `url` is on the registry's own scheme, host and port (`base`): the only place its
@@ -257,6 +302,21 @@ pub fn transport_error(registry: &str, error: &reqwest::Error) -> RegistryError 
     }
 }
 
+/// Error bodies are read up to this many bytes; the rest is left unread.
+pub const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// At most `limit` bytes of a response's body (an error body: what is beyond is not needed).
+pub async fn body_prefix(mut response: Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
+            _ => break,
+        }
+    }
+    body
+}
+
 /// A Retry-After value, in seconds or as an HTTP date, as whole seconds from now.
 pub fn retry_after_seconds(value: &str) -> Option<u64> {
     let value = value.trim();
@@ -275,7 +335,7 @@ pub async fn status_error(registry: &str, what: &str, request: &str, response: R
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(retry_after_seconds);
-    let body = response.bytes().await.unwrap_or_default();
+    let body = body_prefix(response, MAX_ERROR_BODY).await;
     let envelope = Envelope::parse(&body);
     let message = envelope.message(&status.to_string());
     let registry = registry.to_owned();

@@ -101,7 +101,7 @@ impl Client {
         let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
         let response = self
             .send(registry, &[pull_scope(&reference.repository)], |http, _| {
-                http.get(url.clone()).header(ACCEPT, accept())
+                http.get(url.clone()).header(ACCEPT, accept()).timeout(self.options.document_timeout)
             })
             .await?;
         if !response.status().is_success() {
@@ -113,13 +113,20 @@ impl Client {
         let content_type = header_text(&response, CONTENT_TYPE);
         let bytes = read_limited(registry, &format!("manifest {reference}"), response, MAX_MANIFEST_BYTES).await?;
         let manifest = RawManifest::new(bytes, content_type.as_deref().map(MediaType::from));
-        for expected in [reference.digest.clone(), header_digest].into_iter().flatten() {
-            if expected.starts_with("sha256:") && expected != manifest.digest.to_string() {
-                return Err(Error::DigestMismatch {
-                    what: format!("manifest {reference} from {registry} (refused, not used)"),
-                    expected,
-                    found: manifest.digest.to_string(),
-                });
+        // The digest asked for must match with the algorithm it names (sha256, sha384 or
+        // sha512); so must the registry's Docker-Content-Digest when it is one hoist knows.
+        let pinned = reference.digest.iter().map(|d| (d, true));
+        for (expected, required) in pinned.chain(header_digest.iter().map(|d| (d, false))) {
+            match crate::digest::matches(expected, &manifest.bytes) {
+                Some(true) => {}
+                None if !required => {}
+                _ => {
+                    return Err(Error::DigestMismatch {
+                        what: format!("manifest {reference} from {registry} (refused, not used)"),
+                        expected: crate::text::printable(expected),
+                        found: manifest.digest.to_string(),
+                    })
+                }
             }
         }
         Ok(manifest)
@@ -296,7 +303,11 @@ impl Client {
             }
             let response = self
                 .idempotent(what, || async {
-                    let response = self.send(registry, &[scope.to_owned()], |http, _| http.get(url.clone())).await?;
+                    let response = self
+                        .send(registry, &[scope.to_owned()], |http, _| {
+                            http.get(url.clone()).timeout(self.options.document_timeout)
+                        })
+                        .await?;
                     match response.status().is_success() {
                         true => Ok(response),
                         false => Err(status_error(registry, what, "list", response).await.into()),

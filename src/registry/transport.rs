@@ -18,6 +18,8 @@ pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const MIRRORS_ENV: &str = "HOIST_REGISTRY_MIRRORS";
 /// Environment variable replacing Docker Hub's API host (tests, air-gapped set-ups).
 pub const DOCKER_HUB_HOST_ENV: &str = "HOIST_DOCKER_HUB_HOST";
+/// Environment variable setting the deadline for small documents, in seconds.
+pub const DOCUMENT_TIMEOUT_ENV: &str = "HOIST_DOCUMENT_TIMEOUT";
 /// Environment variable listing insecure registries, comma-separated.
 pub const INSECURE_ENV: &str = "HOIST_INSECURE_REGISTRIES";
 
@@ -36,6 +38,10 @@ pub struct TransportOptions {
     pub read_timeout: Duration,
     /// Docker Hub mirrors (`http[s]://host[:port]`), tried in order for pulls from docker.io.
     pub mirrors: Vec<String>,
+    /// Whole-request deadline for small documents (manifests, tokens, tag lists, error
+    /// bodies): a server that sends them a byte at a time is cut. Blob transfers keep the
+    /// stall rule instead.
+    pub document_timeout: Duration,
 }
 
 impl Default for TransportOptions {
@@ -47,6 +53,7 @@ impl Default for TransportOptions {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             mirrors: Vec::new(),
+            document_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -55,6 +62,9 @@ impl TransportOptions {
     /// Adds the insecure registries named in `$HOIST_INSECURE_REGISTRIES` and in docker's
     /// `daemon_json` (`insecure-registries`), as dockerd reads them.
     pub fn with_environment(mut self, daemon_json: &Path) -> Self {
+        if let Some(seconds) = std::env::var(DOCUMENT_TIMEOUT_ENV).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            self.document_timeout = Duration::from_secs(seconds.clamp(1, 86_400));
+        }
         if let Ok(list) = std::env::var(INSECURE_ENV) {
             self.insecure_registries
                 .extend(list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
@@ -169,7 +179,7 @@ pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpo
     let insecure = options.is_insecure(registry);
     let https = client(registry, options, insecure)?;
     let https_base = format!("https://{host}");
-    let https_error = match https.get(format!("{https_base}/v2/")).send().await {
+    let https_error = match https.get(format!("{https_base}/v2/")).timeout(options.document_timeout).send().await {
         Ok(_) => return Ok(Endpoint { base: https_base, http: https }),
         Err(e) => e,
     };
@@ -187,7 +197,7 @@ pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpo
     }
     let plain = client(registry, options, false)?;
     let plain_base = format!("http://{host}");
-    match plain.get(format!("{plain_base}/v2/")).send().await {
+    match plain.get(format!("{plain_base}/v2/")).timeout(options.document_timeout).send().await {
         Ok(_) => Ok(Endpoint { base: plain_base, http: plain }),
         Err(e) => Err(RegistryError::Unreachable {
             registry: registry.to_owned(),

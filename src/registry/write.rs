@@ -107,7 +107,10 @@ impl Client {
         self.idempotent(&format!("blob {digest}"), || async {
             let endpoint = self.endpoint(registry).await?;
             let url = api_url(&endpoint.base, repository, &["blobs", &digest.to_string()])?;
-            let response = self.send(registry, &[push_scope(repository)], |http, _| http.head(url.clone())).await?;
+            let deadline = self.options.document_timeout;
+            let response = self
+                .send(registry, &[push_scope(repository)], |http, _| http.head(url.clone()).timeout(deadline))
+                .await?;
             match response.status() {
                 s if s.is_success() => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
@@ -152,7 +155,9 @@ impl Client {
     /// How many bytes an upload session holds; `None` when the session is gone (404).
     pub async fn upload_offset(&self, registry: &str, repository: &str, url: &Url) -> Result<Option<(u64, Url)>> {
         let endpoint = self.endpoint(registry).await?;
-        let response = self.send(registry, &[push_scope(repository)], |http, _| http.get(url.clone())).await?;
+        let deadline = self.options.document_timeout;
+        let response =
+            self.send(registry, &[push_scope(repository)], |http, _| http.get(url.clone()).timeout(deadline)).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => {
@@ -257,7 +262,10 @@ impl Client {
             let body = Bytes::copy_from_slice(&manifest.bytes);
             let response = self
                 .send(registry, &[push_scope(repository)], |http, _| {
-                    http.put(url.clone()).header(CONTENT_TYPE, manifest.media_type.as_str()).body(body.clone())
+                    http.put(url.clone())
+                        .header(CONTENT_TYPE, manifest.media_type.as_str())
+                        .body(body.clone())
+                        .timeout(self.options.document_timeout)
                 })
                 .await?;
             if !response.status().is_success() {

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
 use reqwest::Url;
+use sha2::{Digest as _, Sha256};
 
 use super::{BlobOutcome, Sink};
 use crate::digest::Digest;
@@ -38,7 +40,7 @@ impl Default for UploadOptions {
 }
 
 /// Where one blob's upload stands between attempts.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Upload {
     /// Mounts were tried.
     started: bool,
@@ -54,7 +56,14 @@ struct Upload {
     chunks_only: bool,
     /// Chunk size, raised to the registry's minimum.
     chunk: u64,
+    /// The most bytes sent into the session (a resume never starts beyond it).
+    sent: u64,
+    /// The hash of the bytes sent from 0 up to the count, while they run on without a gap.
+    hashed: Option<(u64, Sha256)>,
 }
+
+/// Recoveries inside one attempt before it counts as a failure.
+const MAX_RECOVERIES: u32 = 8;
 
 /// Writes into one repository of a registry.
 pub struct RegistrySink<'a> {
@@ -113,6 +122,7 @@ impl<'a> RegistrySink<'a> {
                     Ok(Started::Session { url, min_chunk }) => {
                         upload.session = Some(url);
                         upload.chunk = upload.chunk.max(min_chunk.unwrap_or(0));
+                        upload.hashed = Some((0, Sha256::new()));
                     }
                     Err(Error::Registry(RegistryError::Unauthorized { .. } | RegistryError::Denied { .. })) => {
                         tracing::info!("{registry} refused to mount from {from}; uploading instead");
@@ -127,12 +137,26 @@ impl<'a> RegistrySink<'a> {
             // request.
             upload.whole = !source.seekable();
         }
+        // Every way of recovering inside one attempt (a new session, asking the offset, a
+        // switch between one request and chunks) is counted: a registry that keeps sending
+        // hoist back without progress ends the attempt, and the engine's retries bound it.
+        let mut recoveries = 0u32;
         loop {
+            if recoveries > MAX_RECOVERIES {
+                return Err(RegistryError::NoProgress {
+                    registry: registry.to_owned(),
+                    what: format!("blob {digest}"),
+                }
+                .into());
+            }
+            recoveries += 1;
             let url = match (&upload.session, upload.unsure) {
                 (None, _) => match client.start_upload(registry, repository, None).await? {
                     Started::Session { url, min_chunk } => {
                         upload.chunk = upload.chunk.max(min_chunk.unwrap_or(0));
                         upload.offset = 0;
+                        upload.sent = 0;
+                        upload.hashed = Some((0, Sha256::new()));
                         upload.session = Some(url.clone());
                         url
                     }
@@ -145,7 +169,9 @@ impl<'a> RegistrySink<'a> {
                         continue;
                     }
                     Some((held, next)) => {
-                        let held = held.min(descriptor.size);
+                        // Never beyond what was sent: a registry that over-reports would make
+                        // hoist skip bytes.
+                        let held = held.min(upload.sent).min(descriptor.size);
                         tracing::info!("resuming {digest} at byte {held} of {}", descriptor.size);
                         upload.offset = held;
                         upload.session = Some(next.clone());
@@ -188,16 +214,38 @@ impl<'a> RegistrySink<'a> {
             }
             let mut url = url;
             while upload.offset < descriptor.size {
-                let length = upload.chunk.min(descriptor.size - upload.offset);
-                progress.store(upload.offset, Ordering::Relaxed);
-                let body = source.blob(descriptor, upload.offset).await?.into_body(length, Arc::clone(progress));
-                let sent =
-                    client.upload_chunk(registry, repository, &url, upload.offset, UploadBody::new(body, length));
+                let offset = upload.offset;
+                let length = upload.chunk.min(descriptor.size - offset);
+                progress.store(offset, Ordering::Relaxed);
+                let body = source.blob(descriptor, offset).await?.into_body(length, Arc::clone(progress));
+                // Hash what goes out while it runs on from byte 0, to check the blob before the
+                // upload is committed.
+                let running = upload.hashed.take().filter(|(n, _)| *n == offset).map(|(_, h)| Arc::new(Mutex::new(h)));
+                let body = match &running {
+                    Some(hasher) => {
+                        let hasher = Arc::clone(hasher);
+                        body.inspect(move |chunk| {
+                            if let (Ok(bytes), Ok(mut hasher)) = (chunk, hasher.lock()) {
+                                hasher.update(bytes);
+                            }
+                        })
+                        .boxed()
+                    }
+                    None => body,
+                };
+                let sent = client.upload_chunk(registry, repository, &url, offset, UploadBody::new(body, length));
                 match self.guard(progress, sent).await? {
-                    ChunkOutcome::Accepted { url: next, held } => {
+                    ChunkOutcome::Accepted { url: next, .. } => {
+                        // After a 202 the next offset is what was sent: some registries report
+                        // a stale Range here. The Range is asked for only to recover.
                         url = next;
-                        upload.offset = held.min(descriptor.size);
+                        upload.offset = offset + length;
+                        upload.sent = upload.sent.max(upload.offset);
                         upload.session = Some(url.clone());
+                        upload.hashed = running
+                            .and_then(|h| Arc::try_unwrap(h).ok())
+                            .and_then(|h| h.into_inner().ok())
+                            .map(|h| (upload.offset, h));
                     }
                     ChunkOutcome::SessionGone => {
                         upload.session = None;
@@ -218,9 +266,38 @@ impl<'a> RegistrySink<'a> {
             if upload.session.is_none() || upload.unsure || upload.offset < descriptor.size {
                 continue;
             }
+            self.verify_before_commit(descriptor, source, upload.hashed.take()).await?;
             match client.finish_upload(registry, repository, &url, digest, None).await? {
                 FinishOutcome::Done => return Ok(BlobOutcome::Pushed),
                 FinishOutcome::SessionGone | FinishOutcome::TooLarge => upload.session = None,
+            }
+        }
+    }
+
+    /// Checks a chunked blob's digest before the commit: from the hash of what went out when
+    /// it ran from byte 0 to the end, else (after a resume) by reading it once more.
+    async fn verify_before_commit(
+        &self,
+        descriptor: &Descriptor,
+        source: &dyn Source,
+        hashed: Option<(u64, Sha256)>,
+    ) -> Result<()> {
+        match hashed {
+            Some((n, hasher)) if n == descriptor.size => {
+                let found = Digest::of_hasher(hasher);
+                match found == descriptor.digest {
+                    true => Ok(()),
+                    false => Err(Error::DigestMismatch {
+                        what: format!("blob from {} (refused, not committed)", source.name()),
+                        expected: descriptor.digest.to_string(),
+                        found: found.to_string(),
+                    }),
+                }
+            }
+            _ => {
+                let mut whole = source.blob(descriptor, 0).await?;
+                while whole.next_chunk().await?.is_some() {}
+                Ok(())
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Shared helpers: running commands, making source trees, reading layouts.
 
+pub mod hostile;
 pub mod proxy;
 pub mod registry;
 pub mod schema;
