@@ -262,18 +262,21 @@ async fn run_helper(helper: &str, action: &str, input: &str) -> Result<String> {
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
     let run = async {
         // Each stream is read up to the limit and no further: a helper that answers more than
-        // that is refused, and is killed when the child is dropped.
-        let (stdout, stderr) = tokio::join!(read_bounded(out.as_mut()), read_bounded(err.as_mut()));
+        // that is refused at once, and killed when the child is dropped.
+        let read = tokio::try_join!(read_bounded(out.as_mut()), read_bounded(err.as_mut()));
+        let (stdout, stderr) = match read {
+            Ok(both) => both,
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let status = child.wait().await?;
-        Ok::<_, std::io::Error>((stdout?, stderr?, status))
+        Ok::<_, std::io::Error>(Some((stdout, stderr, status)))
     };
     let (stdout, stderr, status) = tokio::time::timeout(HELPER_TIMEOUT, run)
         .await
         .map_err(|_| failed(format!("no answer within {} s", HELPER_TIMEOUT.as_secs())))?
-        .map_err(|e| failed(e.to_string()))?;
-    let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
-        return Err(failed(format!("it answered more than {HELPER_OUTPUT_LIMIT} bytes; refusing it")));
-    };
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed(format!("it answered more than {HELPER_OUTPUT_LIMIT} bytes; refusing it")))?;
     let stdout = crate::text::printable(String::from_utf8_lossy(&stdout).trim());
     if !status.success() {
         let stderr = crate::text::printable(String::from_utf8_lossy(&stderr).trim());
@@ -286,15 +289,18 @@ async fn run_helper(helper: &str, action: &str, input: &str) -> Result<String> {
 /// The most a credential helper may print.
 const HELPER_OUTPUT_LIMIT: u64 = 1 << 20;
 
-/// Reads a child's stream whole if it is at most [`HELPER_OUTPUT_LIMIT`] bytes; `None` when
-/// it is longer.
-async fn read_bounded(stream: Option<&mut (impl tokio::io::AsyncRead + Unpin)>) -> std::io::Result<Option<Vec<u8>>> {
+/// Reads a child's stream whole if it is at most [`HELPER_OUTPUT_LIMIT`] bytes; a longer one
+/// fails at once with `FileTooLarge`.
+async fn read_bounded(stream: Option<&mut (impl tokio::io::AsyncRead + Unpin)>) -> std::io::Result<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut bytes = Vec::new();
     if let Some(stream) = stream {
         stream.take(HELPER_OUTPUT_LIMIT + 1).read_to_end(&mut bytes).await?;
     }
-    Ok((bytes.len() as u64 <= HELPER_OUTPUT_LIMIT).then_some(bytes))
+    match bytes.len() as u64 <= HELPER_OUTPUT_LIMIT {
+        true => Ok(bytes),
+        false => Err(std::io::ErrorKind::FileTooLarge.into()),
+    }
 }
 
 #[cfg(test)]

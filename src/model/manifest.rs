@@ -153,6 +153,21 @@ fn media_type_in(bytes: &[u8]) -> Option<MediaType> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_document_parses_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), index in proptest::bool::ANY) {
+            let media_type = if index { MediaType::OciIndex } else { MediaType::OciManifest };
+            let _ = RawManifest::new(bytes.clone(), Some(media_type)).parse("p");
+            let _ = serde_json::from_slice::<ImageIndex>(&bytes);
+        }
+
+        #[test]
+        fn documents_with_any_size_value_parse_without_panic(size in "-?[0-9]{0,25}(\\.[0-9]{0,3})?|true|false|null|\"[^\"]*\"") {
+            let text = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"x","digest":"sha256:{}","size":{size}}}]}}"#, "a".repeat(64));
+            let _ = RawManifest::new(text.into_bytes(), Some(MediaType::OciIndex)).parse("p");
+        }
+    }
+
     #[test]
     fn media_type_comes_from_the_document_when_the_transport_says_nothing_useful() {
         let index = RawManifest::new(br#"{"schemaVersion":2,"manifests":[]}"#.to_vec(), None);

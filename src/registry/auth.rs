@@ -205,6 +205,19 @@ fn expiry(expires_in: Option<u64>) -> Instant {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_challenge_parses_without_panic(header in ".*") {
+            let _ = Challenge::parse(&header);
+        }
+
+        #[test]
+        fn any_token_answer_parses_without_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256), seconds in proptest::num::u64::ANY) {
+            let _ = serde_json::from_slice::<TokenReply>(&body);
+            let _ = expiry(Some(seconds));
+        }
+    }
+
     #[test]
     fn any_token_lifetime_is_safe() {
         for seconds in [None, Some(0), Some(1), Some(300), Some(u64::MAX)] {

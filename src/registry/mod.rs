@@ -260,7 +260,7 @@ fn credential_for_realm(
         }
         .into());
     }
-    if base_url.is_some_and(|b| b.host_str() != realm_url.host_str()) {
+    if base_url.is_some_and(|b| b.origin() != realm_url.origin()) {
         tracing::info!("{registry}: asking {} for a token", realm_url.origin().ascii_serialization());
     }
     Ok(credential)

@@ -168,8 +168,11 @@ impl Client {
         let registry = &reference.registry;
         let endpoint = self.endpoint(registry).await?;
         let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
-        let response =
-            self.send(registry, &[scope.to_owned()], |http, _| http.head(url.clone()).header(ACCEPT, accept())).await?;
+        let response = self
+            .send(registry, &[scope.to_owned()], |http, _| {
+                http.head(url.clone()).header(ACCEPT, accept()).timeout(self.options.document_timeout)
+            })
+            .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -346,7 +349,11 @@ fn docker_content_digest(response: &Response) -> Option<String> {
 
 /// `Link: </v2/…?last=x&n=1000>; rel="next"` → the next page's path.
 fn next_link(response: &Response) -> Option<String> {
-    let link = response.headers().get(reqwest::header::LINK)?.to_str().ok()?;
+    next_in_link(response.headers().get(reqwest::header::LINK)?.to_str().ok()?)
+}
+
+/// The `rel="next"` target of a `Link` header's value.
+fn next_in_link(link: &str) -> Option<String> {
     link.split(',').find(|part| part.contains("rel=\"next\"")).and_then(|part| {
         let start = part.find('<')? + 1;
         let end = part[start..].find('>')? + start;
@@ -370,4 +377,25 @@ async fn read_limited(registry: &str, what: &str, response: Response, limit: u64
         }
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    #[test]
+    fn next_links_are_found() {
+        assert_eq!(
+            super::next_in_link("</v2/a/tags/list?last=b&n=2>; rel=\"next\"").as_deref(),
+            Some("/v2/a/tags/list?last=b&n=2")
+        );
+        assert_eq!(super::next_in_link(">x<; rel=\"next\""), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_link_header_parses_without_panic(link in ".*") {
+            let _ = super::next_in_link(&link);
+        }
+    }
 }

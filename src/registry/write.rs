@@ -99,6 +99,13 @@ mod tests {
         assert_eq!(super::held_by_range("garbage"), None);
         assert_eq!(super::held_by_range("0-18446744073709551615"), None, "no overflow");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_range_header_parses_without_panic(range in ".*") {
+            let _ = super::held_by_range(&range);
+        }
+    }
 }
 
 impl Client {
@@ -134,7 +141,11 @@ impl Client {
             scopes.push(super::pull_scope(from));
             url.query_pairs_mut().append_pair("mount", &digest.to_string()).append_pair("from", from);
         }
-        let response = self.send(registry, &scopes, |http, _| http.post(url.clone()).header(CONTENT_LENGTH, 0)).await?;
+        let response = self
+            .send(registry, &scopes, |http, _| {
+                http.post(url.clone()).header(CONTENT_LENGTH, 0).timeout(self.options.document_timeout)
+            })
+            .await?;
         match response.status() {
             StatusCode::CREATED if mount.is_some() => Ok(Started::Mounted),
             StatusCode::ACCEPTED => {

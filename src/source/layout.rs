@@ -67,13 +67,13 @@ impl Source for LayoutSource {
     fn check_blob<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let digest = &descriptor.digest;
-            match std::fs::metadata(self.layout.blob_path(digest)).map(|m| m.len()) {
-                Ok(actual) if actual == descriptor.size => Ok(()),
-                Ok(actual) => {
+            let (_, actual) = self.layout.blob_file(digest)?;
+            match actual == descriptor.size {
+                true => Ok(()),
+                false => {
                     Err(self
                         .corrupt(format!("blob {digest} has {actual} bytes, its descriptor says {}", descriptor.size)))
                 }
-                Err(_) => Err(self.corrupt(format!("blob {digest} is missing"))),
             }
         })
     }

@@ -61,7 +61,11 @@ impl Hostile {
     }
 }
 
-fn serve(mut client: TcpStream, recorded: &Mutex<Vec<String>>, handler: &(dyn Fn(&str) -> Reply + Send + Sync)) -> std::io::Result<()> {
+fn serve(
+    mut client: TcpStream,
+    recorded: &Mutex<Vec<String>>,
+    handler: &(dyn Fn(&str) -> Reply + Send + Sync),
+) -> std::io::Result<()> {
     let mut data = Vec::new();
     let mut byte = [0u8; 4096];
     let head = loop {
