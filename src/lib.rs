@@ -26,6 +26,7 @@ pub mod layout;
 pub mod location;
 pub mod model;
 pub mod offload;
+pub mod places;
 pub mod platform;
 pub mod reference;
 pub mod registry;

@@ -7,6 +7,7 @@ mod build;
 mod cache;
 mod cli;
 mod core;
+mod economy;
 mod hostile;
 mod index;
 mod push;

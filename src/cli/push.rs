@@ -28,9 +28,11 @@ pub struct PushFlags {
     /// Blobs uploaded at once.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub jobs: usize,
-    /// Blobs larger than this go up in resumable chunks of this size (bytes, or with K/M/G).
-    #[arg(long, default_value = "8M", value_name = "SIZE", value_parser = parse_size)]
-    pub chunk_size: u64,
+    /// Send blobs larger than this in resumable chunks of this size (bytes, or with K/M/G);
+    /// by default each blob goes in one streamed request, and chunks only where a registry
+    /// asks for them.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
     /// Retries of each request on transient failures (waits double from 1 s, at most 30 s).
     #[arg(long, default_value_t = 6, value_name = "N")]
     pub retries: u32,
@@ -46,6 +48,10 @@ pub struct PushFlags {
     /// Only look (HEAD requests): print what would be sent.
     #[arg(long)]
     pub dry_run: bool,
+    /// Walk and check every blob and manifest even when the destination's tags already name
+    /// what is pushed (by default that is one HEAD per tag and nothing else).
+    #[arg(long)]
+    pub verify: bool,
     /// Push by digest only, no tag (for split CI builds merged later with `hoist index
     /// create`); the digest also goes to $GITHUB_OUTPUT as `digest=…` when that is set.
     #[arg(long)]
@@ -64,7 +70,7 @@ impl PushFlags {
 
     /// The transfer engine's options.
     pub fn transfer_options(&self) -> TransferOptions {
-        TransferOptions { jobs: self.jobs, retry: self.retry(), dry_run: self.dry_run }
+        TransferOptions { jobs: self.jobs, retry: self.retry(), dry_run: self.dry_run, verify: self.verify }
     }
 
     /// How blobs go up to a registry.
@@ -133,7 +139,10 @@ pub fn send(
         )
         .into());
     }
-    let client = registry.client()?.with_retry(flags.retry());
+    let mut client = registry.client()?.with_retry(flags.retry());
+    if let Ok(cache) = hoist::cache::Cache::default_dir() {
+        client = client.with_places(hoist::places::BlobPlaces::open(&cache));
+    }
     let mut source = hoist::source::open(from, &client)?;
     if let Some((location, digests)) = elsewhere {
         source = Box::new(Fallback::new(source, hoist::source::open(&location, &client)?, digests));
@@ -146,6 +155,9 @@ pub fn send(
     let options = flags.transfer_options();
     let report = block_on(async {
         let root = source.root().await?;
+        if !options.verify && hoist::transfer::up_to_date(sink.as_ref(), &root, &tags).await? {
+            return Ok(hoist::transfer::nothing_to_do(&root, &tags, options.dry_run));
+        }
         let plan = hoist::graph::plan(source.as_ref(), root, platform).await?;
         let observer = Progress::new(plan.blob_bytes(), quiet, flags.dry_run);
         let report = hoist::transfer::transfer(&plan, source.as_ref(), sink.as_ref(), &tags, &options, &observer).await;
@@ -266,9 +278,13 @@ impl Observer for Progress {
             (BlobOutcome::Skipped, _) => "already there",
             (BlobOutcome::Pushed, false) => "pushed",
             (BlobOutcome::Pushed, true) => "would upload",
-            (BlobOutcome::Mounted, _) => "mounted",
+            (BlobOutcome::Mounted(_), _) => "mounted from",
         };
-        let line = format!("blob {digest} ({size} bytes): {what}");
+        let from = match outcome {
+            BlobOutcome::Mounted(from) => format!(" {from}"),
+            _ => String::new(),
+        };
+        let line = format!("blob {digest} ({size} bytes): {what}{from}");
         match &self.bars {
             Some((multi, _)) => {
                 let _ = multi.println(line);

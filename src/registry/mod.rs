@@ -44,6 +44,7 @@ pub struct Client {
     authorizations: Mutex<HashMap<(String, String), Authorization>>,
     retry: RetryPolicy,
     retries: AtomicU32,
+    places: Option<crate::places::BlobPlaces>,
 }
 
 impl Client {
@@ -56,7 +57,19 @@ impl Client {
             authorizations: Mutex::new(HashMap::new()),
             retry: RetryPolicy::default(),
             retries: AtomicU32::new(0),
+            places: None,
         }
+    }
+
+    /// The same client remembering where blobs are in `places`, for automatic mounts.
+    pub fn with_places(mut self, places: crate::places::BlobPlaces) -> Client {
+        self.places = Some(places);
+        self
+    }
+
+    /// Where blobs were seen, when the client keeps that record.
+    pub fn places(&self) -> Option<&crate::places::BlobPlaces> {
+        self.places.as_ref()
     }
 
     /// The same client with another retry policy.

@@ -104,7 +104,17 @@ impl Sink for LayoutSink {
         })
     }
 
-    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String]) -> BoxFuture<'a, Result<Vec<bool>>> {
+    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>> {
+        Box::pin(async move {
+            let Some(layout) = &self.existing else { return Ok(None) };
+            match reference.parse::<Digest>() {
+                Ok(digest) => Ok(self.has(&digest, None).then_some(digest)),
+                Err(_) => Ok(layout.find_tag(reference)?.map(|d| d.digest)),
+            }
+        })
+    }
+
+    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String], _fresh: bool) -> BoxFuture<'a, Result<Vec<bool>>> {
         Box::pin(async move {
             let writer = self.writer.lock().ok().and_then(|mut w| w.take()).ok_or_else(|| self.closed())?;
             let root = root.descriptor();

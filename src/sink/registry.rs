@@ -25,8 +25,9 @@ use crate::source::Source;
 /// How blobs go up.
 #[derive(Clone, Debug)]
 pub struct UploadOptions {
-    /// Blobs larger than this go up in chunks of this size (from seekable sources).
-    pub chunk_size: u64,
+    /// Send blobs larger than this in resumable chunks of this size (from seekable sources);
+    /// `None`: each blob in one streamed request, chunks only where a registry asks for them.
+    pub chunk_size: Option<u64>,
     /// A request body that makes no progress for this long is cut (and retried).
     pub stall_timeout: Duration,
     /// Repositories of the same registry to try mounting blobs from.
@@ -35,7 +36,7 @@ pub struct UploadOptions {
 
 impl Default for UploadOptions {
     fn default() -> Self {
-        UploadOptions { chunk_size: 8 << 20, stall_timeout: Duration::from_secs(60), mount_from: Vec::new() }
+        UploadOptions { chunk_size: None, stall_timeout: Duration::from_secs(60), mount_from: Vec::new() }
     }
 }
 
@@ -61,6 +62,12 @@ struct Upload {
     /// The hash of the bytes sent from 0 up to the count, while they run on without a gap.
     hashed: Option<(u64, Sha256)>,
 }
+
+/// Remembered repositories tried for a mount, besides the source's own.
+const REMEMBERED_MOUNTS: usize = 2;
+
+/// The chunk size when a registry needs chunks and none was given.
+const DEFAULT_CHUNK: u64 = 8 << 20;
 
 /// Recoveries inside one attempt before it counts as a failure.
 const MAX_RECOVERIES: u32 = 8;
@@ -89,20 +96,29 @@ impl<'a> RegistrySink<'a> {
         }
     }
 
-    /// Repositories of this registry that may hold `digest`: where the source has it, then
-    /// `--mount-from`.
+    /// Repositories of this registry that may hold `digest`: where the source has it, where
+    /// hoist saw it before (at most [`REMEMBERED_MOUNTS`]), then `--mount-from`.
     fn mount_candidates(&self, source: &dyn Source, digest: &Digest) -> Vec<String> {
         if self.mounts_refused.load(Ordering::Relaxed) {
             return Vec::new();
         }
-        let origin = source.origin(digest).filter(|o| o.registry == self.registry && o.repository != self.repository);
-        let mut candidates: Vec<String> = origin.map(|o| o.repository).into_iter().collect();
-        for from in &self.options.mount_from {
-            if !candidates.contains(from) && *from != self.repository {
-                candidates.push(from.clone());
+        let origin = source.origin(digest).filter(|o| o.registry == self.registry).map(|o| o.repository);
+        let remembered = self.client.places().map(|p| p.repositories(&self.registry, digest)).unwrap_or_default();
+        let mut candidates: Vec<String> = Vec::new();
+        let remembered = remembered.into_iter().take(REMEMBERED_MOUNTS);
+        for from in origin.into_iter().chain(remembered).chain(self.options.mount_from.iter().cloned()) {
+            if !candidates.contains(&from) && from != self.repository {
+                candidates.push(from);
             }
         }
         candidates
+    }
+
+    /// Remembers that this repository has `digest`.
+    fn remember(&self, digest: &Digest) {
+        if let Some(places) = self.client.places() {
+            places.record(&self.registry, &self.repository, digest);
+        }
     }
 
     async fn attempt(
@@ -115,10 +131,11 @@ impl<'a> RegistrySink<'a> {
         let (client, registry, repository) = (self.client, self.registry.as_str(), self.repository.as_str());
         let digest = &descriptor.digest;
         if !upload.started {
-            upload.chunk = self.options.chunk_size.max(1);
+            upload.chunk = self.options.chunk_size.unwrap_or(DEFAULT_CHUNK).max(1);
+            upload.whole = self.options.chunk_size.is_none();
             for from in self.mount_candidates(source, digest) {
                 match client.start_upload(registry, repository, Some((digest, &from))).await {
-                    Ok(Started::Mounted) => return Ok(BlobOutcome::Mounted),
+                    Ok(Started::Mounted) => return Ok(BlobOutcome::Mounted(from)),
                     Ok(Started::Session { url, min_chunk }) => {
                         upload.session = Some(url);
                         upload.chunk = upload.chunk.max(min_chunk.unwrap_or(0));
@@ -135,7 +152,7 @@ impl<'a> RegistrySink<'a> {
             upload.started = true;
             // A source that cannot start anywhere cheaply (another registry) streams in one
             // request.
-            upload.whole = !source.seekable();
+            upload.whole |= !source.seekable();
         }
         // Every way of recovering inside one attempt (a new session, asking the offset, a
         // switch between one request and chunks) is counted: a registry that keeps sending
@@ -337,7 +354,13 @@ impl Sink for RegistrySink<'_> {
     }
 
     fn has_blob<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.client.blob_exists(&self.registry, &self.repository, &descriptor.digest))
+        Box::pin(async move {
+            let exists = self.client.blob_exists(&self.registry, &self.repository, &descriptor.digest).await?;
+            if exists {
+                self.remember(&descriptor.digest);
+            }
+            Ok(exists)
+        })
     }
 
     fn put_blob<'a>(
@@ -350,6 +373,9 @@ impl Sink for RegistrySink<'_> {
             let mut upload =
                 self.uploads.lock().ok().and_then(|mut uploads| uploads.remove(&descriptor.digest)).unwrap_or_default();
             let result = self.attempt(descriptor, source, &mut upload, progress).await;
+            if result.is_ok() {
+                self.remember(&descriptor.digest);
+            }
             if result.is_err() {
                 upload.unsure = true;
                 if let Ok(mut uploads) = self.uploads.lock() {
@@ -374,12 +400,15 @@ impl Sink for RegistrySink<'_> {
         })
     }
 
-    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String]) -> BoxFuture<'a, Result<Vec<bool>>> {
+    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>> {
+        Box::pin(self.client.manifest_digest(&self.registry, &self.repository, reference))
+    }
+
+    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String], fresh: bool) -> BoxFuture<'a, Result<Vec<bool>>> {
         Box::pin(async move {
             let mut written = Vec::new();
             for tag in tags {
-                let now = self.client.manifest_digest(&self.registry, &self.repository, tag).await?;
-                if now.as_ref() == Some(&root.digest) {
+                if !fresh && self.resolve(tag).await?.as_ref() == Some(&root.digest) {
                     written.push(false);
                     continue;
                 }
