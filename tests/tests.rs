@@ -11,6 +11,7 @@ mod economy;
 mod hostile;
 mod index;
 mod push;
+mod quirks;
 mod registry;
 mod release;
 mod util;

@@ -48,6 +48,10 @@ pub struct PushFlags {
     /// Only look (HEAD requests): print what would be sent.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write an index as an OCI image index or a Docker manifest list (for registries that
+    /// refuse OCI indexes; the digest changes). Default: as it is.
+    #[arg(long, value_name = "oci|docker")]
+    pub format: Option<String>,
     /// Walk and check every blob and manifest even when the destination's tags already name
     /// what is pushed (by default that is one HEAD per tag and nothing else).
     #[arg(long)]
@@ -153,12 +157,32 @@ pub fn send(
         false => hoist::sink::tags_of(to, &flags.tags),
     };
     let options = flags.transfer_options();
+    let format: Option<hoist::index::Format> = flags.format.as_deref().map(str::parse).transpose()?;
     let report = block_on(async {
-        let root = source.root().await?;
-        if !options.verify && hoist::transfer::up_to_date(sink.as_ref(), &root, &tags).await? {
-            return Ok(hoist::transfer::nothing_to_do(&root, &tags, options.dry_run));
+        let mut root = source.root().await?;
+        if let Some(format) = &format {
+            root = hoist::index::convert(&root, *format)?;
         }
-        let plan = hoist::graph::plan(source.as_ref(), root, platform).await?;
+        // A local source is planned (and checked) first: bad input fails before any request.
+        let local = match source.seekable() {
+            true => Some(hoist::graph::plan(source.as_ref(), root.clone(), platform).await?),
+            false => None,
+        };
+        // What the tags will name: the plan's root (one platform's image with --platform).
+        let target = match (&local, platform) {
+            (Some(plan), _) => Some(plan.root().clone()),
+            (None, None) => Some(root.clone()),
+            (None, Some(_)) => None,
+        };
+        if let Some(target) = target.filter(|_| !options.verify) {
+            if hoist::transfer::up_to_date(sink.as_ref(), &target, &tags).await? {
+                return Ok(hoist::transfer::nothing_to_do(&target, &tags, options.dry_run));
+            }
+        }
+        let plan = match local {
+            Some(plan) => plan,
+            None => hoist::graph::plan(source.as_ref(), root, platform).await?,
+        };
         let observer = Progress::new(plan.blob_bytes(), quiet, flags.dry_run);
         let report = hoist::transfer::transfer(&plan, source.as_ref(), sink.as_ref(), &tags, &options, &observer).await;
         observer.finish();

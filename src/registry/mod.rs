@@ -359,6 +359,13 @@ pub async fn status_error(registry: &str, what: &str, request: &str, response: R
         (StatusCode::FORBIDDEN, _) | (_, Some("DENIED")) => {
             RegistryError::Denied { registry, scope: what.to_owned(), message }
         }
+        (_, Some("NAME_UNKNOWN")) if request.starts_with("POST") => RegistryError::NotFound {
+            registry,
+            what: format!(
+                "{what} (create it first: some registries, ECR among them, do not create repositories on push)"
+            ),
+            message,
+        },
         (StatusCode::NOT_FOUND, _) | (_, Some("NAME_UNKNOWN" | "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN")) => {
             RegistryError::NotFound { registry, what: what.to_owned(), message }
         }

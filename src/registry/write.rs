@@ -10,6 +10,7 @@ use futures_util::stream::BoxStream;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Response, StatusCode, Url};
 
+use super::error::Envelope;
 use super::{api_url, resolve_url, status_error, Client};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -211,6 +212,7 @@ impl Client {
                 Ok(ChunkOutcome::Refused)
             }
             StatusCode::RANGE_NOT_SATISFIABLE => Ok(ChunkOutcome::OutOfSync),
+            StatusCode::PAYLOAD_TOO_LARGE => Ok(ChunkOutcome::TooLarge),
             _ => Err(status_error(registry, "upload chunk", "PATCH upload", response).await.into()),
         }
     }
@@ -242,6 +244,19 @@ impl Client {
             }
             StatusCode::NOT_FOUND => Ok(FinishOutcome::SessionGone),
             StatusCode::PAYLOAD_TOO_LARGE => Ok(FinishOutcome::TooLarge),
+            StatusCode::BAD_REQUEST => {
+                let envelope = Envelope::parse(&super::body_prefix(response, super::MAX_ERROR_BODY).await);
+                match envelope.code() {
+                    Some("DIGEST_INVALID") => Ok(FinishOutcome::DigestInvalid),
+                    _ => Err(RegistryError::Status {
+                        registry: registry.to_owned(),
+                        status: 400,
+                        request: "PUT upload".into(),
+                        message: envelope.message("400 Bad Request"),
+                    }
+                    .into()),
+                }
+            }
             _ => Err(status_error(registry, &format!("blob {digest}"), "PUT upload", response).await.into()),
         }
     }
@@ -279,7 +294,21 @@ impl Client {
                         .timeout(self.options.document_timeout)
                 })
                 .await?;
-            if !response.status().is_success() {
+            let status = response.status();
+            let refused_index = manifest.media_type == crate::model::MediaType::OciIndex
+                && matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            if refused_index {
+                let envelope = Envelope::parse(&super::body_prefix(response, super::MAX_ERROR_BODY).await);
+                return Err(Error::invalid(
+                    "index",
+                    format!("{registry}/{repository}:{reference}"),
+                    format!(
+                        "{registry} refused an OCI image index ({}); it wants a Docker manifest list: pass --format docker (hoist index create/add, push, copy), which changes the index digest",
+                        envelope.message(status.as_str())
+                    ),
+                ));
+            }
+            if !status.is_success() {
                 return Err(status_error(registry, &what, "PUT manifest", response).await.into());
             }
             check_reported_digest(registry, &response, &manifest.digest)
@@ -302,8 +331,11 @@ pub enum ChunkOutcome {
     SessionGone,
     /// The registry does not take chunks.
     Refused,
-    /// The chunk did not start where the registry is; ask it.
+    /// The chunk did not start where the registry is, or was larger than it takes (GHCR
+    /// answers both with 416); ask it where it is.
     OutOfSync,
+    /// The chunk was larger than the registry takes (413).
+    TooLarge,
 }
 
 /// What the final PUT came to.
@@ -315,6 +347,8 @@ pub enum FinishOutcome {
     SessionGone,
     /// The registry refused a body this large in one request.
     TooLarge,
+    /// The registry computed another digest for what the session holds.
+    DigestInvalid,
 }
 
 fn missing_location(registry: &str) -> Error {

@@ -61,6 +61,13 @@ struct Upload {
     sent: u64,
     /// The hash of the bytes sent from 0 up to the count, while they run on without a gap.
     hashed: Option<(u64, Sha256)>,
+    /// The length of a chunk the registry refused with 416, to tell a size cap from a lost
+    /// offset once the registry says where it is.
+    refused: Option<u64>,
+    /// A resume from the registry's offset happened in this session.
+    resumed: bool,
+    /// The blob was started over once after the registry computed another digest.
+    restarted: bool,
 }
 
 /// Remembered repositories tried for a mount, besides the source's own.
@@ -68,6 +75,9 @@ const REMEMBERED_MOUNTS: usize = 2;
 
 /// The chunk size when a registry needs chunks and none was given.
 const DEFAULT_CHUNK: u64 = 8 << 20;
+
+/// The smallest chunk hoist shrinks to when a registry refuses larger ones.
+const MIN_CHUNK: u64 = 1 << 20;
 
 /// Recoveries inside one attempt before it counts as a failure.
 const MAX_RECOVERIES: u32 = 8;
@@ -81,6 +91,8 @@ pub struct RegistrySink<'a> {
     uploads: Mutex<HashMap<Digest, Upload>>,
     /// The registry refused a mount for want of rights: stop asking.
     mounts_refused: AtomicBool,
+    /// The largest chunk the registry took, once it refused a larger one.
+    chunk_cap: AtomicU64,
 }
 
 impl<'a> RegistrySink<'a> {
@@ -93,6 +105,7 @@ impl<'a> RegistrySink<'a> {
             options,
             uploads: Mutex::new(HashMap::new()),
             mounts_refused: AtomicBool::new(false),
+            chunk_cap: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -131,7 +144,8 @@ impl<'a> RegistrySink<'a> {
         let (client, registry, repository) = (self.client, self.registry.as_str(), self.repository.as_str());
         let digest = &descriptor.digest;
         if !upload.started {
-            upload.chunk = self.options.chunk_size.unwrap_or(DEFAULT_CHUNK).max(1);
+            upload.chunk =
+                self.options.chunk_size.unwrap_or(DEFAULT_CHUNK).max(1).min(self.chunk_cap.load(Ordering::Relaxed));
             upload.whole = self.options.chunk_size.is_none();
             for from in self.mount_candidates(source, digest) {
                 match client.start_upload(registry, repository, Some((digest, &from))).await {
@@ -189,6 +203,12 @@ impl<'a> RegistrySink<'a> {
                         // Never beyond what was sent: a registry that over-reports would make
                         // hoist skip bytes.
                         let held = held.min(upload.sent).min(descriptor.size);
+                        if let Some(refused) = upload.refused.take().filter(|_| held == upload.offset) {
+                            // In step with the registry, and still refused: the chunk was too
+                            // large for it (GHCR caps chunks at 4 MiB). Smaller, for the run.
+                            self.shrink(&mut upload.chunk, refused);
+                        }
+                        upload.resumed |= held > 0;
                         tracing::info!("resuming {digest} at byte {held} of {}", descriptor.size);
                         upload.offset = held;
                         upload.session = Some(next.clone());
@@ -220,6 +240,7 @@ impl<'a> RegistrySink<'a> {
                     .await?;
                 match finished {
                     FinishOutcome::Done => return Ok(BlobOutcome::Pushed),
+                    FinishOutcome::DigestInvalid => return Err(self.digest_invalid(descriptor)),
                     FinishOutcome::SessionGone => upload.session = None,
                     FinishOutcome::TooLarge => {
                         upload.chunks_only = true;
@@ -276,6 +297,12 @@ impl<'a> RegistrySink<'a> {
                     }
                     ChunkOutcome::OutOfSync => {
                         upload.unsure = true;
+                        upload.refused = Some(length);
+                        break;
+                    }
+                    ChunkOutcome::TooLarge => {
+                        self.shrink(&mut upload.chunk, length);
+                        upload.unsure = true;
                         break;
                     }
                 }
@@ -287,7 +314,34 @@ impl<'a> RegistrySink<'a> {
             match client.finish_upload(registry, repository, &url, digest, None).await? {
                 FinishOutcome::Done => return Ok(BlobOutcome::Pushed),
                 FinishOutcome::SessionGone | FinishOutcome::TooLarge => upload.session = None,
+                FinishOutcome::DigestInvalid if upload.resumed && !upload.restarted => {
+                    // A resume trusted an offset the registry got wrong: once more from zero.
+                    tracing::info!("{registry} computed another digest for {digest} after a resume; starting it over");
+                    upload.restarted = true;
+                    upload.resumed = false;
+                    upload.session = None;
+                }
+                FinishOutcome::DigestInvalid => return Err(self.digest_invalid(descriptor)),
             }
+        }
+    }
+
+    /// Halves the chunk size after the registry refused `refused` bytes (down to
+    /// [`MIN_CHUNK`]), and keeps the smaller size for the rest of the run.
+    fn shrink(&self, chunk: &mut u64, refused: u64) {
+        let smaller = (refused / 2).max(MIN_CHUNK).min(*chunk);
+        let cap = self.chunk_cap.fetch_min(smaller, Ordering::Relaxed).min(smaller);
+        if cap < *chunk {
+            tracing::info!("{} refused a {refused}-byte chunk; sending {cap}-byte chunks", self.registry);
+        }
+        *chunk = cap;
+    }
+
+    fn digest_invalid(&self, descriptor: &Descriptor) -> Error {
+        Error::DigestMismatch {
+            what: format!("upload to {} (the registry computed another digest)", self.registry),
+            expected: descriptor.digest.to_string(),
+            found: "another".into(),
         }
     }
 
@@ -378,6 +432,7 @@ impl Sink for RegistrySink<'_> {
             }
             if result.is_err() {
                 upload.unsure = true;
+                upload.sent = upload.sent.max(progress.load(Ordering::Relaxed));
                 if let Ok(mut uploads) = self.uploads.lock() {
                     uploads.insert(descriptor.digest.clone(), upload);
                 }
