@@ -12,4 +12,5 @@ mod index;
 mod push;
 mod registry;
 mod release;
+mod tls;
 mod util;

@@ -11,6 +11,7 @@
 //! verification for its own host only: a token realm elsewhere is still verified.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -24,13 +25,29 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use super::error::RegistryError;
 use super::transport::{api_host, split_host_port, TransportOptions};
 
+/// What a client's TLS connections showed, for the error when a registry cannot be reached.
+#[derive(Clone, Debug, Default)]
+pub struct Handshakes {
+    /// Set once a server presented a certificate: that port speaks TLS.
+    certificate_seen: Arc<AtomicBool>,
+    /// Whether hoist has a client certificate to show.
+    pub client_certificate: bool,
+}
+
+impl Handshakes {
+    /// Whether a server presented a certificate: plain HTTP to that port would be pointless.
+    pub fn certificate_seen(&self) -> bool {
+        self.certificate_seen.load(Ordering::Relaxed)
+    }
+}
+
 /// The rustls configuration for `registry`: its trust anchors and client certificate; with
 /// `verify` false, the registry's own host is not verified (insecure and loopback registries).
 pub fn client_config(
     registry: &str,
     options: &TransportOptions,
     verify: bool,
-) -> Result<rustls::ClientConfig, RegistryError> {
+) -> Result<(rustls::ClientConfig, Handshakes), RegistryError> {
     let tls_error = |detail: String| RegistryError::Tls { registry: registry.to_owned(), detail };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let trusted = user_certificates(registry, options)?;
@@ -53,14 +70,21 @@ pub fn client_config(
         let (name, _) = split_host_port(&host);
         ServerName::try_from(name.to_owned()).ok()
     };
-    let verifier =
-        RegistryVerifier { webpki, trusted, unverified, algorithms: provider.signature_verification_algorithms };
+    let identity = client_identity(registry, options)?;
+    let handshakes = Handshakes { certificate_seen: Arc::default(), client_certificate: identity.is_some() };
+    let verifier = RegistryVerifier {
+        seen: handshakes.certificate_seen.clone(),
+        webpki,
+        trusted,
+        unverified,
+        algorithms: provider.signature_verification_algorithms,
+    };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(format!("cannot set up TLS: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier));
-    let mut config = match client_identity(registry, options)? {
+    let mut config = match identity {
         Some((certificate, chain, key)) => builder
             .with_client_auth_cert(chain, key)
             .map_err(|e| tls_error(format!("client certificate {} cannot be used: {e}", certificate.display())))?,
@@ -68,7 +92,7 @@ pub fn client_config(
     };
     // What reqwest offers when it builds the configuration itself.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, handshakes))
 }
 
 /// `--ca-cert` files, then `certs_dir/HOST[:PORT]/*.crt`, sorted.
@@ -158,6 +182,8 @@ fn client_identity(
 /// host in `unverified` is not checked at all.
 #[derive(Debug)]
 struct RegistryVerifier {
+    /// Set when a server presents a certificate.
+    seen: Arc<AtomicBool>,
     /// Checks against the trust anchors; `None` when there are none.
     webpki: Option<Arc<WebPkiServerVerifier>>,
     /// The certificates the user trusts explicitly.
@@ -177,6 +203,7 @@ impl ServerCertVerifier for RegistryVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        self.seen.store(true, Ordering::Relaxed);
         if self.unverified.as_ref().is_some_and(|host| host.to_str() == server_name.to_str()) {
             return Ok(ServerCertVerified::assertion());
         }
@@ -191,6 +218,11 @@ impl ServerCertVerifier for RegistryVerifier {
                 check_trusted_end_entity(end_entity, server_name, now)?;
                 Ok(ServerCertVerified::assertion())
             }
+            Err(error) if is_ca_used_as_end_entity(&error) => Err(rustls::Error::General(
+                "the registry presents a CA certificate (CA:TRUE, as `openssl req -x509` makes) that is not trusted; \
+                 trust that very certificate"
+                    .to_owned(),
+            )),
             other => other,
         }
     }
@@ -451,6 +483,7 @@ mod tests {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider.clone())).build().unwrap()
         });
         RegistryVerifier {
+            seen: Arc::default(),
             webpki,
             trusted,
             unverified: unverified.map(|h| ServerName::try_from(h.to_owned()).unwrap()),
@@ -475,7 +508,7 @@ mod tests {
         // Not trusted: WebPKI's refusal stands.
         let other = self_signed_ca(&["registry.test"], None, true);
         let stranger = check(&verifier(vec![other], None), &certificate, "registry.test").unwrap_err();
-        assert!(stranger.contains("CaUsedAsEndEntity"), "{stranger}");
+        assert!(stranger.contains("CA:TRUE"), "{stranger}");
 
         let expired = self_signed_ca(&["registry.test"], Some((2000, 2001)), true);
         assert!(check(&verifier(vec![expired.clone()], None), &expired, "registry.test").is_err());

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::RegistryError;
-use super::tls;
+use super::tls::{self, Handshakes};
 
 /// Where Docker keeps per-registry certificate authorities: `DIR/HOST[:PORT]/*.crt`.
 pub const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
@@ -182,20 +182,18 @@ pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpo
     let host = api_host(registry);
     resolve(registry, &host).await?;
     let insecure = options.is_insecure(registry) || is_loopback(registry);
-    let https = client(registry, options, !insecure)?;
+    let (https, handshakes) = client(registry, options, !insecure)?;
     let https_base = format!("https://{host}");
     let https_error = match https.get(format!("{https_base}/v2/")).timeout(options.document_timeout).send().await {
         Ok(_) => return Ok(Endpoint { base: https_base, http: https }),
         Err(e) => e,
     };
     let kind = classify(&https_error);
-    // A port that speaks TLS and refuses the handshake (a certificate not trusted, or one of
-    // ours not accepted) is not helped by plain HTTP.
-    if kind == Failure::Certificate {
-        return Err(RegistryError::Tls {
-            registry: registry.to_owned(),
-            detail: tls_detail(registry, options, &https_error),
-        });
+    // A port that speaks TLS and fails (a certificate not trusted, or ours not accepted: a
+    // server that wants one may just close the connection) is not helped by plain HTTP.
+    if kind == Failure::Certificate || (kind != Failure::Timeout && handshakes.certificate_seen()) {
+        let detail = tls_detail(registry, options, &handshakes, &https_error);
+        return Err(RegistryError::Tls { registry: registry.to_owned(), detail });
     }
     if !insecure {
         return Err(match kind {
@@ -204,7 +202,7 @@ pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpo
             _ => RegistryError::Unreachable { registry: registry.to_owned(), detail: chain(&https_error) },
         });
     }
-    let plain = client(registry, options, true)?;
+    let (plain, _) = client(registry, options, true)?;
     let plain_base = format!("http://{host}");
     match plain.get(format!("{plain_base}/v2/")).timeout(options.document_timeout).send().await {
         Ok(_) => Ok(Endpoint { base: plain_base, http: plain }),
@@ -215,18 +213,24 @@ pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpo
     }
 }
 
-/// A TLS failure's text, with where docker keeps client certificates when the registry asked
-/// for one.
-fn tls_detail(registry: &str, options: &TransportOptions, error: &reqwest::Error) -> String {
+/// A TLS failure's text, with where docker keeps client certificates when the registry may
+/// have wanted one: it said so, or it closed the connection after a handshake in which hoist
+/// showed none.
+fn tls_detail(registry: &str, options: &TransportOptions, handshakes: &Handshakes, error: &reqwest::Error) -> String {
     let text = chain(error);
-    match tls_error(error) {
+    let asked = matches!(
+        tls_error(error),
         Some(rustls::Error::AlertReceived(
-            rustls::AlertDescription::CertificateRequired | rustls::AlertDescription::BadCertificate,
-        )) => format!(
-            "{text}; the registry wants a client certificate: put it in {} as client.cert with its client.key",
+            rustls::AlertDescription::CertificateRequired | rustls::AlertDescription::BadCertificate
+        ))
+    );
+    if asked || (!handshakes.client_certificate && classify(error) != Failure::Certificate) {
+        format!(
+            "{text}; if the registry wants a client certificate, put it in {} as client.cert with its client.key",
             options.certs_dir.join(registry).display()
-        ),
-        _ => text,
+        )
+    } else {
+        text
     }
 }
 
@@ -249,15 +253,20 @@ async fn resolve(registry: &str, host: &str) -> Result<(), RegistryError> {
 /// certificate, and no verification of the registry's own host unless `verify`), timeouts,
 /// hoist's User-Agent, and redirects that drop the Authorization header when they leave the
 /// host (reqwest's policy).
-fn client(registry: &str, options: &TransportOptions, verify: bool) -> Result<reqwest::Client, RegistryError> {
-    let tls = tls::client_config(registry, options, verify)?;
-    reqwest::Client::builder()
+fn client(
+    registry: &str,
+    options: &TransportOptions,
+    verify: bool,
+) -> Result<(reqwest::Client, Handshakes), RegistryError> {
+    let (tls, handshakes) = tls::client_config(registry, options, verify)?;
+    let client = reqwest::Client::builder()
         .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(options.connect_timeout)
         .read_timeout(options.read_timeout)
         .use_preconfigured_tls(tls)
         .build()
-        .map_err(|e| RegistryError::Connect { registry: registry.to_owned(), detail: chain(&e) })
+        .map_err(|e| RegistryError::Connect { registry: registry.to_owned(), detail: chain(&e) })?;
+    Ok((client, handshakes))
 }
 
 /// Why a request failed, as far as the fix is concerned.
