@@ -14,4 +14,5 @@ mod push;
 mod quirks;
 mod registry;
 mod release;
+mod tls;
 mod util;

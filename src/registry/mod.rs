@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod read;
 pub mod retry;
+pub mod tls;
 pub mod transport;
 pub mod write;
 
