@@ -9,6 +9,7 @@
 //! registry); push, copy, index publishing and base images all run through it.
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod base;
 pub mod blob;
 pub mod build;

@@ -31,8 +31,9 @@ pub struct BuildArgs {
     /// Leave out paths matching this .dockerignore-style pattern; repeatable.
     #[arg(long = "exclude", value_name = "GLOB")]
     exclude: Vec<String>,
-    /// Where to write: oci:DIR[:TAG].
-    #[arg(short, long, value_name = "oci:DIR[:TAG]")]
+    /// Where to write: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF]
+    /// (one platform).
+    #[arg(short, long, value_name = "LOCATION")]
     output: Option<String>,
     /// Entrypoint: one argument per flag, or a JSON array.
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
@@ -161,9 +162,17 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         spec = spec.or(BuildSpec::load(file)?);
     }
     let destination = args.push.as_deref().map(Reference::parse).transpose()?;
-    // Pushing without --output: build into a temporary layout.
-    let scratch = match (&spec.output, &destination) {
-        (None, Some(_)) => Some(tempfile::tempdir()?),
+    // Pushing without --output: build into a temporary layout. Into an archive: build into a
+    // temporary layout, then write the archive from it.
+    let archive = match &spec.output {
+        Some(output) => match output.parse::<Location>()? {
+            archive @ (Location::OciArchive { .. } | Location::DockerArchive { .. }) => Some(archive),
+            _ => None,
+        },
+        None => None,
+    };
+    let scratch = match (&spec.output, &destination, &archive) {
+        (None, Some(_), _) | (_, _, Some(_)) => Some(tempfile::tempdir()?),
         _ => None,
     };
     if let Some(scratch) = &scratch {
@@ -183,7 +192,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     if let Some(base) = &base {
         let location: Location = base.parse()?;
         let client = args.registry.client()?;
-        let writes_layout = scratch.is_none();
+        let writes_layout = scratch.is_none() || archive.is_some();
         let (bases, files) = block_on(async {
             let bases = hoist::base::resolve(&client, &location, &options.platforms).await?;
             // Into a layout the base's layers must be there: fetched once into hoist's cache.
@@ -202,12 +211,23 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         options.base_files = files;
     }
     let Location::Layout { dir, tag } = &output else {
-        anyhow::bail!("build writes an OCI layout: give --output oci:DIR[:TAG], and --push {output} to publish it");
+        anyhow::bail!(
+            "build writes an OCI layout or an archive: give --output oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE, and --push {output} to publish it"
+        );
     };
     let mut writer = LayoutWriter::begin(dir)?;
     let built = build(&options, &mut writer)?;
     writer.commit(hoist::model::Descriptor::from_oci(built.descriptor())?, tag.as_deref())?;
     tracing::info!("wrote {} to {output}", built.digest);
+    let output = match &archive {
+        Some(archive) => {
+            let layout = Location::Layout { dir: dir.clone(), tag: tag.clone() };
+            let flags = PushFlags { tags: Vec::new(), push_by_digest: false, digest_file: None, dry_run: false, ..args.push_flags.clone() };
+            send(&layout, archive, None, elsewhere.clone(), &flags, &args.registry, true)?;
+            archive.clone()
+        }
+        None => output.clone(),
+    };
     if let Some(destination) = destination {
         let layout = Location::Layout { dir: dir.clone(), tag: tag.clone() };
         let report =

@@ -10,9 +10,11 @@ use super::registry::RegistryArgs;
 /// Flags of `hoist copy`.
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// What to copy: a registry reference or oci:DIR[:TAG].
+    /// What to copy: a registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG] or
+    /// docker-archive:FILE[:REF].
     source: String,
-    /// Where: registry/repository[:tag] or oci:DIR[:TAG].
+    /// Where: registry/repository[:tag], oci:DIR[:TAG], oci-archive:FILE[:TAG] or
+    /// docker-archive:FILE[:REF] (one platform: the only one, or --platform).
     destination: String,
     /// Copy only this platform's image of an index.
     #[arg(long, conflicts_with = "all_platforms")]

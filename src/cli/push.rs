@@ -90,10 +90,11 @@ impl PushFlags {
 /// Flags of `hoist push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// What to push: oci:DIR[:TAG] (or a registry reference).
+    /// What to push: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF] (or a
+    /// registry reference).
     source: String,
-    /// Where: registry/repository[:tag] (without a tag, by digest only, plus --tag), or
-    /// oci:DIR[:TAG].
+    /// Where: registry/repository[:tag] (without a tag, by digest only, plus --tag),
+    /// oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF].
     destination: String,
     #[command(flatten)]
     flags: PushFlags,
@@ -156,7 +157,11 @@ pub fn send(
     let options = flags.transfer_options();
     let report = block_on(async {
         let root = source.root().await?;
-        let plan = hoist::graph::plan(source.as_ref(), root, platform).await?;
+        let single = match (to, platform) {
+            (Location::DockerArchive { file, .. }, None) => one_image(&root, file)?,
+            _ => None,
+        };
+        let plan = hoist::graph::plan(source.as_ref(), root, platform.or(single.as_ref())).await?;
         let observer = Progress::new(plan.blob_bytes(), quiet, flags.dry_run);
         let report = hoist::transfer::transfer(&plan, source.as_ref(), sink.as_ref(), &tags, &options, &observer).await;
         observer.finish();
@@ -182,6 +187,20 @@ pub fn send(
         std::io::Write::write_all(&mut file, format!("digest={}\n", report.digest).as_bytes())?;
     }
     Ok(report)
+}
+
+/// For a docker-archive (one image): the platform of the only image of an index, or an error
+/// asking for --platform when it has several.
+fn one_image(root: &hoist::model::RawManifest, file: &std::path::Path) -> hoist::Result<Option<Platform>> {
+    if !root.media_type.is_index() {
+        return Ok(None);
+    }
+    let index = root.index(&file.display().to_string())?;
+    let images: Vec<_> = index.manifests.iter().filter(|d| hoist::model::descriptor::attests(d).is_none()).collect();
+    match images.as_slice() {
+        [only] => Ok(only.platform.clone()),
+        _ => Err(hoist::sink::one_platform(file, &hoist::model::descriptor::platform_list(&index.manifests))),
+    }
 }
 
 /// A blob's digest, its sent-bytes counter and its bar.
