@@ -251,6 +251,9 @@ pub fn write_tar(target: &Path, items: &[(String, Item)]) -> Result<()> {
     }
     let buffered = builder.into_inner().at("write", target)?;
     let temp = buffered.into_inner().map_err(|e| Error::io("write", target, e.into_error()))?;
+    // A temporary file is private (0600); an archive is as readable as any file written.
+    let readable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
+    temp.as_file().set_permissions(readable).at("write", target)?;
     temp.as_file().sync_all().at("write", target)?;
     temp.persist(target).map_err(|e| Error::io("write", target, e.error))?;
     Ok(())

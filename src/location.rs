@@ -43,9 +43,7 @@ impl Location {
         match self {
             Location::Layout { dir, tag } => Location::Layout { dir: base.join(dir), tag },
             Location::OciArchive { file, tag } => Location::OciArchive { file: base.join(file), tag },
-            Location::DockerArchive { file, reference } => {
-                Location::DockerArchive { file: base.join(file), reference }
-            }
+            Location::DockerArchive { file, reference } => Location::DockerArchive { file: base.join(file), reference },
             registry => registry,
         }
     }
@@ -211,10 +209,21 @@ mod tests {
         assert_eq!(docker, Location::DockerArchive { file: "out/app.tar".into(), reference: expected });
         assert_eq!(docker.to_string(), "docker-archive:out/app.tar:localhost:5000/app:v1");
         let latest: Location = "docker-archive:app.tar:localhost:5000/app".parse().unwrap();
-        assert_eq!(latest, Location::DockerArchive { file: "app.tar".into(), reference: Some("localhost:5000/app:latest".into()) });
+        assert_eq!(
+            latest,
+            Location::DockerArchive { file: "app.tar".into(), reference: Some("localhost:5000/app:latest".into()) }
+        );
         let oci: Location = "oci-archive:out/app.tar:v1".parse().unwrap();
         assert_eq!(oci, Location::OciArchive { file: "out/app.tar".into(), tag: Some("v1".into()) });
-        for bad in ["oci:", "oci::tag", "docker://x", "Bad Ref", "docker-archive:", "oci-archive:", "docker-archive:a.tar:Bad Ref"] {
+        for bad in [
+            "oci:",
+            "oci::tag",
+            "docker://x",
+            "Bad Ref",
+            "docker-archive:",
+            "oci-archive:",
+            "docker-archive:a.tar:Bad Ref",
+        ] {
             assert!(bad.parse::<Location>().is_err(), "{bad}");
         }
     }

@@ -2,6 +2,7 @@
 //! and against the OCI image-spec schemas.
 #![allow(clippy::unwrap_used)]
 
+mod archive;
 mod base;
 mod build;
 mod cache;

@@ -222,7 +222,13 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let output = match &archive {
         Some(archive) => {
             let layout = Location::Layout { dir: dir.clone(), tag: tag.clone() };
-            let flags = PushFlags { tags: Vec::new(), push_by_digest: false, digest_file: None, dry_run: false, ..args.push_flags.clone() };
+            let flags = PushFlags {
+                tags: Vec::new(),
+                push_by_digest: false,
+                digest_file: None,
+                dry_run: false,
+                ..args.push_flags.clone()
+            };
             send(&layout, archive, None, elsewhere.clone(), &flags, &args.registry, true)?;
             archive.clone()
         }

@@ -98,7 +98,10 @@ fn write_docker(target: &Path, staged: &Path, root: &RawManifest, tags: &[String
             let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
             for tagged in &repo_tags {
                 if let Some((name, tag)) = name_and_tag(tagged) {
-                    repositories.entry(name.to_owned()).or_default().insert(tag.to_owned(), top.digest.hex().to_owned());
+                    repositories
+                        .entry(name.to_owned())
+                        .or_default()
+                        .insert(tag.to_owned(), top.digest.hex().to_owned());
                 }
             }
             if !repositories.is_empty() {

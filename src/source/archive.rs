@@ -14,17 +14,18 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::{ref_name, INDEX_FILE};
 use crate::location::Location;
-use crate::model::media_type::DOCKER_MANIFEST;
+use crate::model::media_type::OCI_MANIFEST;
 use crate::model::{Descriptor, ImageIndex, MediaType, RawManifest, MAX_MANIFEST_BYTES};
-
-/// Docker's media type of an uncompressed layer.
-const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
-/// Docker's media type of a zstd layer.
-const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 
 /// Streams the tar entry `name` (`size` bytes at `offset`) as the blob `descriptor` from
 /// `from`.
-fn entry_stream(tar: &TarIndex, entry: (u64, u64), descriptor: &Descriptor, from: u64, what: String) -> Result<BlobStream> {
+fn entry_stream(
+    tar: &TarIndex,
+    entry: (u64, u64),
+    descriptor: &Descriptor,
+    from: u64,
+    what: String,
+) -> Result<BlobStream> {
     let (offset, size) = entry;
     if size != descriptor.size {
         return Err(Error::CorruptArchive {
@@ -85,7 +86,11 @@ impl OciArchiveSource {
         };
         found.cloned().ok_or_else(|| {
             let tags: Vec<&str> = entries.iter().filter_map(ref_name).collect();
-            Error::invalid("tag", self.tag.clone().unwrap_or_default(), format!("not in {}; it has: {}", self.name(), tags.join(", ")))
+            Error::invalid(
+                "tag",
+                self.tag.clone().unwrap_or_default(),
+                format!("not in {}; it has: {}", self.name(), tags.join(", ")),
+            )
         })
     }
 }
@@ -124,7 +129,10 @@ impl Source for OciArchiveSource {
                 true => Ok(()),
                 false => Err(Error::CorruptArchive {
                     path: self.tar.path().to_path_buf(),
-                    reason: format!("blob {} has {size} bytes, its descriptor says {}", descriptor.digest, descriptor.size),
+                    reason: format!(
+                        "blob {} has {size} bytes, its descriptor says {}",
+                        descriptor.digest, descriptor.size
+                    ),
                 }),
             }
         })
@@ -146,8 +154,9 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-/// A docker-archive: one of its images (the one `REF` names, or its only one), presented as a
-/// Docker schema2 manifest (the archive keeps no manifest of its own).
+/// A docker-archive: one of its images (the one `REF` names, or its only one), presented as an
+/// OCI image manifest (the archive keeps no manifest of its own; the config is the same JSON
+/// in both formats, and layers keep their bytes, typed by their compression).
 pub struct DockerArchiveSource {
     tar: TarIndex,
     reference: Option<String>,
@@ -187,32 +196,35 @@ impl DockerArchiveSource {
         })?;
         let mut blobs = HashMap::new();
         let config_bytes = tar.read_small(&entry.config, MAX_CONFIG_BYTES)?;
-        let config = Descriptor::new(MediaType::DockerConfig, Digest::of(&config_bytes), config_bytes.len() as u64);
+        let config = Descriptor::new(MediaType::OciConfig, Digest::of(&config_bytes), config_bytes.len() as u64);
         blobs.insert(config.digest.clone(), entry.config.clone());
         let mut layers = Vec::new();
         for name in &entry.layers {
-            let named = name.strip_prefix("blobs/sha256/").and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
+            let named =
+                name.strip_prefix("blobs/sha256/").and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
             let (digest, size) = match named {
                 Some(digest) => (digest, tar.require(name)?.1),
                 None => tar.hash(name)?,
             };
             let head = tar.head(name, 4)?;
             let media_type = match head.as_slice() {
-                [0x1f, 0x8b, ..] => MediaType::DockerLayerGzip,
-                [0x28, 0xb5, 0x2f, 0xfd] => MediaType::from(DOCKER_LAYER_ZSTD),
-                _ => MediaType::from(DOCKER_LAYER_TAR),
+                [0x1f, 0x8b, ..] => MediaType::OciLayerGzip,
+                [0x28, 0xb5, 0x2f, 0xfd] => MediaType::OciLayerZstd,
+                _ => MediaType::OciLayer,
             };
             blobs.insert(digest.clone(), name.clone());
             layers.push(Descriptor::new(media_type, digest, size));
         }
         let document = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": DOCKER_MANIFEST,
+            "mediaType": OCI_MANIFEST,
             "config": config,
             "layers": layers,
         });
-        let manifest =
-            RawManifest::new(crate::json::canonical(&document, "docker-archive manifest")?, Some(MediaType::DockerManifest));
+        let manifest = RawManifest::new(
+            crate::json::canonical(&document, "docker-archive manifest")?,
+            Some(MediaType::OciManifest),
+        );
         Ok(DockerArchiveSource { tar, reference, manifest, blobs })
     }
 
