@@ -29,6 +29,7 @@ pub mod model;
 pub mod offload;
 pub mod platform;
 pub mod reference;
+pub mod referrers;
 pub mod registry;
 pub mod secret;
 pub mod sink;

@@ -10,6 +10,7 @@ mod cli;
 mod core;
 mod index;
 mod push;
+mod referrers;
 mod registry;
 mod release;
 mod util;

@@ -4,8 +4,10 @@
 use clap::Args;
 use hoist::location::Location;
 
+use hoist::referrers::ReferrerOptions;
+
 use super::push::{print_report, send, PushFlags};
-use super::registry::RegistryArgs;
+use super::registry::{block_on, RegistryArgs};
 
 /// Flags of `hoist copy`.
 #[derive(Debug, Args)]
@@ -22,6 +24,9 @@ pub struct CopyArgs {
     /// Copy the whole index with every platform (the default).
     #[arg(long)]
     all_platforms: bool,
+    /// Also copy the artifacts that refer to the image (and to each image of an index).
+    #[arg(long)]
+    referrers: bool,
     #[command(flatten)]
     flags: PushFlags,
     /// Print a JSON summary instead of the digest.
@@ -37,5 +42,26 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
     let destination: Location = args.destination.parse()?;
     let platform = args.platform.as_deref().map(str::parse).transpose()?;
     let report = send(&source, &destination, platform.as_ref(), None, &args.flags, &args.registry, quiet)?;
+    if args.referrers && !args.flags.dry_run {
+        let client = args.registry.client()?.with_retry(args.flags.retry());
+        let options = ReferrerOptions {
+            transfer: args.flags.transfer_options(),
+            upload: args.flags.upload_options(),
+            ..ReferrerOptions::default()
+        };
+        let copied = block_on(async {
+            let mut subjects: Vec<hoist::Digest> = vec![report.digest.parse()?];
+            let root = hoist::source::open(&source, &client)?.manifest(&subjects[0]).await;
+            if let Ok(root) = root {
+                if root.media_type.is_index() {
+                    subjects.extend(root.index(&args.source)?.manifests.into_iter().map(|d| d.digest));
+                }
+            }
+            Ok(hoist::referrers::copy(&client, &source, &destination, &subjects, &options).await?)
+        })?;
+        if !quiet {
+            eprintln!("copied {copied} referrer(s)");
+        }
+    }
     print_report(&report, args.json)
 }

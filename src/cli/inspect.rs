@@ -100,6 +100,13 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
                 .map(|e| json!({ "platform": platform_of(e), "digest": e["digest"], "size": e["size"], "mediaType": e["mediaType"] }))
                 .collect();
         }
+        // Registries and layouts keep referrers; a registry that cannot say leaves the count out.
+        if matches!(location, Location::Registry(_) | Location::Layout { .. }) {
+            match hoist::referrers::list(&client, &location, &manifest.digest).await {
+                Ok((found, _)) => summary["referrers"] = found.len().into(),
+                Err(e) => tracing::info!("referrers of {}: {e}", args.reference),
+            }
+        }
         if args.json {
             return print_line(&serde_json::to_string_pretty(&summary)?);
         }
@@ -139,6 +146,9 @@ fn human(summary: &Value) -> String {
                 layer["mediaType"].as_str().unwrap_or_default()
             ));
         }
+    }
+    if let Some(count) = summary["referrers"].as_u64() {
+        text.push_str(&format!("\nReferrers:  {count}"));
     }
     text
 }

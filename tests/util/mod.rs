@@ -1,6 +1,7 @@
 //! Shared helpers: running commands, making source trees, reading layouts.
 
 pub mod proxy;
+pub mod referrers;
 pub mod registry;
 pub mod schema;
 pub mod token;

@@ -54,6 +54,8 @@ pub fn validate_layout(layout: &Path) -> usize {
                 pending.push(document["config"].clone());
             }
             "application/vnd.oci.image.config.v1+json" => assert_valid("config-schema.json", &document),
+            // An artifact's config (OCI 1.1): exactly `{}`.
+            "application/vnd.oci.empty.v1+json" => assert_eq!(document, serde_json::json!({}), "{digest}"),
             other => panic!("unexpected media type {other}"),
         }
         checked += 1;
