@@ -31,6 +31,7 @@ pub mod platform;
 pub mod reference;
 pub mod referrers;
 pub mod registry;
+pub mod sbom;
 pub mod secret;
 pub mod sink;
 pub mod source;

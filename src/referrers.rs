@@ -267,6 +267,15 @@ pub async fn attach(
     }
 }
 
+/// Adds `artifact`, referring to `subject`, to the layout at `dir` as an untagged entry of its
+/// `index.json`; returns the artifact's manifest.
+pub fn attach_in_layout(dir: &std::path::Path, subject: &Descriptor, artifact: &Artifact) -> Result<RawManifest> {
+    let mut writer = LayoutWriter::begin(dir)?;
+    let manifest = stage(&mut writer, artifact, subject)?;
+    writer.commit(manifest.descriptor(), None)?;
+    Ok(manifest)
+}
+
 /// Sends a referrer's manifest and blobs from `source` to `sink`, untagged.
 async fn send_referrer(
     source: &dyn Source,

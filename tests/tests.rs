@@ -13,4 +13,5 @@ mod push;
 mod referrers;
 mod registry;
 mod release;
+mod sbom;
 mod util;
