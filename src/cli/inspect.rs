@@ -100,9 +100,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
                 .map(|e| json!({ "platform": platform_of(e), "digest": e["digest"], "size": e["size"], "mediaType": e["mediaType"] }))
                 .collect();
         }
-        // Registries and layouts keep referrers; a registry that cannot say leaves the count out.
+        // Registries and layouts keep referrers; a registry that cannot say leaves the count out,
+        // at once (no retries: the image itself was read already, perhaps from a mirror).
         if matches!(location, Location::Registry(_) | Location::Layout { .. }) {
-            match hoist::referrers::list(&client, &location, &manifest.digest).await {
+            let once = args.registry.reader()?.with_retry(hoist::registry::RetryPolicy::none());
+            match hoist::referrers::list(&once, &location, &manifest.digest).await {
                 Ok((found, _)) => summary["referrers"] = found.len().into(),
                 Err(e) => tracing::info!("referrers of {}: {e}", args.reference),
             }
