@@ -94,7 +94,31 @@ fn a_built_docker_archive_is_loaded_by_podman_and_read_by_skopeo() {
         false => eprintln!("podman run refused on this machine: {}", String::from_utf8_lossy(&run.stderr).trim()),
     }
 
-    // Several platforms do not fit in one docker-archive: the error names --platform.
+    // What podman saves (uncompressed `<id>.tar` layers, config `<hex>.json`) hoist reads back.
+    let saved = work.path().join("saved.tar");
+    ok(podman(storage.path()).args(["save", "--format", "docker-archive", "-o"]).arg(&saved).arg(image));
+    let layout = work.path().join("from-podman");
+    ok(hoist().args([
+        "copy",
+        "-q",
+        &format!("docker-archive:{}", saved.display()),
+        &format!("oci:{}:v1", layout.display()),
+    ]));
+    let bundle = work.path().join("bundle");
+    ok(tool("umoci").args(["unpack", "--image"]).arg(format!("{}:v1", layout.display())).arg(&bundle));
+    assert_eq!(
+        snapshot(&bundle.join("rootfs/app")),
+        files,
+        "podman's docker-archive, read by hoist, unpacked by umoci"
+    );
+
+    // Several platforms do not fit in one docker-archive: the error names --platform, and an
+    // archive already there is left as it was.
+    let before = std::fs::read(&archive).unwrap();
+    let error = fails_with(hoist().current_dir(work.path()).args(APP_BUILD).args(["--output", &location]), Some(3));
+    assert!(error.contains("--platform"), "{error}");
+    assert_eq!(std::fs::read(&archive).unwrap(), before, "a failed write leaves the archive as it was");
+    assert_no_leftovers(&archive.with_file_name(""));
     let error = fails_with(
         hoist()
             .current_dir(work.path())
