@@ -41,6 +41,15 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
     let source: Location = args.source.parse()?;
     let destination: Location = args.destination.parse()?;
     let platform = args.platform.as_deref().map(str::parse).transpose()?;
+    let keeps_referrers = |l: &Location| matches!(l, Location::Registry(_) | Location::Layout { .. });
+    if args.referrers && !(keeps_referrers(&source) && keeps_referrers(&destination)) {
+        return Err(hoist::Error::invalid(
+            "--referrers",
+            format!("{source} → {destination}"),
+            "referrers live in registries and OCI layouts (oci:DIR), not in archives",
+        )
+        .into());
+    }
     let report = send(&source, &destination, platform.as_ref(), None, &args.flags, &args.registry, quiet)?;
     if args.referrers && !args.flags.dry_run {
         let client = args.registry.client()?.with_retry(args.flags.retry());
