@@ -27,6 +27,7 @@ pub mod layout;
 pub mod location;
 pub mod model;
 pub mod offload;
+pub mod places;
 pub mod platform;
 pub mod reference;
 pub mod referrers;
@@ -34,7 +35,9 @@ pub mod registry;
 pub mod sbom;
 pub mod secret;
 pub mod sink;
+pub mod size;
 pub mod source;
+pub mod text;
 pub mod transfer;
 
 pub use digest::Digest;

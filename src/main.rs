@@ -27,7 +27,8 @@ fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
             }
-            let _ = writeln!(std::io::stderr(), "hoist: error: {error:#}");
+            let message = hoist::text::printable(&format!("{error:#}"));
+            let _ = writeln!(std::io::stderr(), "hoist: error: {message}");
             ExitCode::from(exit_code(&error))
         }
     }

@@ -29,9 +29,10 @@ pub struct MergeFlags {
     /// Write an OCI image index or a Docker manifest list (default: what the children are).
     #[arg(long, value_name = "oci|docker")]
     format: Option<String>,
-    /// Milliseconds to wait before reading the tag back to check no other writer replaced it.
-    #[arg(long, default_value_t = 1500, value_name = "MILLISECONDS")]
-    settle: u64,
+    /// Milliseconds to wait before reading the tag back to check no other writer replaced it
+    /// (default: four times this amend's own read-merge-write time, 200 to 1500 ms).
+    #[arg(long, value_name = "MILLISECONDS")]
+    settle: Option<u64>,
 }
 
 impl MergeFlags {
@@ -43,7 +44,7 @@ impl MergeFlags {
         Ok(IndexOptions {
             merge: self.merge(),
             format: self.format.as_deref().map(str::parse).transpose()?,
-            settle: std::time::Duration::from_millis(self.settle),
+            settle: self.settle.map(std::time::Duration::from_millis),
             ..IndexOptions::default()
         })
     }

@@ -191,13 +191,18 @@ impl Sink for ArchiveSink {
         self.inner.put_manifest(manifest)
     }
 
-    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String]) -> BoxFuture<'a, Result<Vec<bool>>> {
+    /// Nothing: an archive is written whole every time, never found up to date.
+    fn resolve<'a>(&'a self, _reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String], fresh: bool) -> BoxFuture<'a, Result<Vec<bool>>> {
         Box::pin(async move {
             let layout_tags: &[String] = match self.format {
                 ArchiveFormat::Oci => tags,
                 ArchiveFormat::Docker => &[],
             };
-            self.inner.tag(root, layout_tags).await?;
+            self.inner.tag(root, layout_tags, fresh).await?;
             let (format, target, staged) = (self.format, self.target.clone(), self.layout.clone());
             let (root_owned, owned) = (root.clone(), tags.to_vec());
             tokio::task::spawn_blocking(move || match format {
