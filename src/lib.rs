@@ -9,6 +9,7 @@
 //! registry); push, copy, index publishing and base images all run through it.
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod base;
 pub mod blob;
 pub mod build;
@@ -29,7 +30,9 @@ pub mod offload;
 pub mod places;
 pub mod platform;
 pub mod reference;
+pub mod referrers;
 pub mod registry;
+pub mod sbom;
 pub mod secret;
 pub mod sink;
 pub mod size;

@@ -1,5 +1,6 @@
-//! Where images are written or read: an OCI layout on disk (`oci:DIR[:TAG]`) or a registry
-//! (`registry/repository[:tag][@digest]`).
+//! Where images are written or read: an OCI layout on disk (`oci:DIR[:TAG]`), a tar of one
+//! (`oci-archive:FILE[:TAG]`), a docker-archive tar as `docker save` writes and `docker load`
+//! reads (`docker-archive:FILE[:REF]`), or a registry (`registry/repository[:tag][@digest]`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,20 @@ pub enum Location {
     },
     /// An image in a registry.
     Registry(Reference),
+    /// A tar of an OCI image layout, optionally with a tag in its `index.json`.
+    OciArchive {
+        /// The tar file.
+        file: PathBuf,
+        /// The tag (`org.opencontainers.image.ref.name`).
+        tag: Option<String>,
+    },
+    /// A docker-archive tar (`manifest.json`, `repositories`, blobs): one image.
+    DockerArchive {
+        /// The tar file.
+        file: PathBuf,
+        /// The name it carries in `RepoTags`, e.g. `app:v1`.
+        reference: Option<String>,
+    },
 }
 
 impl Location {
@@ -27,6 +42,8 @@ impl Location {
     pub fn relative_to(self, base: &Path) -> Location {
         match self {
             Location::Layout { dir, tag } => Location::Layout { dir: base.join(dir), tag },
+            Location::OciArchive { file, tag } => Location::OciArchive { file: base.join(file), tag },
+            Location::DockerArchive { file, reference } => Location::DockerArchive { file: base.join(file), reference },
             registry => registry,
         }
     }
@@ -35,27 +52,72 @@ impl Location {
 impl FromStr for Location {
     type Err = Error;
 
-    /// Parses `oci:DIR[:TAG]` (the part after the last `:` is a tag when it is a valid one),
-    /// else an image reference.
+    /// Parses `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]` (the part after the last `:` is a
+    /// tag when it is a valid one), `docker-archive:FILE[:REF]` (the file ends at the first
+    /// `:`), else an image reference.
     fn from_str(s: &str) -> Result<Location> {
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            let (file, reference) = match rest.split_once(':') {
+                Some((file, reference)) => (file, Some(reference)),
+                None => (rest, None),
+            };
+            if file.is_empty() {
+                return Err(Error::invalid("image location", s, "the file is missing: docker-archive:FILE[:REF]"));
+            }
+            let reference = reference.map(docker_archive_name).transpose()?;
+            return Ok(Location::DockerArchive { file: PathBuf::from(file), reference });
+        }
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            let (file, tag) = split_tag(rest);
+            if file.is_empty() {
+                return Err(Error::invalid("image location", s, "the file is missing: oci-archive:FILE[:TAG]"));
+            }
+            return Ok(Location::OciArchive { file: PathBuf::from(file), tag });
+        }
         let Some(rest) = s.strip_prefix("oci:") else {
             return Reference::parse(s).map(Location::Registry).map_err(|_| {
                 Error::invalid(
                     "image location",
                     s,
-                    "expected oci:DIR[:TAG] (an OCI layout) or a registry reference such as registry.example.com/app:v1",
+                    "expected oci:DIR[:TAG] (an OCI layout), oci-archive:FILE[:TAG], docker-archive:FILE[:REF] or a registry reference such as registry.example.com/app:v1",
                 )
             });
         };
-        let (dir, tag) = match rest.rsplit_once(':') {
-            Some((dir, tag)) if is_tag(tag) => (dir, Some(tag.to_owned())),
-            _ => (rest, None),
-        };
+        let (dir, tag) = split_tag(rest);
         if dir.is_empty() {
             return Err(Error::invalid("image location", s, "the directory is missing: oci:DIR[:TAG]"));
         }
         Ok(Location::Layout { dir: PathBuf::from(dir), tag })
     }
+}
+
+/// `PATH[:TAG]`: the part after the last `:` is a tag when it is a valid one.
+fn split_tag(rest: &str) -> (&str, Option<String>) {
+    match rest.rsplit_once(':') {
+        Some((path, tag)) if is_tag(tag) => (path, Some(tag.to_owned())),
+        _ => (rest, None),
+    }
+}
+
+/// A docker-archive's image name as `RepoTags` carries it: `NAME:TAG`, with `:latest` added
+/// when there is no tag. The name must parse as an image reference (without a digest).
+fn docker_archive_name(text: &str) -> Result<String> {
+    let parsed = Reference::parse(text).map_err(|_| {
+        Error::invalid("docker-archive name", text, "expected NAME[:TAG] such as app:v1 or registry.example.com/app:v1")
+    })?;
+    if parsed.digest.is_some() {
+        return Err(Error::invalid("docker-archive name", text, "a docker-archive names images by tag, not digest"));
+    }
+    Ok(match name_and_tag(text) {
+        Some(_) => text.to_owned(),
+        None => format!("{text}:latest"),
+    })
+}
+
+/// `NAME` and `TAG` of `NAME:TAG` (a `:` after the last `/`; a registry port is not a tag).
+pub fn name_and_tag(reference: &str) -> Option<(&str, &str)> {
+    let (name, tag) = reference.rsplit_once(':')?;
+    (!tag.contains('/')).then_some((name, tag))
 }
 
 impl fmt::Display for Location {
@@ -69,6 +131,20 @@ impl fmt::Display for Location {
                 Ok(())
             }
             Location::Registry(reference) => write!(f, "{reference}"),
+            Location::OciArchive { file, tag } => {
+                write!(f, "oci-archive:{}", file.display())?;
+                if let Some(tag) = tag {
+                    write!(f, ":{tag}")?;
+                }
+                Ok(())
+            }
+            Location::DockerArchive { file, reference } => {
+                write!(f, "docker-archive:{}", file.display())?;
+                if let Some(reference) = reference {
+                    write!(f, ":{reference}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -98,6 +174,8 @@ impl Location {
         match (self, other) {
             (Location::Layout { dir: a, .. }, Location::Layout { dir: b, .. }) => a == b,
             (Location::Registry(_), Location::Registry(b)) => self.is_repository_of(b),
+            (Location::OciArchive { file: a, .. }, Location::OciArchive { file: b, .. })
+            | (Location::DockerArchive { file: a, .. }, Location::DockerArchive { file: b, .. }) => a == b,
             _ => false,
         }
     }
@@ -126,7 +204,26 @@ mod tests {
         assert_eq!(untagged, Location::Layout { dir: "out/layout".into(), tag: None });
         assert_eq!(loc.to_string(), "oci:out/layout:v1.2.3");
         assert!(matches!("ghcr.io/a/b:1".parse::<Location>().unwrap(), Location::Registry(_)));
-        for bad in ["oci:", "oci::tag", "docker://x", "Bad Ref"] {
+        let docker: Location = "docker-archive:out/app.tar:localhost:5000/app:v1".parse().unwrap();
+        let expected = Some("localhost:5000/app:v1".to_owned());
+        assert_eq!(docker, Location::DockerArchive { file: "out/app.tar".into(), reference: expected });
+        assert_eq!(docker.to_string(), "docker-archive:out/app.tar:localhost:5000/app:v1");
+        let latest: Location = "docker-archive:app.tar:localhost:5000/app".parse().unwrap();
+        assert_eq!(
+            latest,
+            Location::DockerArchive { file: "app.tar".into(), reference: Some("localhost:5000/app:latest".into()) }
+        );
+        let oci: Location = "oci-archive:out/app.tar:v1".parse().unwrap();
+        assert_eq!(oci, Location::OciArchive { file: "out/app.tar".into(), tag: Some("v1".into()) });
+        for bad in [
+            "oci:",
+            "oci::tag",
+            "docker://x",
+            "Bad Ref",
+            "docker-archive:",
+            "oci-archive:",
+            "docker-archive:a.tar:Bad Ref",
+        ] {
             assert!(bad.parse::<Location>().is_err(), "{bad}");
         }
     }

@@ -2,6 +2,7 @@
 //! and against the OCI image-spec schemas.
 #![allow(clippy::unwrap_used)]
 
+mod archive;
 mod base;
 mod build;
 mod cache;
@@ -12,7 +13,9 @@ mod hostile;
 mod index;
 mod push;
 mod quirks;
+mod referrers;
 mod registry;
 mod release;
+mod sbom;
 mod tls;
 mod util;

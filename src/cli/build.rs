@@ -31,8 +31,9 @@ pub struct BuildArgs {
     /// Leave out paths matching this .dockerignore-style pattern; repeatable.
     #[arg(long = "exclude", value_name = "GLOB")]
     exclude: Vec<String>,
-    /// Where to write: oci:DIR[:TAG].
-    #[arg(short, long, value_name = "oci:DIR[:TAG]")]
+    /// Where to write: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF]
+    /// (one platform).
+    #[arg(short, long, value_name = "LOCATION")]
     output: Option<String>,
     /// Entrypoint: one argument per flag, or a JSON array.
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
@@ -92,6 +93,11 @@ pub struct BuildArgs {
     /// Bound on the layer cache's size; least recently used blobs go first (e.g. 500M, 10G).
     #[arg(long, value_name = "SIZE", default_value = "10G")]
     cache_size: String,
+    /// Write an SPDX 2.3 SBOM of each platform image (every file of every layer with its
+    /// SHA-256, the base image as a package) and attach it as a referrer: kept in the layout,
+    /// attached in the registry on --push.
+    #[arg(long)]
+    sbom: bool,
     /// Write a plain image manifest instead of an index (one platform only).
     #[arg(long)]
     no_index: bool,
@@ -161,9 +167,17 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         spec = spec.or(BuildSpec::load(file)?);
     }
     let destination = args.push.as_deref().map(Reference::parse).transpose()?;
-    // Pushing without --output: build into a temporary layout.
-    let scratch = match (&spec.output, &destination) {
-        (None, Some(_)) => Some(tempfile::tempdir()?),
+    // Pushing without --output: build into a temporary layout. Into an archive: build into a
+    // temporary layout, then write the archive from it.
+    let archive = match &spec.output {
+        Some(output) => match output.parse::<Location>()? {
+            archive @ (Location::OciArchive { .. } | Location::DockerArchive { .. }) => Some(archive),
+            _ => None,
+        },
+        None => None,
+    };
+    let scratch = match (&spec.output, &destination, &archive) {
+        (None, Some(_), _) | (_, _, Some(_)) => Some(tempfile::tempdir()?),
         _ => None,
     };
     if let Some(scratch) = &scratch {
@@ -183,7 +197,8 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     if let Some(base) = &base {
         let location: Location = base.parse()?;
         let client = args.registry.client()?;
-        let writes_layout = scratch.is_none();
+        // The SBOM reads every layer, the base's too: they must be in the layout.
+        let writes_layout = scratch.is_none() || archive.is_some() || args.sbom;
         let (bases, files) = block_on(async {
             let bases = hoist::base::resolve(&client, &location, &options.platforms).await?;
             // Into a layout the base's layers must be there: fetched once into hoist's cache.
@@ -202,16 +217,51 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         options.base_files = files;
     }
     let Location::Layout { dir, tag } = &output else {
-        anyhow::bail!("build writes an OCI layout: give --output oci:DIR[:TAG], and --push {output} to publish it");
+        anyhow::bail!(
+            "build writes an OCI layout or an archive: give --output oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE, and --push {output} to publish it"
+        );
     };
     let mut writer = LayoutWriter::begin(dir)?;
     let built = build(&options, &mut writer)?;
     writer.commit(hoist::model::Descriptor::from_oci(built.descriptor())?, tag.as_deref())?;
     tracing::info!("wrote {} to {output}", built.digest);
+    let name = match (&archive, &destination) {
+        (Some(archive), _) => archive.to_string(),
+        (None, Some(destination)) => destination.to_string(),
+        (None, None) => output.to_string(),
+    };
+    let sbom_subjects = match args.sbom {
+        true => hoist::sbom::attach_sboms(dir, &built, &options.base, &name, options.created)?,
+        false => Vec::new(),
+    };
+    let output = match &archive {
+        Some(archive) => {
+            let layout = Location::Layout { dir: dir.clone(), tag: tag.clone() };
+            let flags = PushFlags {
+                tags: Vec::new(),
+                push_by_digest: false,
+                digest_file: None,
+                dry_run: false,
+                ..args.push_flags.clone()
+            };
+            send(&layout, archive, None, elsewhere.clone(), &flags, &args.registry, true)?;
+            archive.clone()
+        }
+        None => output.clone(),
+    };
     if let Some(destination) = destination {
         let layout = Location::Layout { dir: dir.clone(), tag: tag.clone() };
-        let report =
-            send(&layout, &Location::Registry(destination), None, elsewhere, &args.push_flags, &args.registry, quiet)?;
+        let target = Location::Registry(destination);
+        let report = send(&layout, &target, None, elsewhere, &args.push_flags, &args.registry, quiet)?;
+        if !sbom_subjects.is_empty() && !args.push_flags.dry_run {
+            let client = args.registry.client()?.with_retry(args.push_flags.retry());
+            let options = hoist::referrers::ReferrerOptions {
+                transfer: args.push_flags.transfer_options(),
+                upload: args.push_flags.upload_options(),
+                ..Default::default()
+            };
+            block_on(async { Ok(hoist::referrers::copy(&client, &layout, &target, &sbom_subjects, &options).await?) })?;
+        }
         return print_report(&report, args.json);
     }
     if args.json {

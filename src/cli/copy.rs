@@ -4,15 +4,19 @@
 use clap::Args;
 use hoist::location::Location;
 
+use hoist::referrers::ReferrerOptions;
+
 use super::push::{print_report, send, PushFlags};
-use super::registry::RegistryArgs;
+use super::registry::{block_on, RegistryArgs};
 
 /// Flags of `hoist copy`.
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// What to copy: a registry reference or oci:DIR[:TAG].
+    /// What to copy: a registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG] or
+    /// docker-archive:FILE[:REF].
     source: String,
-    /// Where: registry/repository[:tag] or oci:DIR[:TAG].
+    /// Where: registry/repository[:tag], oci:DIR[:TAG], oci-archive:FILE[:TAG] or
+    /// docker-archive:FILE[:REF] (one platform: the only one, or --platform).
     destination: String,
     /// Copy only this platform's image of an index.
     #[arg(long, conflicts_with = "all_platforms")]
@@ -20,6 +24,9 @@ pub struct CopyArgs {
     /// Copy the whole index with every platform (the default).
     #[arg(long)]
     all_platforms: bool,
+    /// Also copy the artifacts that refer to the image (and to each image of an index).
+    #[arg(long)]
+    referrers: bool,
     #[command(flatten)]
     flags: PushFlags,
     /// Print a JSON summary instead of the digest.
@@ -34,6 +41,36 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
     let source: Location = args.source.parse()?;
     let destination: Location = args.destination.parse()?;
     let platform = args.platform.as_deref().map(str::parse).transpose()?;
+    let keeps_referrers = |l: &Location| matches!(l, Location::Registry(_) | Location::Layout { .. });
+    if args.referrers && !(keeps_referrers(&source) && keeps_referrers(&destination)) {
+        return Err(hoist::Error::invalid(
+            "--referrers",
+            format!("{source} → {destination}"),
+            "referrers live in registries and OCI layouts (oci:DIR), not in archives",
+        )
+        .into());
+    }
     let report = send(&source, &destination, platform.as_ref(), None, &args.flags, &args.registry, quiet)?;
+    if args.referrers && !args.flags.dry_run {
+        let client = args.registry.client()?.with_retry(args.flags.retry());
+        let options = ReferrerOptions {
+            transfer: args.flags.transfer_options(),
+            upload: args.flags.upload_options(),
+            ..ReferrerOptions::default()
+        };
+        let copied = block_on(async {
+            let mut subjects: Vec<hoist::Digest> = vec![report.digest.parse()?];
+            let root = hoist::source::open(&source, &client)?.manifest(&subjects[0]).await;
+            if let Ok(root) = root {
+                if root.media_type.is_index() {
+                    subjects.extend(root.index(&args.source)?.manifests.into_iter().map(|d| d.digest));
+                }
+            }
+            Ok(hoist::referrers::copy(&client, &source, &destination, &subjects, &options).await?)
+        })?;
+        if !quiet {
+            eprintln!("copied {copied} referrer(s)");
+        }
+    }
     print_report(&report, args.json)
 }

@@ -241,7 +241,7 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
             let wanted = reference.parse::<Location>()?;
             let digest = match &wanted {
                 Location::Registry(r) => r.digest.clone(),
-                Location::Layout { .. } => None,
+                _ => None,
             };
             let entry = local
                 .entries

@@ -100,6 +100,15 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
                 .map(|e| json!({ "platform": platform_of(e), "digest": e["digest"], "size": e["size"], "mediaType": e["mediaType"] }))
                 .collect();
         }
+        // Registries and layouts keep referrers; a registry that cannot say leaves the count out,
+        // at once (no retries: the image itself was read already, perhaps from a mirror).
+        if matches!(location, Location::Registry(_) | Location::Layout { .. }) {
+            let once = args.registry.reader()?.with_retry(hoist::registry::RetryPolicy::none());
+            match hoist::referrers::list(&once, &location, &manifest.digest).await {
+                Ok((found, _)) => summary["referrers"] = found.len().into(),
+                Err(e) => tracing::info!("referrers of {}: {e}", args.reference),
+            }
+        }
         if args.json {
             return print_line(&serde_json::to_string_pretty(&summary)?);
         }
@@ -139,6 +148,9 @@ fn human(summary: &Value) -> String {
                 layer["mediaType"].as_str().unwrap_or_default()
             ));
         }
+    }
+    if let Some(count) = summary["referrers"].as_u64() {
+        text.push_str(&format!("\nReferrers:  {count}"));
     }
     text
 }

@@ -6,6 +6,7 @@ mod index;
 mod inspect;
 mod login;
 mod push;
+mod referrers;
 mod registry;
 
 use std::io::Write;
@@ -43,6 +44,10 @@ enum Command {
     /// Copy an image or index to another repository or registry (promote staging → prod).
     #[command(args_override_self = true)]
     Copy(Box<copy::CopyArgs>),
+    /// Attach an artifact (SBOM, signature, report) to an image as an OCI 1.1 referrer.
+    Attach(Box<referrers::AttachArgs>),
+    /// List the artifacts that refer to an image, one `DIGEST TYPE` a line.
+    Referrers(Box<referrers::ReferrersArgs>),
     /// Show an image or index: media type, digest, platforms, config and layers.
     Inspect(Box<inspect::InspectArgs>),
     /// Print the digest of an image or index.
@@ -67,6 +72,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build::run(*args, cli.quiet),
         Command::Inspect(args) => inspect::run(*args),
+        Command::Attach(args) => referrers::attach(*args),
+        Command::Referrers(args) => referrers::referrers(*args),
         Command::Copy(args) => copy::run(*args, cli.quiet),
         Command::Index(command) => index::run(command),
         Command::Manifest(command) => index::manifest(command, cli.verbose > 0),

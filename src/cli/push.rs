@@ -90,10 +90,11 @@ impl PushFlags {
 /// Flags of `hoist push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// What to push: oci:DIR[:TAG] (or a registry reference).
+    /// What to push: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF] (or a
+    /// registry reference).
     source: String,
-    /// Where: registry/repository[:tag] (without a tag, by digest only, plus --tag), or
-    /// oci:DIR[:TAG].
+    /// Where: registry/repository[:tag] (without a tag, by digest only, plus --tag),
+    /// oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF].
     destination: String,
     #[command(flatten)]
     flags: PushFlags,
@@ -163,6 +164,12 @@ pub fn send(
         if let Some(format) = &format {
             root = hoist::index::convert(&root, *format)?;
         }
+        // A docker-archive holds one image: the only one of an index, or the one --platform names.
+        let single = match (to, platform) {
+            (Location::DockerArchive { file, .. }, None) => one_image(&root, file)?,
+            _ => None,
+        };
+        let platform = platform.or(single.as_ref());
         // A local source is planned (and checked) first: bad input fails before any request.
         let local = match source.seekable() {
             true => Some(hoist::graph::plan(source.as_ref(), root.clone(), platform).await?),
@@ -208,6 +215,20 @@ pub fn send(
         std::io::Write::write_all(&mut file, format!("digest={}\n", report.digest).as_bytes())?;
     }
     Ok(report)
+}
+
+/// For a docker-archive (one image): the platform of the only image of an index, or an error
+/// asking for --platform when it has several.
+fn one_image(root: &hoist::model::RawManifest, file: &std::path::Path) -> hoist::Result<Option<Platform>> {
+    if !root.media_type.is_index() {
+        return Ok(None);
+    }
+    let index = root.index(&file.display().to_string())?;
+    let images: Vec<_> = index.manifests.iter().filter(|d| hoist::model::descriptor::attests(d).is_none()).collect();
+    match images.as_slice() {
+        [only] => Ok(only.platform.clone()),
+        _ => Err(hoist::sink::one_platform(file, &hoist::model::descriptor::platform_list(&index.manifests))),
+    }
 }
 
 /// A blob's digest, its sent-bytes counter and its bar.

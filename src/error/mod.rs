@@ -71,6 +71,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An image archive (oci-archive or docker-archive tar) is damaged or incomplete.
+    #[error("archive {} is corrupt: {reason}", path.display())]
+    CorruptArchive {
+        /// The tar file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Content did not hash to the digest it was expected to have.
     #[error("digest mismatch for {what}: expected {expected}, found {found}")]
     DigestMismatch {
@@ -220,6 +228,7 @@ impl Error {
             Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::CorruptLayout { .. }
+            | Error::CorruptArchive { .. }
             | Error::TooDeep { .. }
             | Error::Malformed { .. } => exit::INTEGRITY,
             Error::RetriesExhausted { .. } | Error::Contention { .. } => exit::TEMPORARY,
@@ -296,6 +305,7 @@ mod tests {
             (Error::invalid("platform", "x", "y"), 3),
             (Error::NotALayout { path: "/x".into(), reason: s() }, 3),
             (Error::CorruptLayout { path: "/x".into(), reason: s() }, 7),
+            (Error::CorruptArchive { path: "/x".into(), reason: s() }, 7),
             (Error::DigestMismatch { what: s(), expected: s(), found: s() }, 7),
             (Error::SizeMismatch { what: s(), expected: 1, found: s() }, 7),
             (Error::BuildFile { path: "/x".into(), message: s() }, 3),
@@ -326,6 +336,6 @@ mod tests {
         for (error, code) in &table {
             assert_eq!(error.exit_code(), *code, "{error}");
         }
-        assert_eq!(table.len(), 33, "one row per kind");
+        assert_eq!(table.len(), 34, "one row per kind");
     }
 }

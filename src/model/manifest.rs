@@ -28,6 +28,9 @@ pub struct ImageManifest {
     /// The layers, bottom first.
     #[serde(default)]
     pub layers: Vec<Descriptor>,
+    /// The type of artifact it is, for artifacts (OCI 1.1).
+    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
     /// The manifest this one refers to (OCI 1.1 referrers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Descriptor>,

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod read;
+pub mod referrers;
 pub mod retry;
 pub mod tls;
 pub mod transport;

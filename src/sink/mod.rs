@@ -1,5 +1,7 @@
-//! Where content is written: an OCI layout or a registry repository, behind one interface.
+//! Where content is written: an OCI layout, an archive (oci-archive, docker-archive) or a
+//! registry repository, behind one interface.
 
+mod archive;
 mod layout;
 mod registry;
 
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
+pub use self::archive::{one_platform, ArchiveFormat, ArchiveSink};
 pub use self::layout::LayoutSink;
 pub use self::registry::{RegistrySink, UploadOptions};
 use crate::digest::Digest;
@@ -74,6 +77,8 @@ pub fn open<'a>(location: &Location, client: &'a Client, upload: UploadOptions) 
     Ok(match location {
         Location::Layout { dir, .. } => Box::new(LayoutSink::begin(dir)?),
         Location::Registry(reference) => Box::new(RegistrySink::new(client, reference, upload)),
+        Location::OciArchive { file, .. } => Box::new(ArchiveSink::begin(ArchiveFormat::Oci, file)?),
+        Location::DockerArchive { file, .. } => Box::new(ArchiveSink::begin(ArchiveFormat::Docker, file)?),
     })
 }
 
@@ -82,6 +87,8 @@ pub fn tags_of(location: &Location, extra: &[String]) -> Vec<String> {
     let own = match location {
         Location::Layout { tag, .. } => tag.clone(),
         Location::Registry(reference) => reference.tag.clone(),
+        Location::OciArchive { tag, .. } => tag.clone(),
+        Location::DockerArchive { reference, .. } => reference.clone(),
     };
     own.into_iter().chain(extra.iter().cloned()).collect()
 }

@@ -1,13 +1,16 @@
-//! Where content is read from: an OCI layout or a registry repository, behind one interface.
+//! Where content is read from: an OCI layout, an archive (oci-archive, docker-archive) or a
+//! registry repository, behind one interface.
 //!
 //! A [`Source`] gives the manifest its location names, any manifest or blob by digest
 //! (verified while read), and, for registries, where a blob could be mounted from.
 
+mod archive;
 mod layout;
 mod registry;
 
 use futures_util::future::BoxFuture;
 
+pub use self::archive::{DockerArchiveSource, OciArchiveSource};
 pub use self::layout::{root_descriptor, LayoutSource};
 pub use self::registry::RegistrySource;
 use crate::blob::BlobStream;
@@ -80,6 +83,8 @@ pub fn open<'a>(location: &Location, client: &'a Client) -> Result<Box<dyn Sourc
     Ok(match location {
         Location::Layout { dir, tag } => Box::new(LayoutSource::open(dir, tag.clone())?),
         Location::Registry(reference) => Box::new(RegistrySource::new(client, reference.clone())),
+        Location::OciArchive { file, tag } => Box::new(OciArchiveSource::open(file, tag.clone())?),
+        Location::DockerArchive { file, reference } => Box::new(DockerArchiveSource::open(file, reference.clone())?),
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub mod hostile;
 pub mod proxy;
+pub mod referrers;
 pub mod registry;
 pub mod schema;
 pub mod token;

@@ -147,7 +147,8 @@ impl Proxy {
     }
 }
 
-fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+/// Reads a request head; returns it and the body bytes read past it.
+pub fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     let mut data = Vec::new();
     let mut byte = [0u8; 4096];
     loop {
@@ -169,7 +170,7 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
 }
 
 /// Reads until `body` holds `length` bytes (or the peer stops).
-fn read_body(stream: &mut TcpStream, body: &mut Vec<u8>, length: usize) -> std::io::Result<()> {
+pub fn read_body(stream: &mut TcpStream, body: &mut Vec<u8>, length: usize) -> std::io::Result<()> {
     let mut chunk = vec![0u8; 64 * 1024];
     while body.len() < length {
         let want = chunk.len().min(length - body.len());

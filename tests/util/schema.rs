@@ -54,6 +54,8 @@ pub fn validate_layout(layout: &Path) -> usize {
                 pending.push(document["config"].clone());
             }
             "application/vnd.oci.image.config.v1+json" => assert_valid("config-schema.json", &document),
+            // An artifact's config (OCI 1.1): exactly `{}`.
+            "application/vnd.oci.empty.v1+json" => assert_eq!(document, serde_json::json!({}), "{digest}"),
             other => panic!("unexpected media type {other}"),
         }
         checked += 1;
@@ -66,4 +68,14 @@ fn the_schemas_reject_an_invalid_manifest() {
     let bad = serde_json::json!({ "schemaVersion": 2, "config": { "digest": "nope" }, "layers": [] });
     let result = std::panic::catch_unwind(|| assert_valid("image-manifest-schema.json", &bad));
     assert!(result.is_err(), "a manifest without layers and with a bad digest must fail validation");
+}
+
+/// Asserts that `document` is valid under the SPDX 2.3 JSON schema vendored in
+/// `testdata/spdx-schema/` (see SOURCE.md there).
+pub fn assert_valid_spdx(document: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/spdx-schema/spdx-2.3-schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::options().build(&schema).unwrap_or_else(|e| panic!("SPDX schema: {e}"));
+    let errors: Vec<String> = validator.iter_errors(document).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "the SPDX 2.3 schema rejects the SBOM:\n{}", errors.join("\n"));
 }

@@ -1,0 +1,306 @@
+//! Tar archives of images: reading entries of a tar file by name without unpacking it, and
+//! writing a tar beside its target and renaming it into place when complete.
+//!
+//! A tar has no table of contents, so [`TarIndex`] walks the headers once (skipping the data
+//! with seeks) and remembers where each file's bytes start. A blob is then a byte range of the
+//! tar file, streamed like any other file: no copy to a temporary directory, no blob in memory,
+//! and reads can start at any offset (resumable uploads work as they do from a layout).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+
+/// Bytes read per chunk.
+const READ_CHUNK: u64 = 256 * 1024;
+/// Symbolic and hard links followed at most this many times.
+const MAX_LINKS: usize = 8;
+
+/// What a name in the tar is.
+#[derive(Clone, Debug)]
+enum Entry {
+    /// A regular file: where its bytes start in the tar file, and how many there are.
+    File { offset: u64, size: u64 },
+    /// A link to another name in the tar.
+    Link(String),
+}
+
+/// The files of a tar archive by name, for reading ranges of the tar file.
+#[derive(Debug)]
+pub struct TarIndex {
+    path: PathBuf,
+    entries: HashMap<String, Entry>,
+}
+
+impl TarIndex {
+    /// Walks the headers of the tar at `path`.
+    pub fn open(path: &Path) -> Result<TarIndex> {
+        let file = File::open(path).at("open", path)?;
+        let corrupt = |e: std::io::Error| Error::CorruptArchive {
+            path: path.to_path_buf(),
+            reason: format!("not a readable tar: {e}"),
+        };
+        let mut archive = tar::Archive::new(file);
+        let mut entries = HashMap::new();
+        for entry in archive.entries_with_seek().map_err(corrupt)? {
+            let entry = entry.map_err(corrupt)?;
+            let name = normalize(&entry.path().map_err(corrupt)?.to_string_lossy());
+            let kind = entry.header().entry_type();
+            if kind.is_file() {
+                entries.insert(name, Entry::File { offset: entry.raw_file_position(), size: entry.size() });
+            } else if kind.is_symlink() || kind.is_hard_link() {
+                let Some(target) = entry.link_name().map_err(corrupt)? else { continue };
+                let target = target.to_string_lossy();
+                let resolved = match (kind.is_symlink(), name.rsplit_once('/')) {
+                    (true, Some((parent, _))) if !target.starts_with('/') => normalize(&format!("{parent}/{target}")),
+                    _ => normalize(&target),
+                };
+                entries.insert(name, Entry::Link(resolved));
+            }
+        }
+        Ok(TarIndex { path: path.to_path_buf(), entries })
+    }
+
+    /// The tar file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the file `name` starts in the tar and its size, links followed.
+    pub fn find(&self, name: &str) -> Option<(u64, u64)> {
+        let mut name = normalize(name);
+        for _ in 0..=MAX_LINKS {
+            match self.entries.get(&name)? {
+                Entry::File { offset, size } => return Some((*offset, *size)),
+                Entry::Link(target) => name = target.clone(),
+            }
+        }
+        None
+    }
+
+    fn corrupt(&self, reason: String) -> Error {
+        Error::CorruptArchive { path: self.path.clone(), reason }
+    }
+
+    /// The file `name`, or an error naming what is missing.
+    pub fn require(&self, name: &str) -> Result<(u64, u64)> {
+        self.find(name).ok_or_else(|| self.corrupt(format!("it has no {name}")))
+    }
+
+    /// The whole file `name`, when it has at most `limit` bytes (a manifest or a config).
+    pub fn read_small(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
+        let (offset, size) = self.require(name)?;
+        if size > limit {
+            return Err(self.corrupt(format!("{name} is larger than {limit} bytes")));
+        }
+        let mut file = File::open(&self.path).at("open", &self.path)?;
+        file.seek(SeekFrom::Start(offset)).at("read", &self.path)?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(size).read_to_end(&mut bytes).at("read", &self.path)?;
+        if bytes.len() as u64 != size {
+            return Err(self.corrupt(format!("{name} is cut short")));
+        }
+        Ok(bytes)
+    }
+
+    /// The first bytes of the file `name` (for telling compressed layers apart).
+    pub fn head(&self, name: &str, length: u64) -> Result<Vec<u8>> {
+        let (offset, size) = self.require(name)?;
+        let mut file = File::open(&self.path).at("open", &self.path)?;
+        file.seek(SeekFrom::Start(offset)).at("read", &self.path)?;
+        let mut bytes = Vec::new();
+        file.take(length.min(size)).read_to_end(&mut bytes).at("read", &self.path)?;
+        Ok(bytes)
+    }
+
+    /// The sha256 and size of the file `name`, read through once in chunks.
+    pub fn hash(&self, name: &str) -> Result<(Digest, u64)> {
+        let (offset, size) = self.require(name)?;
+        let mut file = File::open(&self.path).at("open", &self.path)?;
+        file.seek(SeekFrom::Start(offset)).at("read", &self.path)?;
+        let mut reader = file.take(size);
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; READ_CHUNK as usize];
+        let mut total = 0u64;
+        loop {
+            let n = reader.read(&mut buffer).at("read", &self.path)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            total += n as u64;
+        }
+        if total != size {
+            return Err(self.corrupt(format!("{name} is cut short")));
+        }
+        Ok((Digest::of_hasher(hasher), size))
+    }
+}
+
+/// A tar name without `./`, leading `/`, empty or `.` parts, and with `..` applied.
+fn normalize(name: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
+/// `length` bytes of the file at `path` from `start`, read in chunks as they are asked for.
+pub fn range_chunks(path: PathBuf, start: u64, length: u64) -> BoxStream<'static, Result<Bytes>> {
+    futures_util::stream::unfold((path, None::<tokio::fs::File>, length), move |(path, file, remaining)| async move {
+        if remaining == 0 {
+            return None;
+        }
+        let fail = |path: PathBuf, e: std::io::Error| Some((Err(Error::io("read", &path, e)), (path, None, 0)));
+        let mut file = match file {
+            Some(file) => file,
+            None => {
+                let opened = async {
+                    let mut file = tokio::fs::File::open(&path).await?;
+                    file.seek(SeekFrom::Start(start)).await?;
+                    Ok::<_, std::io::Error>(file)
+                };
+                match opened.await {
+                    Ok(file) => file,
+                    Err(e) => return fail(path, e),
+                }
+            }
+        };
+        let mut buffer = vec![0u8; remaining.min(READ_CHUNK) as usize];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                let left = remaining - n as u64;
+                Some((Ok(Bytes::from(buffer)), (path, Some(file), left)))
+            }
+            Err(e) => fail(path, e),
+        }
+    })
+    .boxed()
+}
+
+/// What goes into an archive under one name.
+#[derive(Debug)]
+pub enum Item {
+    /// A directory.
+    Dir,
+    /// A file's contents, streamed from disk.
+    File(PathBuf),
+    /// Small contents held in memory (`manifest.json`, `index.json`).
+    Bytes(Vec<u8>),
+}
+
+/// Writes a tar of `items` (in order) to a temporary file beside `target`, synced, and renames
+/// it to `target` only when complete: a failure leaves `target` as it was. Entries are owned
+/// by root, dated 1970 and mode 0644 (0755 for directories), so the same content gives the
+/// same tar.
+pub fn write_tar(target: &Path, items: &[(String, Item)]) -> Result<()> {
+    let parent = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).at("create", &parent)?;
+    let temp = tempfile::Builder::new()
+        .prefix(".hoist-archive-")
+        .tempfile_in(&parent)
+        .at("create a temporary file in", &parent)?;
+    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, temp));
+    for (name, item) in items {
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        match item {
+            Item::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                builder.append_data(&mut header, name, std::io::empty()).at("write", target)?;
+            }
+            Item::File(path) => {
+                let file = File::open(path).at("open", path)?;
+                let size = file.metadata().at("read", path)?.len();
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(0o644);
+                header.set_size(size);
+                builder.append_data(&mut header, name, file.take(size)).at("write", target)?;
+            }
+            Item::Bytes(bytes) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(0o644);
+                header.set_size(bytes.len() as u64);
+                builder.append_data(&mut header, name, bytes.as_slice()).at("write", target)?;
+            }
+        }
+    }
+    let buffered = builder.into_inner().at("write", target)?;
+    let temp = buffered.into_inner().map_err(|e| Error::io("write", target, e.into_error()))?;
+    // A temporary file is private (0600); an archive is as readable as any file written.
+    let readable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
+    temp.as_file().set_permissions(readable).at("write", target)?;
+    temp.as_file().sync_all().at("write", target)?;
+    temp.persist(target).map_err(|e| Error::io("write", target, e.error))?;
+    Ok(())
+}
+
+/// The name of the blob `digest` in a layout or archive: `blobs/ALGORITHM/HEX`.
+pub fn blob_name(digest: &Digest) -> String {
+    format!("blobs/{}", digest.to_string().replacen(':', "/", 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_found_by_name_and_read_in_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = dir.path().join("a.tar");
+        let data = dir.path().join("data");
+        std::fs::write(&data, vec![7u8; 300_000]).unwrap();
+        write_tar(
+            &tar,
+            &[
+                ("blobs".into(), Item::Dir),
+                ("blobs/one".into(), Item::Bytes(b"hello".to_vec())),
+                ("blobs/two".into(), Item::File(data)),
+            ],
+        )
+        .unwrap();
+        let index = TarIndex::open(&tar).unwrap();
+        assert_eq!(index.read_small("./blobs/one", 10).unwrap(), b"hello");
+        assert!(matches!(index.read_small("blobs/one", 2), Err(Error::CorruptArchive { .. })));
+        assert!(index.find("blobs/three").is_none());
+        let (offset, size) = index.find("blobs/two").unwrap();
+        assert_eq!(size, 300_000);
+        let (digest, _) = index.hash("blobs/two").unwrap();
+        assert_eq!(digest, Digest::of(&vec![7u8; 300_000]));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let read = runtime.block_on(async {
+            let mut stream = range_chunks(tar.clone(), offset + 10, 290_000);
+            let mut all = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                all.extend_from_slice(&chunk.unwrap());
+            }
+            all
+        });
+        assert_eq!(read, vec![7u8; 290_000]);
+        assert_eq!(normalize("./a/../b//c/"), "b/c");
+    }
+}
