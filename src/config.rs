@@ -89,9 +89,22 @@ fn normalize_port(port: &str) -> Result<String> {
     Ok(format!("{number}/{protocol}"))
 }
 
+/// The latest timestamp hoist writes: 9999-12-31T23:59:59Z, the last RFC 3339 can say.
+pub const MAX_TIMESTAMP: u64 = 253_402_300_799;
+
+/// Checks a timestamp given as `what` (seconds since 1970) is one hoist can write.
+pub fn check_timestamp(what: &'static str, seconds: u64) -> Result<u64> {
+    match seconds <= MAX_TIMESTAMP {
+        true => Ok(seconds),
+        false => {
+            Err(Error::invalid(what, seconds.to_string(), "it is after the year 9999; give seconds since 1970-01-01"))
+        }
+    }
+}
+
 /// The RFC 3339 form of `seconds` since the epoch, as used in `created` fields.
 pub fn timestamp(seconds: u64) -> String {
-    let seconds = seconds.min(crate::build::MAX_TIMESTAMP);
+    let seconds = seconds.min(MAX_TIMESTAMP);
     let at =
         std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds)).unwrap_or(std::time::UNIX_EPOCH);
     humantime::format_rfc3339_seconds(at).to_string()
