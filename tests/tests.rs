@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod core;
 mod index;
+mod progress;
 mod push;
 mod registry;
 mod release;

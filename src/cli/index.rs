@@ -223,6 +223,7 @@ pub fn run(command: IndexCommand) -> anyhow::Result<()> {
 #[derive(Debug, Subcommand)]
 pub enum ManifestCommand {
     /// Create a local manifest list for LIST from REFs.
+    #[command(after_long_help = "Examples:\n  hoist manifest create registry.example.com/team/app:v1 \\\n    registry.example.com/team/app:v1-amd64 registry.example.com/team/app:v1-arm64\n  hoist manifest create --amend registry.example.com/team/app:v1 registry.example.com/team/app:v1-s390x")]
     Create {
         /// The list's name: registry/repository:tag.
         list: String,
@@ -241,6 +242,7 @@ pub enum ManifestCommand {
         registry: RegistryArgs,
     },
     /// Set the platform of an entry of a local list.
+    #[command(after_long_help = "Examples:\n  hoist manifest annotate registry.example.com/team/app:v1 registry.example.com/team/app:v1-arm --arch arm --variant v7")]
     Annotate {
         /// The list.
         list: String,
@@ -282,6 +284,7 @@ pub enum ManifestCommand {
         registry: RegistryArgs,
     },
     /// Push a local list: children into its repository, the index by digest, then the tag.
+    #[command(after_long_help = "Examples:\n  hoist manifest push registry.example.com/team/app:v1\n  hoist manifest push --purge --insecure 10.0.0.5:5000/team/app:v1")]
     Push {
         /// The list.
         list: String,
@@ -299,6 +302,7 @@ pub enum ManifestCommand {
         registry: RegistryArgs,
     },
     /// Delete local lists.
+    #[command(after_long_help = "Examples:\n  hoist manifest rm registry.example.com/team/app:v1")]
     Rm {
         /// The lists.
         #[arg(required = true)]

@@ -76,6 +76,8 @@ pub enum Fault {
     CutAfter(usize),
     /// Read this many body bytes, then stop reading for the duration, then drop the connection.
     StallAfter(usize, Duration),
+    /// Read the body at this many bytes a second (a slow link), then forward it.
+    Throttle(u64),
 }
 
 type Rewrite = dyn Fn(&str, &mut Response) + Send + Sync;
@@ -182,6 +184,27 @@ fn read_body(stream: &mut TcpStream, body: &mut Vec<u8>, length: usize) -> std::
     Ok(())
 }
 
+/// Like [`read_body`], at most `rate` bytes a second, in small reads so the sender sees a
+/// steady flow rather than bursts.
+fn read_throttled(stream: &mut TcpStream, body: &mut Vec<u8>, length: usize, rate: u64) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    let step = (rate / 20).clamp(1024, 64 * 1024) as usize;
+    let mut chunk = vec![0u8; step];
+    while body.len() < length {
+        let want = step.min(length - body.len());
+        let n = stream.read(&mut chunk[..want])?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+        let due = Duration::from_secs_f64(body.len() as f64 / rate.max(1) as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(())
+}
+
 fn serve(mut client: TcpStream, upstream: &str, hooks: &Hooks) -> std::io::Result<()> {
     let (mut head, mut body) = read_head(&mut client)?;
     (hooks.on_request)(&mut head);
@@ -218,6 +241,7 @@ fn serve(mut client: TcpStream, upstream: &str, hooks: &Hooks) -> std::io::Resul
             let _ = client.shutdown(Shutdown::Both);
             return Ok(());
         }
+        Fault::Throttle(rate) => read_throttled(&mut client, &mut body, length, rate)?,
         Fault::Forward => {}
     }
     read_body(&mut client, &mut body, length)?;
