@@ -13,3 +13,4 @@ mod push;
 mod registry;
 mod release;
 mod util;
+mod verbs;

@@ -44,7 +44,7 @@ enum Command {
     /// Docker-compatible local manifest lists: create, annotate, inspect, push, rm.
     #[command(subcommand)]
     Manifest(index::ManifestCommand),
-    /// Copy an image or index to another repository or registry (promote staging → prod).
+    /// Copy an image or index to another repository or registry (promote staging to prod).
     #[command(after_long_help = "Examples:\n  hoist copy registry.example.com/staging/app:v1 registry.example.com/prod/app:v1\n  hoist copy --platform linux/arm64 registry.example.com/team/app:v1 oci:pulled:v1\n  hoist copy oci:out/layout:v1 oci:other:v1")]
     #[command(args_override_self = true)]
     Copy(Box<copy::CopyArgs>),
