@@ -160,3 +160,32 @@ fn terminal_bars_move_while_bytes_go_out() {
     assert!(first.1.contains("MiB/s") || first.1.contains("KiB/s"), "a rate: {}", first.1);
     assert!(first.1.contains("eta"), "an ETA: {}", first.1);
 }
+
+#[test]
+fn build_shows_the_bytes_compressed_as_it_goes() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let bytes: Vec<u8> = (0..(16 << 20))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(src.join("data.bin"), bytes).unwrap();
+    let out = hoist()
+        .current_dir(work.path())
+        .env("HOIST_PROGRESS_INTERVAL", "0.05")
+        .args(["build", "--no-cache", "--platform", "linux/amd64", "--layer", "src/:/data/", "--output", "oci:out"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("building: ")).collect();
+    assert!(!lines.is_empty(), "no build progress in the log: {text}");
+    assert!(lines.iter().all(|l| l.contains("of layers compressed at") && l.ends_with("/s")), "{text}");
+    assert!(lines.iter().any(|l| !l.starts_with("building: 0 B")), "the count grows: {text}");
+}

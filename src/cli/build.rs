@@ -240,7 +240,12 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         anyhow::bail!("build writes an OCI layout: give --output oci:DIR[:TAG], and --push {output} to publish it");
     };
     let mut writer = LayoutWriter::begin(dir)?;
-    let built = build(&options, &mut writer)?;
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    options.written = Some(std::sync::Arc::clone(&written));
+    let display = super::progress::BuildDisplay::start(written, quiet);
+    let built = build(&options, &mut writer);
+    display.finish();
+    let built = built?;
     writer.commit(hoist::model::Descriptor::from_oci(built.descriptor())?, tag.as_deref())?;
     tracing::info!("wrote {} to {output}", built.digest);
     if let Some(destination) = destination {

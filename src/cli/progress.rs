@@ -256,6 +256,86 @@ impl Observer for Progress {
     }
 }
 
+/// The display of a build: the bytes of compressed layers written, with their rate; a spinner
+/// on a terminal, a line every interval in a log.
+pub struct BuildDisplay {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BuildDisplay {
+    /// Shows `written` (bytes) as it grows; nothing when `quiet`.
+    pub fn start(written: Arc<AtomicU64>, quiet: bool) -> BuildDisplay {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let ticker = (!quiet).then(|| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || build_ticker(&written, &stop))
+        });
+        BuildDisplay { stop, ticker }
+    }
+
+    /// Stops the display and clears the spinner.
+    pub fn finish(mut self) {
+        self.stop_ticker();
+    }
+
+    fn stop_ticker(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+impl Drop for BuildDisplay {
+    fn drop(&mut self) {
+        self.stop_ticker();
+    }
+}
+
+fn build_ticker(written: &AtomicU64, stop: &(Mutex<bool>, Condvar)) {
+    let started = Instant::now();
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let spinner = multi.add(ProgressBar::new_spinner());
+        spinner.set_style(
+            ProgressStyle::with_template("{spinner} building: {bytes} of layers compressed ({bytes_per_sec}) {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        *SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(multi);
+        spinner
+    });
+    let interval = if spinner.is_some() { REDRAW } else { log_interval() };
+    let (stopped, wake) = stop;
+    let mut guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let (next, _) = wake.wait_timeout(guard, interval).unwrap_or_else(|e| e.into_inner());
+        guard = next;
+        let bytes = written.load(Ordering::Relaxed);
+        if *guard {
+            if let Some(spinner) = &spinner {
+                *SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                spinner.finish_and_clear();
+            }
+            return;
+        }
+        match &spinner {
+            Some(spinner) => spinner.set_position(bytes),
+            None => {
+                let seconds = started.elapsed().as_secs_f64().max(0.001);
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "building: {} of layers compressed at {}/s",
+                    HumanBytes(bytes),
+                    HumanBytes((bytes as f64 / seconds) as u64)
+                );
+            }
+        }
+    }
+}
+
 /// Where tracing's lines go: stderr, above the bars when they are on screen, with any URL's
 /// query (upload session state, tokens) left out so a warning stays one short line.
 pub struct LogWriter;
