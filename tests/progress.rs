@@ -100,7 +100,8 @@ fn dry_run_lines_say_what_would_happen() {
     let work = tempfile::tempdir().unwrap();
     let layout = big_layout(work.path(), 64 << 10);
     let registry = Registry::start();
-    let out = hoist().args(["push", "--dry-run", &layout, &format!("{}/team/dry:v1", registry.host())]).output().unwrap();
+    let out =
+        hoist().args(["push", "--dry-run", &layout, &format!("{}/team/dry:v1", registry.host())]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("would upload") && text.contains("would write"), "{text}");

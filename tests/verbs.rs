@@ -59,10 +59,8 @@ fn login_asks_or_names_the_missing_flag_and_a_refusal_names_the_user() {
     let no_password = fails_with(hoist().env("DOCKER_CONFIG", &config).args(["login", "-u", "alice", &host]), Some(3));
     assert!(no_password.contains("--password-stdin"), "{no_password}");
     // A refused password names the user, and does not tell to run `hoist login`.
-    let refused = fails_with(
-        hoist().env("DOCKER_CONFIG", &config).args(["login", "-u", "alice", "-p", "wrong", &host]),
-        Some(4),
-    );
+    let refused =
+        fails_with(hoist().env("DOCKER_CONFIG", &config).args(["login", "-u", "alice", "-p", "wrong", &host]), Some(4));
     assert!(refused.contains("user name \"alice\"") && refused.contains("password"), "{refused}");
     assert!(!refused.contains("hoist login") && !refused.contains("  "), "{refused}");
     ok(hoist().env("DOCKER_CONFIG", &config).args(["login", "-u", "alice", "-p", "right", &host]));
@@ -153,12 +151,28 @@ fn errors_name_the_real_cause() {
     let work = tempfile::tempdir().unwrap();
     make_dist(work.path());
     let relative = fails_with(
-        hoist().current_dir(work.path()).args(["build", "--platform", "linux/amd64", "--layer", "dist/{os}_{arch}/:app", "--output", "oci:out/x"]),
+        hoist().current_dir(work.path()).args([
+            "build",
+            "--platform",
+            "linux/amd64",
+            "--layer",
+            "dist/{os}_{arch}/:app",
+            "--output",
+            "oci:out/x",
+        ]),
         Some(3),
     );
     assert!(relative.contains("relative") && relative.contains(":/app"), "{relative}");
     let output = fails_with(
-        hoist().current_dir(work.path()).args(["build", "--platform", "linux/amd64", "--layer", "dist/{os}_{arch}/:/app/", "--output", "out/e5"]),
+        hoist().current_dir(work.path()).args([
+            "build",
+            "--platform",
+            "linux/amd64",
+            "--layer",
+            "dist/{os}_{arch}/:/app/",
+            "--output",
+            "out/e5",
+        ]),
         Some(3),
     );
     assert!(output.contains("oci:out/e5") && !output.contains("docker.io"), "{output}");
@@ -170,7 +184,10 @@ fn help_completions_and_man_page() {
     let global = short.find("Global options:").expect("a heading for -v/-q");
     assert!(short[global..].contains("--verbose") && !short[..global].contains("--verbose"), "{short}");
     let rm = ok(hoist().args(["index", "rm", "--help"]));
-    assert!(!rm.contains("--keep-duplicates") && rm.contains("--allow-empty") && rm.contains("[default: 1500]"), "{rm}");
+    assert!(
+        !rm.contains("--keep-duplicates") && rm.contains("--allow-empty") && rm.contains("[default: 1500]"),
+        "{rm}"
+    );
     assert!(rm.contains("Examples:"), "long help ends with examples: {rm}");
     let create = ok(hoist().args(["index", "create", "--help"]));
     assert!(!create.contains("--settle") && create.contains("--annotation"), "{create}");

@@ -167,7 +167,9 @@ fn check_layers(layers: &[String]) -> anyhow::Result<()> {
                 return Err(hoist::Error::invalid(
                     "layer",
                     layer.as_str(),
-                    format!("the destination {dest:?} is relative; give an absolute path in the image: {source}:/{dest}"),
+                    format!(
+                        "the destination {dest:?} is relative; give an absolute path in the image: {source}:/{dest}"
+                    ),
                 )
                 .into());
             }

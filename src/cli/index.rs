@@ -5,11 +5,11 @@ use std::io::Write;
 
 use base64::Engine as _;
 use clap::{Args, Subcommand};
+use hoist::buildfile::key_values;
 use hoist::index::publish::{amend, current, Change, IndexOptions, Target};
 use hoist::index::resolve::resolve;
 use hoist::index::store::{ListStore, LocalList};
 use hoist::index::{merge, render, Format, MergeOptions};
-use hoist::buildfile::key_values;
 use hoist::location::Location;
 use hoist::platform::Platform;
 use hoist::reference::Reference;
@@ -92,7 +92,9 @@ pub enum IndexCommand {
     },
     /// Add REFs' images to TARGET's index, replacing same-platform entries; creates the index
     /// when TARGET does not exist yet.
-    #[command(after_long_help = "Examples:\n  # on each CI runner, in parallel: every runner adds its own platform\n  hoist index add registry.example.com/team/app:v1 registry.example.com/team/app@sha256:…\n  hoist index add registry.example.com/team/app:v1 oci:out/layout:arm64 --settle 3000")]
+    #[command(
+        after_long_help = "Examples:\n  # on each CI runner, in parallel: every runner adds its own platform\n  hoist index add registry.example.com/team/app:v1 registry.example.com/team/app@sha256:…\n  hoist index add registry.example.com/team/app:v1 oci:out/layout:arm64 --settle 3000"
+    )]
     Add {
         /// The index: registry/repository:tag.
         target: String,
@@ -112,7 +114,9 @@ pub enum IndexCommand {
         registry: RegistryArgs,
     },
     /// Remove platforms (and their attestations) from TARGET's index.
-    #[command(after_long_help = "Examples:\n  hoist index rm registry.example.com/team/app:v1 --platform linux/arm/v7\n  hoist index rm registry.example.com/team/app:v1 --platform linux/amd64 --platform linux/arm64 --allow-empty")]
+    #[command(
+        after_long_help = "Examples:\n  hoist index rm registry.example.com/team/app:v1 --platform linux/arm/v7\n  hoist index rm registry.example.com/team/app:v1 --platform linux/amd64 --platform linux/arm64 --allow-empty"
+    )]
     Rm {
         /// The index: registry/repository:tag.
         target: String,
@@ -143,7 +147,9 @@ async fn resolve_all(client: &Client, refs: &[String]) -> anyhow::Result<Vec<hoi
 fn target_of(text: &str) -> anyhow::Result<Target> {
     let reference = Reference::parse(text)?;
     if reference.digest.is_some() {
-        return Err(hoist::Error::invalid("index target", text, "an index goes to a tag: registry/repository:tag").into());
+        return Err(
+            hoist::Error::invalid("index target", text, "an index goes to a tag: registry/repository:tag").into()
+        );
     }
     Ok(Target::of(&reference))
 }
@@ -223,7 +229,9 @@ pub fn run(command: IndexCommand) -> anyhow::Result<()> {
 #[derive(Debug, Subcommand)]
 pub enum ManifestCommand {
     /// Create a local manifest list for LIST from REFs.
-    #[command(after_long_help = "Examples:\n  hoist manifest create registry.example.com/team/app:v1 \\\n    registry.example.com/team/app:v1-amd64 registry.example.com/team/app:v1-arm64\n  hoist manifest create --amend registry.example.com/team/app:v1 registry.example.com/team/app:v1-s390x")]
+    #[command(
+        after_long_help = "Examples:\n  hoist manifest create registry.example.com/team/app:v1 \\\n    registry.example.com/team/app:v1-amd64 registry.example.com/team/app:v1-arm64\n  hoist manifest create --amend registry.example.com/team/app:v1 registry.example.com/team/app:v1-s390x"
+    )]
     Create {
         /// The list's name: registry/repository:tag.
         list: String,
@@ -242,7 +250,9 @@ pub enum ManifestCommand {
         registry: RegistryArgs,
     },
     /// Set the platform of an entry of a local list.
-    #[command(after_long_help = "Examples:\n  hoist manifest annotate registry.example.com/team/app:v1 registry.example.com/team/app:v1-arm --arch arm --variant v7")]
+    #[command(
+        after_long_help = "Examples:\n  hoist manifest annotate registry.example.com/team/app:v1 registry.example.com/team/app:v1-arm --arch arm --variant v7"
+    )]
     Annotate {
         /// The list.
         list: String,
@@ -284,7 +294,9 @@ pub enum ManifestCommand {
         registry: RegistryArgs,
     },
     /// Push a local list: children into its repository, the index by digest, then the tag.
-    #[command(after_long_help = "Examples:\n  hoist manifest push registry.example.com/team/app:v1\n  hoist manifest push --purge --insecure 10.0.0.5:5000/team/app:v1")]
+    #[command(
+        after_long_help = "Examples:\n  hoist manifest push registry.example.com/team/app:v1\n  hoist manifest push --purge --insecure 10.0.0.5:5000/team/app:v1"
+    )]
     Push {
         /// The list.
         list: String,
@@ -396,7 +408,8 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
             client_names.extend(sources.iter().map(String::as_str));
             let client = client_for(&registry, insecure, &client_names)?;
             let target = Target::of(&Reference::parse(&list)?);
-            let mut options = index_options(&format, settle.settle, MergeOptions { keep_duplicates: true, ..NO_MERGE })?;
+            let mut options =
+                index_options(&format, settle.settle, MergeOptions { keep_duplicates: true, ..NO_MERGE })?;
             options.create = true;
             let change = Change { add: local.entries.clone(), remove: vec![] };
             let digest = block_on(async { Ok(amend(&client, &target, change, &options).await?) })?;

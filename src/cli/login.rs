@@ -87,7 +87,9 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     block_on(async {
         match Client::new(args.registry.transport(), checking).check_login(&host).await {
             Err(hoist::Error::Registry(RegistryError::Unauthorized { message, .. })) => {
-                return Err(hoist::Error::LoginRefused { registry: host.clone(), username: username.clone(), message }.into())
+                return Err(
+                    hoist::Error::LoginRefused { registry: host.clone(), username: username.clone(), message }.into()
+                )
             }
             other => other?,
         }

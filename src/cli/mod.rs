@@ -31,11 +31,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build per-platform images from directories into an OCI layout.
-    #[command(after_long_help = "Examples:\n  hoist build --platform linux/amd64 --platform linux/arm64 --layer 'dist/{os}_{arch}/:/app/' \\\n    --entrypoint /app/server --output oci:out/layout:v1.2.3\n  hoist build -f hoist.toml --push registry.example.com/team/app:v1.2.3\n  hoist build --layer dist/:/app/ --no-index --push registry.example.com/team/app --push-by-digest")]
+    #[command(
+        after_long_help = "Examples:\n  hoist build --platform linux/amd64 --platform linux/arm64 --layer 'dist/{os}_{arch}/:/app/' \\\n    --entrypoint /app/server --output oci:out/layout:v1.2.3\n  hoist build -f hoist.toml --push registry.example.com/team/app:v1.2.3\n  hoist build --layer dist/:/app/ --no-index --push registry.example.com/team/app --push-by-digest"
+    )]
     #[command(args_override_self = true)]
     Build(Box<build::BuildArgs>),
     /// Push an image or index from an OCI layout to a registry: blobs, manifests, then tags.
-    #[command(after_long_help = "Examples:\n  hoist push oci:out/layout:v1.2.3 registry.example.com/team/app:v1.2.3 --tag latest\n  hoist push --dry-run oci:out/layout:v1.2.3 registry.example.com/team/app:v1.2.3\n  hoist push -q --digest-file digest.txt oci:out/layout registry.example.com/team/app")]
+    #[command(
+        after_long_help = "Examples:\n  hoist push oci:out/layout:v1.2.3 registry.example.com/team/app:v1.2.3 --tag latest\n  hoist push --dry-run oci:out/layout:v1.2.3 registry.example.com/team/app:v1.2.3\n  hoist push -q --digest-file digest.txt oci:out/layout registry.example.com/team/app"
+    )]
     #[command(args_override_self = true)]
     Push(Box<push::PushArgs>),
     /// Create, amend or trim a multi-platform index directly in the registry.
@@ -45,35 +49,53 @@ enum Command {
     #[command(subcommand)]
     Manifest(index::ManifestCommand),
     /// Copy an image or index to another repository or registry (promote staging to prod).
-    #[command(after_long_help = "Examples:\n  hoist copy registry.example.com/staging/app:v1 registry.example.com/prod/app:v1\n  hoist copy --platform linux/arm64 registry.example.com/team/app:v1 oci:pulled:v1\n  hoist copy oci:out/layout:v1 oci:other:v1")]
+    #[command(
+        after_long_help = "Examples:\n  hoist copy registry.example.com/staging/app:v1 registry.example.com/prod/app:v1\n  hoist copy --platform linux/arm64 registry.example.com/team/app:v1 oci:pulled:v1\n  hoist copy oci:out/layout:v1 oci:other:v1"
+    )]
     #[command(args_override_self = true)]
     Copy(Box<copy::CopyArgs>),
     /// Show an image or index: media type, digest, platforms, config and layers.
-    #[command(after_long_help = "Examples:\n  hoist inspect registry.example.com/team/app:v1.2.3\n  hoist inspect --platform linux/arm64 --config registry.example.com/team/app:v1.2.3\n  hoist inspect --json oci:out/layout:v1.2.3")]
+    #[command(
+        after_long_help = "Examples:\n  hoist inspect registry.example.com/team/app:v1.2.3\n  hoist inspect --platform linux/arm64 --config registry.example.com/team/app:v1.2.3\n  hoist inspect --json oci:out/layout:v1.2.3"
+    )]
     Inspect(Box<inspect::InspectArgs>),
     /// Print the digest of an image or index.
-    #[command(after_long_help = "Examples:\n  hoist digest registry.example.com/team/app:v1.2.3\n  hoist digest oci:out/layout:v1.2.3")]
+    #[command(
+        after_long_help = "Examples:\n  hoist digest registry.example.com/team/app:v1.2.3\n  hoist digest oci:out/layout:v1.2.3"
+    )]
     Digest(inspect::DigestArgs),
     /// List a repository's tags, one a line.
-    #[command(after_long_help = "Examples:\n  hoist tags registry.example.com/team/app\n  hoist tags localhost:5000/app | tail -n 1")]
+    #[command(
+        after_long_help = "Examples:\n  hoist tags registry.example.com/team/app\n  hoist tags localhost:5000/app | tail -n 1"
+    )]
     Tags(inspect::TagsArgs),
     /// List a registry's repositories, one a line.
-    #[command(after_long_help = "Examples:\n  hoist catalog registry.example.com\n  hoist catalog registry.example.com/team        # only repositories under team/")]
+    #[command(
+        after_long_help = "Examples:\n  hoist catalog registry.example.com\n  hoist catalog registry.example.com/team        # only repositories under team/"
+    )]
     Catalog(inspect::CatalogArgs),
     /// Check credentials against a registry and store them as docker does.
-    #[command(after_long_help = "Examples:\n  hoist login registry.example.com                  # prompts for user and password\n  echo \"$TOKEN\" | hoist login -u ci --password-stdin ghcr.io")]
+    #[command(
+        after_long_help = "Examples:\n  hoist login registry.example.com                  # prompts for user and password\n  echo \"$TOKEN\" | hoist login -u ci --password-stdin ghcr.io"
+    )]
     Login(login::LoginArgs),
     /// Remove stored credentials for a registry.
     #[command(after_long_help = "Examples:\n  hoist logout registry.example.com")]
     Logout(login::LogoutArgs),
     /// Point more tags at an image or index already in the registry (nothing is re-pushed).
-    #[command(after_long_help = "Examples:\n  hoist tag registry.example.com/team/app:v1.2.3 v1.2 v1 latest\n  hoist tag registry.example.com/team/app@sha256:… stable")]
+    #[command(
+        after_long_help = "Examples:\n  hoist tag registry.example.com/team/app:v1.2.3 v1.2 v1 latest\n  hoist tag registry.example.com/team/app@sha256:… stable"
+    )]
     Tag(tag::TagArgs),
     /// Delete a manifest (named by tag or digest) and every tag that names it; needs --yes.
-    #[command(after_long_help = "Examples:\n  hoist delete --yes registry.example.com/team/app:pr-1234\n  hoist delete --yes registry.example.com/team/app@sha256:…")]
+    #[command(
+        after_long_help = "Examples:\n  hoist delete --yes registry.example.com/team/app:pr-1234\n  hoist delete --yes registry.example.com/team/app@sha256:…"
+    )]
     Delete(tag::DeleteArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
-    #[command(after_long_help = "Examples:\n  hoist completions bash > /etc/bash_completion.d/hoist\n  hoist completions zsh > \"${fpath[1]}/_hoist\"\n  hoist completions fish > ~/.config/fish/completions/hoist.fish")]
+    #[command(
+        after_long_help = "Examples:\n  hoist completions bash > /etc/bash_completion.d/hoist\n  hoist completions zsh > \"${fpath[1]}/_hoist\"\n  hoist completions fish > ~/.config/fish/completions/hoist.fish"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
@@ -193,7 +215,10 @@ mod tests {
     #[test]
     fn hints_never_repeat_the_failing_command() {
         let tags = "repository r/x not found on r (NAME_UNKNOWN); check the name and tag (`hoist tags REPOSITORY` lists the tags)";
-        assert_eq!(without_own_hint(tags, "tags"), "repository r/x not found on r (NAME_UNKNOWN); check the name and tag");
+        assert_eq!(
+            without_own_hint(tags, "tags"),
+            "repository r/x not found on r (NAME_UNKNOWN); check the name and tag"
+        );
         assert_eq!(without_own_hint(tags, "inspect"), tags, "another command's hint stays");
         let login = "registry r refused the credentials for x (denied); run `hoist login r` or pass --creds USER:PASS";
         assert_eq!(without_own_hint(login, "login"), "registry r refused the credentials for x (denied)");

@@ -85,7 +85,7 @@ impl State {
 
     fn log_line(&self) -> String {
         let (sent, total) = (self.sent(), self.total());
-        let percent = if total == 0 { 100 } else { sent.saturating_mul(100) / total };
+        let percent = sent.saturating_mul(100).checked_div(total).unwrap_or(100);
         let seconds = self.started.elapsed().as_secs_f64();
         let rate = if seconds > 0.0 { sent as f64 / seconds } else { 0.0 };
         let eta = match rate > 0.0 {
@@ -301,8 +301,10 @@ fn build_ticker(written: &AtomicU64, stop: &(Mutex<bool>, Condvar)) {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let spinner = multi.add(ProgressBar::new_spinner());
         spinner.set_style(
-            ProgressStyle::with_template("{spinner} building: {bytes} of layers compressed ({bytes_per_sec}) {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ProgressStyle::with_template(
+                "{spinner} building: {bytes} of layers compressed ({bytes_per_sec}) {elapsed}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         *SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(multi);
         spinner
@@ -366,7 +368,8 @@ pub fn shorten_urls(text: &str) -> String {
     while let Some(start) = [rest.find("http://"), rest.find("https://")].into_iter().flatten().min() {
         out.push_str(&rest[..start]);
         let url = &rest[start..];
-        let end = url.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>' | ',')).unwrap_or(url.len());
+        let end =
+            url.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>' | ',')).unwrap_or(url.len());
         let whole = &url[..end];
         let bare = whole.split_once("://").map_or(whole, |(_, after)| after);
         out.push_str(bare.split(['?', '#']).next().unwrap_or(bare));

@@ -212,8 +212,8 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
         }
         let format = options.format.unwrap_or_else(|| Format::for_entries(&entries));
         if let Some((was, was_annotations, was_format, digest)) = &unchanged {
-            let same_entries = was.len() == entries.len()
-                && was.iter().zip(&entries).all(|(a, b)| a.descriptor == b.descriptor);
+            let same_entries =
+                was.len() == entries.len() && was.iter().zip(&entries).all(|(a, b)| a.descriptor == b.descriptor);
             if same_entries && *was_annotations == annotations && *was_format == format {
                 tracing::info!("{} already has every change; nothing written", target.reference());
                 return Ok(digest.clone());

@@ -20,8 +20,7 @@ impl Client {
         self.idempotent(&what, || async {
             let endpoint = self.endpoint(registry).await?;
             let url = api_url(&endpoint.base, repository, &["manifests", &digest.to_string()])?;
-            let response =
-                self.send(registry, &[delete_scope(repository)], |http, _| http.delete(url.clone())).await?;
+            let response = self.send(registry, &[delete_scope(repository)], |http, _| http.delete(url.clone())).await?;
             match response.status() {
                 s if s.is_success() => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
