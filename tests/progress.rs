@@ -129,13 +129,15 @@ fn sent_figure(screen: &str) -> Option<String> {
 #[test]
 fn terminal_bars_move_while_bytes_go_out() {
     let work = tempfile::tempdir().unwrap();
-    let layout = big_layout(work.path(), 10 << 20);
+    // One request for the whole blob, so that the kernel's socket buffers (a few MiB on
+    // loopback, filled at once) are a small part of it.
+    let layout = big_layout(work.path(), 24 << 20);
     let registry = Registry::start();
-    let proxy = throttled(&registry, 1 << 20, None);
+    let proxy = throttled(&registry, 2 << 20, None);
     let socket = format!("hoist-test-{}", std::process::id());
     let status = work.path().join("status");
     let script = format!(
-        "env TERM=xterm DOCKER_CONFIG=/nonexistent HOIST_DOCKER_DAEMON_JSON=/nonexistent {} push --chunk-size 2M {layout} {}/team/big:v1 >/dev/null; echo $? > {}; sleep 60",
+        "env TERM=xterm DOCKER_CONFIG=/nonexistent HOIST_DOCKER_DAEMON_JSON=/nonexistent {} push --chunk-size 64M {layout} {}/team/big:v1 >/dev/null; echo $? > {}; sleep 60",
         env!("CARGO_BIN_EXE_hoist"),
         proxy.host(),
         status.display()
