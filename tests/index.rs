@@ -323,14 +323,15 @@ fn index_edits_are_idempotent_keep_their_order_and_refuse_emptying() {
     let tag = format!("{repo}:ci");
 
     // The first of the parallel runners finds no tag: add creates the index.
-    let first = ok(hoist().args(["index", "add", &tag, &format!("{repo}@{arm}")]));
-    let second = ok(hoist().args(["index", "add", &tag, &format!("{repo}@{amd}")]));
+    let first = ok(hoist().args(["index", "add", "--settle", "100", &tag, &format!("{repo}@{arm}")]));
+    let second = ok(hoist().args(["index", "add", "--settle", "100", &tag, &format!("{repo}@{amd}")]));
     assert_ne!(first, second);
     assert_eq!(platforms(&host, "team/app:ci"), ["linux/arm64", "linux/amd64"]);
 
     // Adding what is there changes nothing and writes nothing.
     let puts = proxy.count("PUT", "/manifests/");
-    let again = ok(hoist().args(["index", "add", &tag, &format!("{repo}@{amd}"), &format!("{repo}@{arm}")]));
+    let again =
+        ok(hoist().args(["index", "add", "--settle", "100", &tag, &format!("{repo}@{amd}"), &format!("{repo}@{arm}")]));
     assert_eq!(again, second, "the digest stays");
     assert_eq!(proxy.count("PUT", "/manifests/"), puts, "no manifest written on a rerun");
     assert_eq!(platforms(&host, "team/app:ci"), ["linux/arm64", "linux/amd64"], "order kept");
@@ -367,10 +368,30 @@ fn index_edits_are_idempotent_keep_their_order_and_refuse_emptying() {
     assert!(verbose[0]["Descriptor"]["digest"] == arm && verbose[0]["OCIManifest"]["layers"].is_array(), "{verbose:?}");
 
     // Removing the last platform is refused unless asked for.
-    ok(hoist().args(["index", "rm", &tag, "--platform", "linux/arm64"]));
-    let last = fails_with(hoist().args(["index", "rm", &tag, "--platform", "linux/amd64"]), Some(3));
+    ok(hoist().args(["index", "rm", "--settle", "100", &tag, "--platform", "linux/arm64"]));
+    let last = fails_with(hoist().args(["index", "rm", "--settle", "100", &tag, "--platform", "linux/amd64"]), Some(3));
     assert!(last.contains("--allow-empty"), "{last}");
     assert_eq!(platforms(&host, "team/app:ci"), ["linux/amd64"], "nothing written");
-    ok(hoist().args(["index", "rm", &tag, "--platform", "linux/x86_64", "--allow-empty"]));
+    ok(hoist().args(["index", "rm", "--settle", "100", &tag, "--platform", "linux/x86_64", "--allow-empty"]));
     assert!(platforms(&host, "team/app:ci").is_empty(), "x86_64 is amd64");
+
+    // buildx imagetools style: the target by --tag (repeatable), annotations on the index.
+    let created = ok(hoist().args([
+        "index",
+        "create",
+        "--tag",
+        &format!("{repo}:v2"),
+        "--tag",
+        &format!("{repo}:latest"),
+        "--annotation",
+        "org.opencontainers.image.version=2.0.0",
+        &format!("{repo}@{amd}"),
+        &format!("{repo}@{arm}"),
+    ]));
+    for tag in ["v2", "latest"] {
+        assert_eq!(ok(hoist().args(["digest", &format!("{repo}:{tag}")])), created, "{tag}");
+    }
+    let raw: Value = serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &format!("{repo}:latest")]))).unwrap();
+    assert_eq!(raw["annotations"]["org.opencontainers.image.version"], "2.0.0", "{raw}");
+    assert_eq!(index_platforms(&raw), ["linux/amd64", "linux/arm64"]);
 }
