@@ -189,7 +189,7 @@ impl FromStr for Platform {
                 "platform",
                 s,
                 format!(
-                    "unknown architecture {:?}; known: {} (x86_64, aarch64, armhf, armel, i686 are accepted as their names)",
+                    "unknown architecture {:?}; known: {} (also x86_64, aarch64, armhf, armel, i686, normalised to those)",
                     parts[1],
                     KNOWN_ARCH.join(", ")
                 ),

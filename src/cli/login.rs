@@ -104,7 +104,7 @@ fn missing(flag: &str, what: &str) -> anyhow::Error {
     hoist::Error::invalid(
         "login",
         flag,
-        format!("give {what} with {flag}: stdin is not a terminal, so hoist cannot ask for it"),
+        format!("{what} is missing and stdin is not a terminal, so hoist cannot ask for it; give it with {flag}"),
     )
     .into()
 }
