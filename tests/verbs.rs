@@ -14,6 +14,7 @@ fn tag_delete_and_catalog_prefix() {
     let host = registry.host();
     ok(hoist().args(["push", "-q", &format!("oci:{}:multi", layout.display()), &format!("{host}/team/app:v1")]));
     ok(hoist().args(["push", "-q", &format!("oci:{}:single", layout.display()), &format!("{host}/other/app:v1")]));
+    ok(hoist().args(["push", "-q", &format!("oci:{}:single", layout.display()), &format!("{host}/teamwork/app:v1")]));
 
     // New tags point at the same bytes without a push.
     let tagged = ok(hoist().args(["tag", &format!("{host}/team/app:v1"), "v1.0", "stable"]));
@@ -24,7 +25,7 @@ fn tag_delete_and_catalog_prefix() {
     let bad = fails_with(hoist().args(["tag", &format!("{host}/team/app:v1"), "other/app:x"]), Some(3));
     assert!(bad.contains("tags alone"), "{bad}");
 
-    // Catalog with a prefix lists only what is under it.
+    // Catalog with a prefix lists only what is under it, by whole path components.
     assert_eq!(ok(hoist().args(["catalog", &format!("{host}/team")])), "team/app\n");
     let all = ok(hoist().args(["catalog", &host]));
     assert!(all.contains("team/app") && all.contains("other/app"), "{all}");

@@ -228,14 +228,3 @@ fn under_prefix(repository: &str, prefix: &str) -> bool {
         || repository == prefix
         || repository.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn prefixes_match_whole_path_components() {
-        assert!(super::under_prefix("team/app", "team"));
-        assert!(super::under_prefix("team/app", "team/app"));
-        assert!(super::under_prefix("anything", ""));
-        assert!(!super::under_prefix("teamwork/app", "team"));
-    }
-}

@@ -207,26 +207,3 @@ fn print_line(text: &str) -> anyhow::Result<()> {
     out.flush()?;
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::without_own_hint;
-
-    #[test]
-    fn hints_never_repeat_the_failing_command() {
-        let tags = "repository r/x not found on r (NAME_UNKNOWN); check the name and tag (`hoist tags REPOSITORY` lists the tags)";
-        assert_eq!(
-            without_own_hint(tags, "tags"),
-            "repository r/x not found on r (NAME_UNKNOWN); check the name and tag"
-        );
-        assert_eq!(without_own_hint(tags, "inspect"), tags, "another command's hint stays");
-        let login = "registry r refused the credentials for x (denied); run `hoist login r` or pass --creds USER:PASS";
-        assert_eq!(without_own_hint(login, "login"), "registry r refused the credentials for x (denied)");
-    }
-
-    #[test]
-    fn the_command_line_definition_is_consistent() {
-        use clap::CommandFactory;
-        super::Cli::command().debug_assert();
-    }
-}

@@ -378,32 +378,3 @@ pub fn shorten_urls(text: &str) -> String {
     out.push_str(rest);
     out
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_lose_their_query() {
-        let line = "blob sha256:ab: error sending request for url (http://127.0.0.1:5000/v2/a/blobs/uploads/4f?_state=xyz&digest=sha256%3Aab); retrying in 1s";
-        assert_eq!(
-            shorten_urls(line),
-            "blob sha256:ab: error sending request for url (127.0.0.1:5000/v2/a/blobs/uploads/4f); retrying in 1s"
-        );
-        assert_eq!(shorten_urls("no url here"), "no url here");
-    }
-
-    #[test]
-    fn counts_never_pass_the_total() {
-        let progress = Progress::new(100, true, false);
-        let sent = Arc::new(AtomicU64::new(0));
-        let digest = Digest::of(b"x");
-        progress.blob_started(&digest, 100, Arc::clone(&sent));
-        sent.store(250, Ordering::Relaxed); // a retried upload counted its bytes again
-        assert_eq!(progress.state.sent(), 100);
-        assert!(progress.state.log_line().starts_with("progress: 100% "), "{}", progress.state.log_line());
-        progress.blob_finished(&digest, 100, &BlobOutcome::Pushed);
-        assert_eq!(progress.state.sent(), 100);
-        progress.finish();
-    }
-}
