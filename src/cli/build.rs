@@ -198,7 +198,9 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         return Err(hoist::Error::invalid(
             "--output",
             output,
-            format!("build writes an OCI layout: give --output oci:{output}; to publish to a registry use --push REF"),
+            format!(
+                "build writes an OCI layout, named oci:DIR[:TAG] (here: --output oci:{output}); to publish to a registry use --push REF"
+            ),
         )
         .into());
     }
