@@ -344,7 +344,7 @@ pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = shorten_urls(&String::from_utf8_lossy(buf));
+        let text = tidy(&String::from_utf8_lossy(buf));
         let screen = SCREEN.lock().unwrap_or_else(|e| e.into_inner());
         match screen.as_ref() {
             Some(multi) => {
@@ -358,6 +358,34 @@ impl Write for LogWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
     }
+}
+
+/// A log line as a person wants it: URLs without their query, and a retry warning on one
+/// short line: no request URL (the registry is named already), no advice meant for a final
+/// failure ("check the host name…" while hoist is still retrying), digests cut to 12 digits.
+pub fn tidy(line: &str) -> String {
+    let mut text = shorten_urls(line);
+    while let Some(start) = text.find(" for url (") {
+        let Some(end) = text[start..].find(')') else { break };
+        text.replace_range(start..start + end + 1, "");
+    }
+    if let Some(retrying) = text.find("; retrying in ") {
+        if let Some(advice) = text[..retrying].find("; check ") {
+            text.replace_range(advice..retrying, "");
+        }
+        let mut short = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("sha256:") {
+            let hex = &rest[at + 7..];
+            let digits = hex.bytes().take_while(u8::is_ascii_hexdigit).count();
+            short.push_str(&rest[..at + 7]);
+            short.push_str(&hex[..digits.min(12)]);
+            rest = &hex[digits..];
+        }
+        short.push_str(rest);
+        text = short;
+    }
+    text
 }
 
 /// `text` with every `http(s)://host/path?query` cut to `host/path`: upload URLs carry
