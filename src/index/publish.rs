@@ -134,6 +134,16 @@ struct Found {
     format: Format,
 }
 
+impl Found {
+    /// Whether writing `entries`, `annotations` in `format` would give this same index.
+    fn is(&self, entries: &[Entry], annotations: &BTreeMap<String, String>, format: Format) -> bool {
+        self.entries.len() == entries.len()
+            && self.entries.iter().zip(entries).all(|(a, b)| a.descriptor == b.descriptor)
+            && self.annotations == *annotations
+            && self.format == format
+    }
+}
+
 async fn read_current(client: &Client, target: &Target) -> Result<Option<Found>> {
     let reference = target.reference();
     // Straight from the registry, never a mirror: a stale copy would make an amend drop entries.
@@ -178,22 +188,17 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
             true => None,
             false => read_current(client, target).await?,
         };
-        let (base, mut annotations, unchanged) = match (create, found) {
-            (true, _) => (Vec::new(), BTreeMap::new(), None),
-            (false, Some(found)) => {
-                let same = (found.entries.clone(), found.annotations.clone(), found.format, found.digest);
-                (found.entries, found.annotations, Some(same))
+        if found.is_none() && !create && !change.remove.is_empty() {
+            return Err(RegistryError::NotFound {
+                registry: target.registry.clone(),
+                what: format!("index {}", target.reference()),
+                message: "no such tag, so there is no platform to remove".into(),
             }
-            (false, None) if change.remove.is_empty() => (Vec::new(), BTreeMap::new(), None),
-            (false, None) => {
-                return Err(RegistryError::NotFound {
-                    registry: target.registry.clone(),
-                    what: format!("index {}", target.reference()),
-                    message: "no such tag, so there is no platform to remove".into(),
-                }
-                .into())
-            }
-        };
+            .into());
+        }
+        // A missing tag is created: the first of several parallel `index add` runs.
+        let (base, mut annotations) =
+            found.as_ref().map(|f| (f.entries.clone(), f.annotations.clone())).unwrap_or_default();
         create = false;
         annotations.extend(options.annotations.clone());
         let mut entries = merge(base, change.add.clone(), options.merge);
@@ -211,13 +216,9 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
             ));
         }
         let format = options.format.unwrap_or_else(|| Format::for_entries(&entries));
-        if let Some((was, was_annotations, was_format, digest)) = &unchanged {
-            let same_entries =
-                was.len() == entries.len() && was.iter().zip(&entries).all(|(a, b)| a.descriptor == b.descriptor);
-            if same_entries && *was_annotations == annotations && *was_format == format {
-                tracing::info!("{} already has every change; nothing written", target.reference());
-                return Ok(digest.clone());
-            }
+        if let Some(found) = found.filter(|f| f.is(&entries, &annotations, format)) {
+            tracing::info!("{} already has every change; nothing written", target.reference());
+            return Ok(found.digest);
         }
         let bytes = render(&entries, format, &annotations)?;
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
