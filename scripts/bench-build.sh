@@ -156,7 +156,7 @@ for tree in $TREES; do
     cpu=$(cut -d' ' -f2 "$runs" | median)
     rss=$(cut -d' ' -f3 "$runs" | median)
     bytes=$(cut -d' ' -f4 "$runs" | median)
-    label=$(echo "$name" | sed 's/|/\\|/g')
+    label=${name//|/\\|}
     awk -v t="$tree" -v n="$label" -v s="$seconds" -v c="$cpu" -v r="$rss" -v b="$bytes" -v i="$input" \
       'BEGIN { printf "| %s | `%s` | %.2f | %.2f | %.0f | %d | %.1f |\n", t, n, s, c, i / s / 1e6, b, r / 1024 }'
   done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark of `hoist push` against `skopeo copy`: a ~1 GiB image (one 960 MiB layer and
 # several small ones) in an OCI layout, pushed to a fresh loopback docker-registry by each tool,
-# alternating, RUNS times: first push, no-op re-push, push to a second repository (mounts).
+# alternating, RUNS times: first push, no-op re-push, push to a second repository (mounts,
+# from what each tool remembers of the first push).
 # Prints a Markdown table of medians: seconds, MB/s, requests the registry served, peak RSS.
 #
 #   scripts/bench-push.sh             # RUNS=3 by default; BENCH_DIR=target/bench-push
@@ -71,9 +72,14 @@ SKOPEO=(skopeo copy --quiet --dest-tls-verify=false)
 for run in $(seq "$RUNS"); do
   echo "run $run/$RUNS" >&2
   start_registry
+  # A cache of hoist's own per run: the mount phase relies on hoist remembering where it
+  # pushed each blob (no --mount-from), as skopeo relies on its blob-info cache.
+  export XDG_CACHE_HOME=$BENCH_DIR/cache-$run
+  rm -rf "$XDG_CACHE_HOME"
   measure hoist-first "$HOIST" push -q "oci:$LAYOUT:bench" "127.0.0.1:$PORT/bench/app:v1"
   measure hoist-again "$HOIST" push -q "oci:$LAYOUT:bench" "127.0.0.1:$PORT/bench/app:v1"
-  measure hoist-mount "$HOIST" push -q "oci:$LAYOUT:bench" "127.0.0.1:$PORT/bench/other:v1" --mount-from bench/app
+  measure hoist-mount "$HOIST" push -q "oci:$LAYOUT:bench" "127.0.0.1:$PORT/bench/other:v1"
+  unset XDG_CACHE_HOME
   stop_registry
   start_registry
   measure skopeo-first "${SKOPEO[@]}" "oci:$LAYOUT:bench" "docker://127.0.0.1:$PORT/bench/app:v1"

@@ -5,15 +5,18 @@
 //! new image is the base's layers plus hoist's, with the config inherited by docker's rules.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 
 use serde_json::{json, Map, Value};
 
+use crate::blob::copy_to_writer;
+use crate::cache::Cache;
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::graph::pick_platform;
 use crate::location::Location;
-use crate::model::{MediaType, RawManifest};
+use crate::model::{Descriptor, MediaType, RawManifest};
 use crate::platform::Platform;
 use crate::registry::Client;
 use crate::source::{self, Source};
@@ -139,48 +142,50 @@ async fn read_image(
     })
 }
 
-/// hoist's cache of base blobs: `$XDG_CACHE_HOME/hoist/blobs/sha256`, else `~/.cache/…`.
-pub fn cache_dir() -> Result<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .ok_or_else(|| Error::invalid("cache directory", "", "set HOME or XDG_CACHE_HOME"))?;
-    Ok(base.join("hoist/blobs/sha256"))
-}
-
-/// Makes sure every base layer is in `cache` (read from the base through its source, verified
-/// as it streams, named by digest only when complete). Returns the files by digest.
+/// Makes sure every base layer is in hoist's cache: a blob already there is used only when it
+/// still hashes to its digest; a missing (or damaged) one is read from the base through its
+/// source, verified as it streams, and named in the cache only when it proved right.
+/// Returns the verified files by digest.
 pub async fn fetch_into_cache(
     client: &Client,
     bases: &BTreeMap<Platform, BaseImage>,
-    cache: &Path,
+    cache: &Cache,
 ) -> Result<BTreeMap<Digest, PathBuf>> {
-    use tokio::io::AsyncWriteExt;
-    tokio::fs::create_dir_all(cache).await.at("create", cache)?;
     let mut files = BTreeMap::new();
     for base in bases.values() {
         let source = source::open(&base.location, client)?;
         for layer in &base.layers {
-            let path = cache.join(layer.digest.hex());
-            if !path.exists() {
-                let descriptor = crate::model::Descriptor::new(
-                    MediaType::from(layer.media_type.as_str()),
-                    layer.digest.clone(),
-                    layer.size,
-                );
-                let mut stream = source.blob(&descriptor, 0).await?;
-                let (file, temporary) = tempfile::NamedTempFile::new_in(cache).at("write", cache)?.into_parts();
-                let mut file = tokio::fs::File::from_std(file);
-                while let Some(chunk) = stream.next_chunk().await? {
-                    file.write_all(&chunk).await.at("write", &temporary)?;
-                }
-                file.flush().await.at("write", &temporary)?;
-                temporary.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
+            if files.contains_key(&layer.digest) {
+                continue;
             }
+            let path = match cache_get(cache, &layer.digest).await? {
+                Some(path) => path,
+                None => {
+                    let descriptor =
+                        Descriptor::new(MediaType::from(layer.media_type.as_str()), layer.digest.clone(), layer.size);
+                    let stream = source.blob(&descriptor, 0).await?;
+                    let writer = copy_to_writer(stream, cache.writer()?, &AtomicU64::new(0)).await?;
+                    let digest = layer.digest.clone();
+                    tokio::task::spawn_blocking(move || writer.commit(Some(&digest), None))
+                        .await
+                        .map_err(|e| Error::io("write", cache.dir(), std::io::Error::other(e.to_string())))??;
+                    cache_get(cache, &layer.digest).await?.ok_or_else(|| {
+                        Error::io("read", cache.dir(), std::io::Error::other("a base layer left the cache at once"))
+                    })?
+                }
+            };
             files.insert(layer.digest.clone(), path);
         }
     }
     Ok(files)
+}
+
+/// [`Cache::get`] (which hashes the blob) on a blocking thread.
+async fn cache_get(cache: &Cache, digest: &Digest) -> Result<Option<PathBuf>> {
+    let (cache, digest) = (cache.clone(), digest.clone());
+    tokio::task::spawn_blocking(move || cache.get(&digest))
+        .await
+        .map_err(|e| Error::io("read", "hoist's cache", std::io::Error::other(e.to_string())))?
 }
 
 /// The new image's config: the base's, with hoist's settings applied by docker's rules (Env

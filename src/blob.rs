@@ -64,6 +64,11 @@ impl BlobStream {
                 if let Some(hasher) = &mut self.hasher {
                     hasher.update(&chunk);
                 }
+                // At the last byte the digest is checked before the chunk is handed on, so a
+                // blob that is not what its digest says never reaches a registry whole.
+                if position == self.size {
+                    self.verify()?;
+                }
                 Ok(Some(chunk))
             }
             Some(Err(e)) => Err(e),
@@ -75,19 +80,25 @@ impl BlobStream {
                         found: self.position.to_string(),
                     });
                 }
-                if let Some(hasher) = self.hasher.take() {
-                    let found = Digest::of_hasher(hasher);
-                    if found != self.expected {
-                        return Err(Error::DigestMismatch {
-                            what: format!("blob from {} (refused, not used)", self.what),
-                            expected: self.expected.to_string(),
-                            found: found.to_string(),
-                        });
-                    }
-                }
+                self.verify()?;
                 Ok(None)
             }
         }
+    }
+
+    /// Checks the digest once every byte went through (reads from byte 0 only).
+    fn verify(&mut self) -> Result<()> {
+        if let Some(hasher) = self.hasher.take() {
+            let found = Digest::of_hasher(hasher);
+            if found != self.expected {
+                return Err(Error::DigestMismatch {
+                    what: format!("blob from {} (refused, not used)", self.what),
+                    expected: self.expected.to_string(),
+                    found: found.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// At most `length` bytes of it as a stream of I/O results (for request bodies), each
@@ -109,12 +120,85 @@ impl BlobStream {
                         Some((Ok(chunk), (blob, left)))
                     }
                     Ok(None) => None,
-                    Err(e) => Some((Err(std::io::Error::other(e)), (blob, 0))),
+                    Err(e) => Some((Err(std::io::Error::other(BodyError(e))), (blob, 0))),
                 }
             }
         })
         .boxed()
     }
+}
+
+/// Why a request body stopped: the blob's own failure, carried through the HTTP client so
+/// that the transfer reports it (a digest mismatch is not a network failure).
+#[derive(Debug)]
+pub struct BodyError(pub Error);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl BodyError {
+    /// The blob's failure inside `error`'s chain, if a request body stopped for it. Integrity
+    /// failures come back as they were; others (reading the file) as an I/O error.
+    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(current) = cause {
+            let inner = current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+            if let Some(BodyError(found)) = inner.and_then(|e| e.downcast_ref::<BodyError>()) {
+                return Some(match found {
+                    Error::DigestMismatch { what, expected, found } => {
+                        Error::DigestMismatch { what: what.clone(), expected: expected.clone(), found: found.clone() }
+                    }
+                    Error::SizeMismatch { what, expected, found } => {
+                        Error::SizeMismatch { what: what.clone(), expected: *expected, found: found.clone() }
+                    }
+                    other => Error::io("read", "the blob being sent", std::io::Error::other(other.to_string())),
+                });
+            }
+            cause = match inner {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => current.source(),
+            };
+        }
+        None
+    }
+}
+
+/// Streams `blob` into `writer` on a blocking thread, so file writes stay off the async
+/// threads; counts bytes into `progress`. Returns the writer once every byte is in (and the
+/// blob checked out).
+pub async fn copy_to_writer<W: std::io::Write + Send + 'static>(
+    mut blob: BlobStream,
+    writer: W,
+    progress: &AtomicU64,
+) -> Result<W> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let writing = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        while let Some(chunk) = receiver.blocking_recv() {
+            writer.write_all(&chunk)?;
+        }
+        writer.flush()?;
+        Ok::<_, std::io::Error>(writer)
+    });
+    let reading = async move {
+        while let Some(chunk) = blob.next_chunk().await? {
+            progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            if sender.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        Ok::<_, Error>(())
+    };
+    let (read, written) = tokio::join!(reading, writing);
+    read?;
+    written
+        .map_err(|e| Error::io("write", "a blob", std::io::Error::other(e.to_string())))?
+        .map_err(|e| Error::io("write", "a blob", e))
 }
 
 /// A file's bytes from `offset` on, read in chunks as they are asked for.
@@ -183,6 +267,9 @@ mod tests {
         assert!(matches!(shorter, Err(Error::SizeMismatch { .. })), "{shorter:?}");
         let other = drain(BlobStream::new(stream(&[b"jello"]), &descriptor, 0, "t")).await;
         assert!(matches!(other, Err(Error::DigestMismatch { .. })), "{other:?}");
+        let mut wrong = BlobStream::new(stream(&[b"jel", b"lo"]), &descriptor, 0, "t");
+        assert!(wrong.next_chunk().await.unwrap().is_some());
+        assert!(wrong.next_chunk().await.is_err(), "the last chunk of a wrong blob is never handed on");
         let tail = drain(BlobStream::new(stream(&[b"llo"]), &descriptor, 2, "t")).await.unwrap();
         assert_eq!(tail, b"llo", "a read from an offset is only cut at the size");
     }

@@ -43,6 +43,13 @@ impl FromStr for LayerSource {
         if source.is_empty() {
             return Err(Error::invalid("layer", s, "expected SRC[:DEST], e.g. dist/{os}_{arch}/:/app/"));
         }
+        if dest.split('/').any(|part| part == "..") {
+            return Err(Error::invalid(
+                "layer",
+                s,
+                "its destination has a '..' component, which would reach outside the image root; give an absolute path inside it",
+            ));
+        }
         Ok(LayerSource { source: source.to_owned(), dest: dest.to_owned() })
     }
 }
@@ -163,14 +170,28 @@ impl BuildOutput {
     }
 }
 
+/// The latest timestamp hoist writes: 9999-12-31T23:59:59Z, the last RFC 3339 can say.
+pub const MAX_TIMESTAMP: u64 = 253_402_300_799;
+
+/// Checks a timestamp given as `what` (seconds since 1970) is one hoist can write.
+pub fn check_timestamp(what: &'static str, seconds: u64) -> Result<u64> {
+    match seconds <= MAX_TIMESTAMP {
+        true => Ok(seconds),
+        false => {
+            Err(Error::invalid(what, seconds.to_string(), "it is after the year 9999; give seconds since 1970-01-01"))
+        }
+    }
+}
+
 /// Reads `$SOURCE_DATE_EPOCH`: the reproducible-builds convention for timestamps.
 pub fn source_date_epoch() -> Result<Option<u64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) => value
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| Error::invalid("SOURCE_DATE_EPOCH", value, "expected whole seconds since 1970-01-01")),
+        Ok(value) => {
+            let seconds = value.trim().parse().map_err(|_| {
+                Error::invalid("SOURCE_DATE_EPOCH", value.as_str(), "expected whole seconds since 1970-01-01")
+            })?;
+            check_timestamp("SOURCE_DATE_EPOCH", seconds).map(Some)
+        }
         Err(_) => Ok(None),
     }
 }

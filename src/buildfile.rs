@@ -162,7 +162,7 @@ impl BuildSpec {
             context: self.context.unwrap_or_else(|| context.to_path_buf()),
             excludes: self.exclude,
             tar: TarOptions {
-                mtime: self.mtime.unwrap_or(epoch),
+                mtime: crate::build::check_timestamp("--mtime", self.mtime.unwrap_or(epoch))?,
                 preserve_mtime: self.preserve_mtime.unwrap_or(false),
                 uid,
                 gid,

@@ -425,32 +425,6 @@ fn copy_all(mut input: File, out: &mut impl Write, path: &Path) -> Result<()> {
     }
 }
 
-/// Parses a size such as `500M`, `10G`, `1.5G` or `123456` (bytes; K, M, G, T are powers of
-/// 1024, an optional trailing `B` or `iB` is accepted).
-pub fn parse_size(text: &str) -> Result<u64> {
-    let invalid = || Error::invalid("size", text, "expected bytes or a number with K, M, G or T, e.g. 10G");
-    let trimmed = text.trim();
-    let upper = trimmed.to_ascii_uppercase();
-    let stripped = upper.strip_suffix("IB").or_else(|| upper.strip_suffix('B')).unwrap_or(&upper);
-    let (number, unit) = match stripped.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&stripped[..i], c),
-        _ => (stripped, ' '),
-    };
-    let shift = match unit {
-        ' ' => 0,
-        'K' => 10,
-        'M' => 20,
-        'G' => 30,
-        'T' => 40,
-        _ => return Err(invalid()),
-    };
-    let value: f64 = number.trim().parse().map_err(|_| invalid())?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(invalid());
-    }
-    Ok((value * (1u64 << shift) as f64) as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,16 +503,5 @@ mod tests {
         assert_eq!((eviction.removed, eviction.freed, eviction.kept), (1, 100, 200));
         assert!(cache.get(&middle).unwrap().is_none());
         assert!(cache.get(&old).unwrap().is_some() && cache.get(&new).unwrap().is_some());
-    }
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("123").unwrap(), 123);
-        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
-        assert_eq!(parse_size("500MiB").unwrap(), 500 << 20);
-        assert_eq!(parse_size("1.5k").unwrap(), 1536);
-        for bad in ["", "ten", "5X", "-1G"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
     }
 }

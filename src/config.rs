@@ -91,7 +91,10 @@ fn normalize_port(port: &str) -> Result<String> {
 
 /// The RFC 3339 form of `seconds` since the epoch, as used in `created` fields.
 pub fn timestamp(seconds: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds)).to_string()
+    let seconds = seconds.min(crate::build::MAX_TIMESTAMP);
+    let at =
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds)).unwrap_or(std::time::UNIX_EPOCH);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// One layer as the config records it: its diff_id and the history line that made it.

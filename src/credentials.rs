@@ -177,11 +177,15 @@ fn read_config(path: &Path) -> Result<Map<String, Value>> {
     }
 }
 
+/// Writes docker's config atomically with mode 0600, in a directory created 0700. A
+/// `config.json` that is a symlink (dotfiles) is written through: its target is replaced.
 fn write_config(path: &Path, config: &Map<String, Value>) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let resolved = std::fs::canonicalize(path).ok().filter(|_| path.is_symlink());
+    let path = resolved.as_deref().unwrap_or(path);
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).at("create", dir)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).at("create", dir)?;
     let mut file = tempfile::NamedTempFile::new_in(dir).at("write", path)?;
     file.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).at("write", path)?;
     let text = serde_json::to_string_pretty(config)
@@ -255,17 +259,48 @@ async fn run_helper(helper: &str, action: &str, input: &str) -> Result<String> {
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(input.as_bytes()).await.map_err(|e| failed(e.to_string()))?;
     }
-    let output = tokio::time::timeout(HELPER_TIMEOUT, child.wait_with_output())
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let run = async {
+        // Each stream is read up to the limit and no further: a helper that answers more than
+        // that is refused at once, and killed when the child is dropped.
+        let read = tokio::try_join!(read_bounded(out.as_mut()), read_bounded(err.as_mut()));
+        let (stdout, stderr) = match read {
+            Ok(both) => both,
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>(Some((stdout, stderr, status)))
+    };
+    let (stdout, stderr, status) = tokio::time::timeout(HELPER_TIMEOUT, run)
         .await
         .map_err(|_| failed(format!("no answer within {} s", HELPER_TIMEOUT.as_secs())))?
-        .map_err(|e| failed(e.to_string()))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let message = if stdout.is_empty() { stderr.trim().to_owned() } else { stdout };
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed(format!("it answered more than {HELPER_OUTPUT_LIMIT} bytes; refusing it")))?;
+    let stdout = crate::text::printable(String::from_utf8_lossy(&stdout).trim());
+    if !status.success() {
+        let stderr = crate::text::printable(String::from_utf8_lossy(&stderr).trim());
+        let message = if stdout.is_empty() { stderr } else { stdout };
         return Err(failed(message));
     }
     Ok(stdout)
+}
+
+/// The most a credential helper may print.
+const HELPER_OUTPUT_LIMIT: u64 = 1 << 20;
+
+/// Reads a child's stream whole if it is at most [`HELPER_OUTPUT_LIMIT`] bytes; a longer one
+/// fails at once with `FileTooLarge`.
+async fn read_bounded(stream: Option<&mut (impl tokio::io::AsyncRead + Unpin)>) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    if let Some(stream) = stream {
+        stream.take(HELPER_OUTPUT_LIMIT + 1).read_to_end(&mut bytes).await?;
+    }
+    match bytes.len() as u64 <= HELPER_OUTPUT_LIMIT {
+        true => Ok(bytes),
+        false => Err(std::io::ErrorKind::FileTooLarge.into()),
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,22 @@ impl FromStr for Digest {
     }
 }
 
+/// Whether `bytes` have the digest `expected` (`sha256:`, `sha384:` or `sha512:` and lowercase
+/// hex), checked with the algorithm it names. `None` for an algorithm hoist does not know.
+pub fn matches(expected: &str, bytes: &[u8]) -> Option<bool> {
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+    let (algorithm, wanted) = expected.split_once(':')?;
+    let found = match algorithm {
+        "sha256" => hex(&Sha256::digest(bytes)),
+        "sha384" => hex(&sha2::Sha384::digest(bytes)),
+        "sha512" => hex(&sha2::Sha512::digest(bytes)),
+        _ => return None,
+    };
+    Some(found == wanted)
+}
+
 /// A writer that passes bytes on to `inner` while counting them and hashing them with sha256.
 pub struct HashingWriter<W> {
     inner: W,
@@ -114,6 +130,18 @@ impl Digest {
     /// The same digest as oci-spec's type, for descriptors.
     pub fn to_oci(&self) -> oci_spec::image::Digest {
         oci_spec::image::Digest::try_from(self.to_string()).expect("a sha256 digest is a valid OCI digest")
+    }
+}
+
+#[cfg(test)]
+mod matches_tests {
+    #[test]
+    fn every_named_algorithm_is_checked() {
+        let sha512 = "sha512:ee26b0dd4af7e749aa1a8ee3c10ae9923f618980772e473f8819a5d4940e0db27ac185f8a0e1d5f84f88bc887fd67b143732c304cc5fa9ad8e6f57f50028a8ff";
+        assert_eq!(super::matches(sha512, b"test"), Some(true));
+        assert_eq!(super::matches(sha512, b"other"), Some(false));
+        assert_eq!(super::matches(&super::Digest::of(b"x").to_string(), b"x"), Some(true));
+        assert_eq!(super::matches("md5:abc", b"x"), None);
     }
 }
 

@@ -36,10 +36,15 @@ impl Layout {
     pub fn open(root: impl Into<PathBuf>) -> Result<Layout> {
         let root = root.into();
         let marker = root.join(OCI_LAYOUT_FILE);
-        let text = fs::read_to_string(&marker).map_err(|e| Error::NotALayout {
-            path: root.clone(),
-            reason: format!("cannot read {OCI_LAYOUT_FILE}: {e}"),
-        })?;
+        let not_a_layout = |reason: String| Error::NotALayout { path: root.clone(), reason };
+        // A FIFO or a device would block or never end: only a small regular file is read.
+        match fs::symlink_metadata(&marker) {
+            Ok(meta) if meta.is_file() && meta.len() <= 4096 => {}
+            Ok(_) => return Err(not_a_layout(format!("{OCI_LAYOUT_FILE} is not a small regular file"))),
+            Err(e) => return Err(not_a_layout(format!("cannot read {OCI_LAYOUT_FILE}: {e}"))),
+        }
+        let text =
+            fs::read_to_string(&marker).map_err(|e| not_a_layout(format!("cannot read {OCI_LAYOUT_FILE}: {e}")))?;
         let version: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::CorruptLayout {
             path: root.clone(),
             reason: format!("{OCI_LAYOUT_FILE} is not JSON: {e}"),
@@ -61,8 +66,14 @@ impl Layout {
     /// Reads `index.json`.
     pub fn index(&self) -> Result<ImageIndex> {
         let path = self.root.join(INDEX_FILE);
-        let size = fs::metadata(&path).at("read", &path)?.len();
-        if size > crate::model::MAX_MANIFEST_BYTES {
+        let meta = fs::symlink_metadata(&path).at("read", &path)?;
+        if !meta.is_file() {
+            return Err(Error::CorruptLayout {
+                path: self.root.clone(),
+                reason: format!("{INDEX_FILE} is not a regular file"),
+            });
+        }
+        if meta.len() > crate::model::MAX_MANIFEST_BYTES {
             return Err(Error::CorruptLayout {
                 path: self.root.clone(),
                 reason: format!("{INDEX_FILE} is larger than {} bytes", crate::model::MAX_MANIFEST_BYTES),
@@ -80,9 +91,34 @@ impl Layout {
         self.root.join("blobs").join("sha256").join(digest.hex())
     }
 
+    /// The file of the blob `digest`, with its size: refused when it is a symlink (it could
+    /// point anywhere on the machine) or anything but a regular file.
+    pub fn blob_file(&self, digest: &Digest) -> Result<(PathBuf, u64)> {
+        let path = self.blob_path(digest);
+        let meta = fs::symlink_metadata(&path).map_err(|_| Error::CorruptLayout {
+            path: self.root.clone(),
+            reason: format!("blob {digest} is missing"),
+        })?;
+        if !meta.is_file() {
+            return Err(Error::CorruptLayout {
+                path: self.root.clone(),
+                reason: format!(
+                    "blob {digest} is a symlink or not a regular file; hoist reads only regular files in blobs/"
+                ),
+            });
+        }
+        Ok((path, meta.len()))
+    }
+
     /// Reads a small blob (a manifest, index or config) and checks its digest.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let path = self.blob_path(digest);
+        let (path, size) = self.blob_file(digest)?;
+        if size > crate::model::MAX_MANIFEST_BYTES {
+            return Err(Error::CorruptLayout {
+                path: self.root.clone(),
+                reason: format!("blob {digest} is larger than {} bytes", crate::model::MAX_MANIFEST_BYTES),
+            });
+        }
         let bytes = fs::read(&path).at("read", &path)?;
         let found = Digest::of(&bytes);
         if &found != digest {
@@ -162,7 +198,7 @@ impl LayoutWriter {
 
     /// Starts a new blob in the staging area.
     pub fn blob(&self) -> Result<BlobWriter> {
-        let file = NamedTempFile::new_in(self.staging.path()).at("create a blob in", self.staging.path())?;
+        let file = readable_temp(self.staging.path()).at("create a blob in", self.staging.path())?;
         Ok(BlobWriter { inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)) })
     }
 
@@ -249,7 +285,7 @@ impl LayoutWriter {
         let blobs = target.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).at("create", &blobs)?;
         let lock_path = target.join(LOCK_FILE);
-        let lock = File::create(&lock_path).at("create", &lock_path)?;
+        let lock = open_lock(&lock_path)?;
         lock.lock().at("lock", &lock_path)?;
         let marker = target.join(OCI_LAYOUT_FILE);
         if !marker.exists() {
@@ -292,11 +328,38 @@ impl LayoutWriter {
 /// Writes `dir/name` through a synced temporary file and a rename.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let path = dir.join(name);
-    let mut file = NamedTempFile::new_in(dir).at("write", &path)?;
+    let mut file = readable_temp(dir).at("write", &path)?;
     file.write_all(bytes).at("write", &path)?;
     file.as_file().sync_all().at("write", &path)?;
     file.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
     Ok(())
+}
+
+/// A temporary file in `dir` with mode 0644 less the umask, as other tools write layouts (a
+/// plain temporary file would be 0600, unreadable to anyone else).
+fn readable_temp(dir: &Path) -> std::io::Result<NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new().permissions(fs::Permissions::from_mode(0o644)).tempfile_in(dir)
+}
+
+/// Opens (or creates) the lock file without following a symlink and without truncating it:
+/// a link planted in the layout must not make hoist write elsewhere.
+fn open_lock(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| Error::CorruptLayout {
+            path: path.parent().unwrap_or(path).to_path_buf(),
+            reason: format!(
+                "cannot open its lock file {} ({e}); it must be a regular file, not a link",
+                path.display()
+            ),
+        })
 }
 
 /// The path itself when it exists, else its closest existing ancestor (or `.`).

@@ -26,12 +26,15 @@ pub mod layout;
 pub mod location;
 pub mod model;
 pub mod offload;
+pub mod places;
 pub mod platform;
 pub mod reference;
 pub mod registry;
 pub mod secret;
 pub mod sink;
+pub mod size;
 pub mod source;
+pub mod text;
 pub mod transfer;
 
 pub use digest::Digest;

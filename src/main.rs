@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
             }
-            let message = cli::without_own_hint(&format!("{error:#}"), &command);
+            let message = cli::without_own_hint(&hoist::text::printable(&format!("{error:#}")), &command);
             let _ = writeln!(std::io::stderr(), "hoist: error: {message}");
             ExitCode::from(exit_code(&error))
         }

@@ -215,6 +215,21 @@ fn parse_digest(input: &str, digest: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_as_a_reference_without_panic(text in ".*") {
+            let _ = super::Reference::parse(&text);
+        }
+
+        #[test]
+        fn any_reference_like_text_round_trips_or_fails_cleanly(text in "[a-zA-Z0-9./:@_-]{0,80}") {
+            if let Ok(reference) = super::Reference::parse(&text) {
+                let again = super::Reference::parse(&reference.to_string());
+                proptest::prop_assert!(again.is_ok(), "{} from {}", reference, text);
+            }
+        }
+    }
+
     use super::*;
 
     const HEX: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";

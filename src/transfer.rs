@@ -12,9 +12,12 @@ use std::time::Instant;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
+use std::collections::HashSet;
+
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::graph::Plan;
+use crate::model::{Document, RawManifest};
 use crate::registry::RetryPolicy;
 use crate::sink::{BlobOutcome, Sink};
 use crate::source::Source;
@@ -28,11 +31,13 @@ pub struct TransferOptions {
     pub retry: RetryPolicy,
     /// Only look: report what would be sent, write nothing.
     pub dry_run: bool,
+    /// Walk and check everything even when the destination already names the root.
+    pub verify: bool,
 }
 
 impl Default for TransferOptions {
     fn default() -> Self {
-        TransferOptions { jobs: 4, retry: RetryPolicy::default(), dry_run: false }
+        TransferOptions { jobs: 4, retry: RetryPolicy::default(), dry_run: false, verify: false }
     }
 }
 
@@ -61,6 +66,10 @@ pub struct Report {
     pub blobs_skipped: usize,
     /// Blobs mounted from another repository.
     pub blobs_mounted: usize,
+    /// Where each mounted blob came from, by digest.
+    pub mounted_from: std::collections::BTreeMap<String, String>,
+    /// The destination named the root already: nothing was walked or sent.
+    pub up_to_date: bool,
     /// Bytes of the blobs uploaded.
     pub bytes_pushed: u64,
     /// Manifests (and the index) written.
@@ -91,6 +100,9 @@ pub async fn transfer(
     let root = plan.root();
     let mut report = Report { digest: root.digest.to_string(), dry_run: options.dry_run, ..Report::default() };
 
+    // What was written here in this transfer: a manifest that names any of it cannot be
+    // here yet, so it needs no HEAD first.
+    let mut fresh: HashSet<Digest> = HashSet::new();
     let mut blobs = stream::iter(&plan.blobs)
         .map(|blob| {
             let retries = &retries;
@@ -114,32 +126,42 @@ pub async fn transfer(
                     }
                 };
                 observer.blob_finished(&blob.digest, blob.size, &outcome);
-                Ok::<_, crate::Error>((blob.size, outcome))
+                Ok::<_, crate::Error>((blob, outcome))
             }
         })
         .buffer_unordered(options.jobs.max(1));
     while let Some(result) = blobs.next().await {
-        let (size, outcome) = result?;
+        let (blob, outcome) = result?;
+        if outcome != BlobOutcome::Skipped {
+            fresh.insert(blob.digest.clone());
+        }
         match outcome {
             BlobOutcome::Pushed => {
                 report.blobs_pushed += 1;
-                report.bytes_pushed = report.bytes_pushed.saturating_add(size);
+                report.bytes_pushed = report.bytes_pushed.saturating_add(blob.size);
             }
             BlobOutcome::Skipped => report.blobs_skipped += 1,
-            BlobOutcome::Mounted => report.blobs_mounted += 1,
+            BlobOutcome::Mounted(from) => {
+                report.blobs_mounted += 1;
+                report.mounted_from.insert(blob.digest.to_string(), from);
+            }
         }
     }
     drop(blobs);
 
     for manifest in &plan.manifests {
-        let written = match sink.has_manifest(&manifest.digest).await? {
-            true => false,
-            false if options.dry_run => true,
-            false => {
+        let new = names_any(manifest, &fresh) || !sink.has_manifest(&manifest.digest).await?;
+        let written = match new {
+            false => false,
+            true if options.dry_run => true,
+            true => {
                 sink.put_manifest(manifest).await?;
                 true
             }
         };
+        if written {
+            fresh.insert(manifest.digest.clone());
+        }
         observer.manifest_finished(&manifest.digest.to_string(), written);
         match written {
             true => report.manifests_pushed += 1,
@@ -147,7 +169,7 @@ pub async fn transfer(
         }
     }
     if !options.dry_run {
-        let written = sink.tag(root, tags).await?;
+        let written = sink.tag(root, tags, fresh.contains(&root.digest)).await?;
         for (tag, written) in tags.iter().zip(written) {
             observer.manifest_finished(tag, written);
             report.tags.push(tag.clone());
@@ -156,6 +178,36 @@ pub async fn transfer(
     report.retries = retries.load(Ordering::Relaxed).saturating_add(sink.retry_count());
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Whether `manifest` names any of `digests` (its blobs, or an index's children).
+fn names_any(manifest: &RawManifest, digests: &HashSet<Digest>) -> bool {
+    match manifest.parse("manifest") {
+        Ok(Document::Image(image)) => image.blobs().any(|b| digests.contains(&b.digest)),
+        Ok(Document::Index(index)) => index.manifests.iter().any(|d| digests.contains(&d.digest)),
+        Err(_) => false,
+    }
+}
+
+/// Whether the sink already names `root` under every one of `tags` (by digest when there are
+/// none): then there is nothing to send. One HEAD per tag.
+pub async fn up_to_date(sink: &dyn Sink, root: &RawManifest, tags: &[String]) -> Result<bool> {
+    let digest = root.digest.to_string();
+    let references: Vec<&str> = match tags.is_empty() {
+        true => vec![digest.as_str()],
+        false => tags.iter().map(String::as_str).collect(),
+    };
+    for reference in references {
+        if sink.resolve(reference).await?.as_ref() != Some(&root.digest) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A report for a transfer that found the destination up to date.
+pub fn nothing_to_do(root: &RawManifest, tags: &[String], dry_run: bool) -> Report {
+    Report { digest: root.digest.to_string(), tags: tags.to_vec(), up_to_date: true, dry_run, ..Report::default() }
 }
 
 /// Plans and transfers what `source`'s root names (with `platform`, that image of an index)

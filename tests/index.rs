@@ -296,7 +296,7 @@ fn concurrent_adds_of_different_platforms_both_land() {
             .iter()
             .map(|digest| {
                 hoist()
-                    .args(["index", "add", &tag, &format!("{repo}@{digest}"), "--settle", "300"])
+                    .args(["index", "add", &tag, &format!("{repo}@{digest}")])
                     .stdout(std::process::Stdio::null())
                     .spawn()
                     .unwrap()

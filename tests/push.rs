@@ -173,10 +173,21 @@ fn pushes_are_read_back_by_skopeo_and_a_second_push_only_looks() {
     verify(&layout, "single", &format!("{}/{REPO}:single", registry.host()));
     assert!(!single.is_empty());
 
-    // Again: nothing is sent, and each object is looked at exactly once.
+    // Again: the tags already name the index, so one HEAD per tag and nothing else.
     proxy.requests.lock().unwrap().clear();
     let report: serde_json::Value =
         serde_json::from_str(&ok(push(&layout, "multi", &destination, &["--tag", "latest", "--json"]))).unwrap();
+    assert_eq!(report["up_to_date"], true, "{report}");
+    let requests = proxy.requests.lock().unwrap().clone();
+    let sent: Vec<&String> = requests.iter().filter(|l| !l.starts_with("GET /v2/ ")).collect();
+    assert_eq!(sent.len(), 2, "one HEAD per tag: {sent:?}");
+    assert!(sent.iter().all(|l| l.starts_with("HEAD ") && l.contains("/manifests/")), "{sent:?}");
+
+    // With --verify: nothing is sent, and each object is looked at exactly once.
+    proxy.requests.lock().unwrap().clear();
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(push(&layout, "multi", &destination, &["--tag", "latest", "--json", "--verify"])))
+            .unwrap();
     assert_eq!(report["blobs_pushed"], 0);
     assert_eq!(report["manifests_pushed"], 0);
     let requests = proxy.requests.lock().unwrap().clone();

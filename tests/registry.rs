@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::util::proxy::{Proxy, StaticServer};
-use crate::util::registry::{free_port, with_htpasswd, Registry, Setup};
+use crate::util::registry::{free_port, with_htpasswd, Registry, Setup, TestCa};
 use crate::util::token::{TokenServer, REFRESH_TOKEN};
 use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool};
 
@@ -125,31 +125,28 @@ fn each_failure_has_its_message_and_exit_code() {
 #[test]
 fn tls_registries_need_their_ca() {
     let certs = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "hoist test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let mut server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    server_params.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
-    let (cert, key, ca_file) =
-        (certs.path().join("server.crt"), certs.path().join("server.key"), certs.path().join("ca.crt"));
-    fs::write(&cert, server.pem()).unwrap();
-    fs::write(&key, server_key.serialize_pem()).unwrap();
-    fs::write(&ca_file, ca.pem()).unwrap();
+    let ca = TestCa::new("hoist test CA");
+    let ca_file = ca.write(&certs.path().join("ca.crt"));
+    let (cert, key) = ca.server(certs.path(), "server", &["localhost", "127.0.0.1"]);
     let registry = Registry::start_with(Setup { tls: Some((cert, key)), ..Setup::default() });
 
-    let without = fails_with(hoist().args(["catalog", &registry.host()]), Some(6));
+    // A loopback name is insecure as in docker (tests/tls.rs); a name that is not loopback
+    // needs the CA. `docker.io` is such a name, served here at the registry's address.
+    let hub = || {
+        let mut command = hoist();
+        command.env("HOIST_DOCKER_HUB_HOST", registry.host()).args(["catalog", "docker.io"]);
+        command
+    };
+    let without = fails_with(hub(), Some(6));
     assert!(without.contains("TLS") && without.contains("--ca-cert"), "{without}");
-    assert_eq!(ok(hoist().args(["catalog", &registry.host(), "--ca-cert"]).arg(&ca_file)), "");
-    assert_eq!(ok(hoist().args(["catalog", &registry.host(), "--insecure-registry", &registry.host()])), "");
+    assert_eq!(ok(hub().arg("--ca-cert").arg(&ca_file)), "");
+    assert_eq!(ok(hub().args(["--insecure-registry", "docker.io"])), "");
     // docker's per-registry CA directory works too.
     let certs_d = certs.path().join("certs.d");
-    fs::create_dir_all(certs_d.join(registry.host())).unwrap();
-    fs::copy(&ca_file, certs_d.join(registry.host()).join("ca.crt")).unwrap();
-    assert_eq!(ok(hoist().env("HOIST_DOCKER_CERTS_DIR", &certs_d).args(["catalog", &registry.host()])), "");
+    fs::create_dir_all(certs_d.join("docker.io")).unwrap();
+    fs::copy(&ca_file, certs_d.join("docker.io").join("ca.crt")).unwrap();
+    assert_eq!(ok(hub().env("HOIST_DOCKER_CERTS_DIR", &certs_d)), "");
+    assert_eq!(ok(hoist().args(["catalog", &registry.host()])), "", "loopback needs no CA");
 }
 
 /// A `docker-credential-hoisttest` helper that answers `get` from a file and records `store`.

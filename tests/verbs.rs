@@ -186,7 +186,7 @@ fn help_completions_and_man_page() {
     assert!(short[global..].contains("--verbose") && !short[..global].contains("--verbose"), "{short}");
     let rm = ok(hoist().args(["index", "rm", "--help"]));
     assert!(
-        !rm.contains("--keep-duplicates") && rm.contains("--allow-empty") && rm.contains("[default: 1500]"),
+        !rm.contains("--keep-duplicates") && rm.contains("--allow-empty") && rm.contains("[default: four times"),
         "{rm}"
     );
     assert!(rm.contains("Examples:"), "long help ends with examples: {rm}");

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use hoist::build::build;
 use hoist::buildfile::{current_dir, key_values, BuildSpec};
-use hoist::cache::{parse_size, Cache};
+use hoist::cache::Cache;
 use hoist::layout::LayoutWriter;
 use hoist::location::Location;
 use hoist::platform::Platform;
@@ -210,7 +210,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         // No platform anywhere: the host's, as docker build does.
         options.platforms.push(Platform::host());
     }
-    let cache_size = parse_size(&args.cache_size)?;
+    let cache_size = hoist::size::parse(&args.cache_size)?;
     if !args.no_cache {
         // A cache that cannot be opened (read-only home, say) costs speed, not the build.
         match Cache::default_dir().and_then(Cache::open) {
@@ -228,7 +228,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
             // Into a layout the base's layers must be there: fetched once into hoist's cache.
             // Straight to a registry they are mounted or streamed by the push instead.
             let files = match writes_layout {
-                true => hoist::base::fetch_into_cache(&client, &bases, &hoist::base::cache_dir()?).await?,
+                true => hoist::base::fetch_into_cache(&client, &bases, &Cache::open(Cache::default_dir()?)?).await?,
                 false => Default::default(),
             };
             Ok((bases, files))

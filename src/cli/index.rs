@@ -47,16 +47,17 @@ pub struct FormatFlag {
 /// The read-back after a write.
 #[derive(Debug, Args, Clone)]
 pub struct SettleFlag {
-    /// Milliseconds to wait before reading the tag back to check no other writer replaced it.
-    #[arg(long, default_value_t = 1500, value_name = "MILLISECONDS")]
-    settle: u64,
+    /// Milliseconds to wait before reading the tag back to check no other writer replaced it
+    /// [default: four times this amend's own read-merge-write time, 200 to 1500 ms].
+    #[arg(long, value_name = "MILLISECONDS")]
+    settle: Option<u64>,
 }
 
-fn index_options(format: &FormatFlag, settle: u64, merge: MergeOptions) -> anyhow::Result<IndexOptions> {
+fn index_options(format: &FormatFlag, settle: Option<u64>, merge: MergeOptions) -> anyhow::Result<IndexOptions> {
     Ok(IndexOptions {
         merge,
         format: format.format.as_deref().map(str::parse).transpose()?,
-        settle: std::time::Duration::from_millis(settle),
+        settle: settle.map(std::time::Duration::from_millis),
         ..IndexOptions::default()
     })
 }
@@ -176,7 +177,7 @@ pub fn run(command: IndexCommand) -> anyhow::Result<()> {
                     }
                 },
             };
-            let mut options = index_options(&format, 0, merge.merge())?;
+            let mut options = index_options(&format, None, merge.merge())?;
             options.create = true;
             options.annotations = key_values("annotation", &annotations)?;
             (target, refs, vec![], registry, options)

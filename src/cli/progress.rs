@@ -236,11 +236,11 @@ impl Observer for Progress {
         }
         self.state.redraw();
         let what = match (outcome, self.state.dry_run) {
-            (BlobOutcome::Skipped, _) => "already there",
-            (BlobOutcome::Pushed, false) => "uploaded",
-            (BlobOutcome::Pushed, true) => "would upload",
-            (BlobOutcome::Mounted, false) => "mounted",
-            (BlobOutcome::Mounted, true) => "would mount",
+            (BlobOutcome::Skipped, _) => "already there".to_owned(),
+            (BlobOutcome::Pushed, false) => "uploaded".to_owned(),
+            (BlobOutcome::Pushed, true) => "would upload".to_owned(),
+            (BlobOutcome::Mounted(from), false) => format!("mounted from {from}"),
+            (BlobOutcome::Mounted(from), true) => format!("would mount from {from}"),
         };
         self.state.say(&format!("blob {digest} ({}): {what}", HumanBytes(size)));
     }

@@ -25,9 +25,11 @@ pub struct PushFlags {
     /// Blobs uploaded at once.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub jobs: usize,
-    /// Blobs larger than this go up in resumable chunks of this size (bytes, or with K/M/G).
-    #[arg(long, default_value = "8M", value_name = "SIZE", value_parser = parse_size)]
-    pub chunk_size: u64,
+    /// Send blobs larger than this in resumable chunks of this size (bytes, or with K/M/G);
+    /// by default each blob goes in one streamed request, and chunks only where a registry
+    /// asks for them.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
     /// Retries of each request on transient failures (waits double from 1 s, at most 30 s).
     #[arg(long, default_value_t = 6, value_name = "N")]
     pub retries: u32,
@@ -43,6 +45,14 @@ pub struct PushFlags {
     /// Only look (HEAD requests): print what would be sent.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write an index as an OCI image index or a Docker manifest list (for registries that
+    /// refuse OCI indexes; the digest changes). Default: as it is.
+    #[arg(long, value_name = "oci|docker")]
+    pub format: Option<String>,
+    /// Walk and check every blob and manifest even when the destination's tags already name
+    /// what is pushed (by default that is one HEAD per tag and nothing else).
+    #[arg(long)]
+    pub verify: bool,
     /// Push by digest only, no tag (for split CI builds merged later with `hoist index
     /// create`); the digest also goes to $GITHUB_OUTPUT as `digest=…` when that is set.
     #[arg(long)]
@@ -50,17 +60,7 @@ pub struct PushFlags {
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a size such as 8M"))?;
-    let factor = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        _ => return Err(format!("{text:?}: use a number with K, M or G")),
-    };
-    Ok(number * factor)
+    hoist::size::parse(text).map_err(|e| e.to_string())
 }
 
 impl PushFlags {
@@ -71,7 +71,7 @@ impl PushFlags {
 
     /// The transfer engine's options.
     pub fn transfer_options(&self) -> TransferOptions {
-        TransferOptions { jobs: self.jobs, retry: self.retry(), dry_run: self.dry_run }
+        TransferOptions { jobs: self.jobs, retry: self.retry(), dry_run: self.dry_run, verify: self.verify }
     }
 
     /// How blobs go up to a registry.
@@ -140,7 +140,10 @@ pub fn send(
         )
         .into());
     }
-    let client = registry.client()?.with_retry(flags.retry());
+    let mut client = registry.client()?.with_retry(flags.retry());
+    if let Ok(cache) = hoist::cache::Cache::default_dir() {
+        client = client.with_places(hoist::places::BlobPlaces::open(&cache));
+    }
     let mut source = hoist::source::open(from, &client)?;
     if let Some((location, digests)) = elsewhere {
         source = Box::new(Fallback::new(source, hoist::source::open(&location, &client)?, digests));
@@ -151,9 +154,32 @@ pub fn send(
         false => hoist::sink::tags_of(to, &flags.tags),
     };
     let options = flags.transfer_options();
+    let format: Option<hoist::index::Format> = flags.format.as_deref().map(str::parse).transpose()?;
     let report = block_on(async {
-        let root = source.root().await?;
-        let plan = hoist::graph::plan(source.as_ref(), root, platform).await?;
+        let mut root = source.root().await?;
+        if let Some(format) = &format {
+            root = hoist::index::convert(&root, *format)?;
+        }
+        // A local source is planned (and checked) first: bad input fails before any request.
+        let local = match source.seekable() {
+            true => Some(hoist::graph::plan(source.as_ref(), root.clone(), platform).await?),
+            false => None,
+        };
+        // What the tags will name: the plan's root (one platform's image with --platform).
+        let target = match (&local, platform) {
+            (Some(plan), _) => Some(plan.root().clone()),
+            (None, None) => Some(root.clone()),
+            (None, Some(_)) => None,
+        };
+        if let Some(target) = target.filter(|_| !options.verify) {
+            if hoist::transfer::up_to_date(sink.as_ref(), &target, &tags).await? {
+                return Ok(hoist::transfer::nothing_to_do(&target, &tags, options.dry_run));
+            }
+        }
+        let plan = match local {
+            Some(plan) => plan,
+            None => hoist::graph::plan(source.as_ref(), root, platform).await?,
+        };
         let observer = Progress::new(plan.blob_bytes(), quiet, flags.dry_run);
         let report = hoist::transfer::transfer(&plan, source.as_ref(), sink.as_ref(), &tags, &options, &observer).await;
         observer.finish();

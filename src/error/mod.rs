@@ -139,6 +139,15 @@ pub enum Error {
         /// Its media type.
         media_type: String,
     },
+    /// A manifest or index read from a layout or a registry is not a valid document (a size
+    /// that is negative or not a number, a malformed digest, a missing field).
+    #[error("{what} is not a valid OCI document ({reason}); refusing it")]
+    Malformed {
+        /// What was read.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An index has no image for the platform asked for.
     #[error("{what} has no {platform} image; it has: {available}")]
     PlatformNotFound {
@@ -221,7 +230,8 @@ impl Error {
             Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::CorruptLayout { .. }
-            | Error::TooDeep { .. } => exit::INTEGRITY,
+            | Error::TooDeep { .. }
+            | Error::Malformed { .. } => exit::INTEGRITY,
             Error::RetriesExhausted { .. } | Error::Contention { .. } => exit::TEMPORARY,
             Error::Registry(error) => match error {
                 R::Unauthorized { .. } | R::Denied { .. } => exit::AUTH,
@@ -234,7 +244,7 @@ impl Error {
                 | R::Timeout { .. }
                 | R::Stalled { .. } => exit::NETWORK,
                 R::TooLarge { .. } => exit::INTEGRITY,
-                R::TooManyRequests { .. } => exit::TEMPORARY,
+                R::TooManyRequests { .. } | R::NoProgress { .. } => exit::TEMPORARY,
                 R::Status { .. } => exit::OTHER,
             },
             Error::Io { .. }
@@ -306,6 +316,7 @@ mod tests {
             (Error::Unsupported { what: s(), media_type: s() }, 1),
             (Error::PlatformNotFound { what: s(), platform: s(), available: s() }, 3),
             (Error::TooDeep { what: s(), limit: 8 }, 7),
+            (Error::Malformed { what: s(), reason: s() }, 7),
             (Error::Contention { what: s(), tries: 10 }, 75),
             (Error::Spec { what: "x", source: oci_spec::OciSpecError::Other(s()) }, 1),
             (registry(RegistryError::Connect { registry: r(), detail: s() }), 6),
@@ -320,11 +331,12 @@ mod tests {
             (registry(RegistryError::NotFound { registry: r(), what: s(), message: s() }), 5),
             (registry(RegistryError::TooManyRequests { registry: r(), retry_after: None, message: s() }), 75),
             (registry(RegistryError::TooLarge { registry: r(), what: s(), limit: 1 }), 7),
+            (registry(RegistryError::NoProgress { registry: r(), what: s() }), 75),
             (registry(RegistryError::Status { registry: r(), status: 500, request: s(), message: s() }), 1),
         ];
         for (error, code) in &table {
             assert_eq!(error.exit_code(), *code, "{error}");
         }
-        assert_eq!(table.len(), 32, "one row per kind");
+        assert_eq!(table.len(), 34, "one row per kind");
     }
 }

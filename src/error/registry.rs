@@ -113,6 +113,14 @@ pub enum RegistryError {
         /// The registry's message.
         message: String,
     },
+    /// The registry kept sending an upload back (sessions lost, offsets that do not move).
+    #[error("registry {registry} made no progress with {what}; it kept losing or rewinding the upload")]
+    NoProgress {
+        /// `host[:port]`.
+        registry: String,
+        /// What was being uploaded.
+        what: String,
+    },
     /// A transfer made no progress for too long and was cut.
     #[error("upload to registry {registry} made no progress for {seconds} s; cut it to retry")]
     Stalled {
@@ -151,9 +159,15 @@ pub struct EnvelopeError {
 }
 
 impl Envelope {
-    /// Parses a body; an unparsable one gives an empty envelope.
+    /// Parses a body; an unparsable one gives an empty envelope. Codes and messages come out
+    /// printable (no control characters).
     pub fn parse(body: &[u8]) -> Envelope {
-        serde_json::from_slice(body).unwrap_or_default()
+        let mut envelope: Envelope = serde_json::from_slice(body).unwrap_or_default();
+        for error in &mut envelope.errors {
+            error.code = crate::text::printable(&error.code);
+            error.message = crate::text::printable(&error.message);
+        }
+        envelope
     }
 
     /// The first error's code.

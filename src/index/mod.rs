@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::location::Location;
-use crate::model::{Descriptor, ImageIndex, MediaType};
+use crate::model::{Descriptor, ImageIndex, MediaType, RawManifest};
 use crate::platform::Platform;
 
 pub use crate::model::descriptor::{attests, find_platform, platform_list, REFERENCE_DIGEST, REFERENCE_TYPE};
@@ -182,10 +182,36 @@ pub fn render(entries: &[Entry], format: Format, annotations: &BTreeMap<String, 
     crate::json::canonical(&index, "image index")
 }
 
+/// `root` written as `format`: an OCI index becomes a Docker manifest list (all its images
+/// must be Docker schema2) and the other way; anything else comes back as it is. The digest
+/// changes with the media type.
+pub fn convert(root: &RawManifest, format: Format) -> Result<RawManifest> {
+    if !root.media_type.is_index() || root.media_type == format.media_type() {
+        return Ok(root.clone());
+    }
+    let (entries, annotations) = entries_of(&root.bytes, None)?;
+    if format == Format::Docker {
+        if let Some(other) = entries.iter().find(|e| *e.media_type() != MediaType::DockerManifest) {
+            return Err(Error::invalid(
+                "format",
+                "docker",
+                format!(
+                    "a Docker manifest list holds only Docker schema2 images, and {} is {}",
+                    other.digest(),
+                    other.media_type()
+                ),
+            ));
+        }
+    }
+    Ok(RawManifest::new(render(&entries, format, &annotations)?, Some(format.media_type())))
+}
+
 /// The entries and annotations of an index document; each entry's content lives at `source`.
 pub fn entries_of(bytes: &[u8], source: Option<&Location>) -> Result<(Vec<Entry>, BTreeMap<String, String>)> {
-    let index: ImageIndex =
-        serde_json::from_slice(bytes).map_err(|source| Error::Json { what: "image index".into(), source })?;
+    let index: ImageIndex = serde_json::from_slice(bytes).map_err(|source| Error::Malformed {
+        what: "image index".into(),
+        reason: crate::text::printable(&source.to_string()),
+    })?;
     let entries = index.manifests.into_iter().map(|descriptor| Entry { descriptor, source: source.cloned() }).collect();
     Ok((entries, index.annotations))
 }

@@ -93,8 +93,9 @@ pub struct IndexOptions {
     pub create: bool,
     /// Tries of read-merge-write when other writers interfere.
     pub tries: u32,
-    /// How long to wait before checking that the write stuck.
-    pub settle: Duration,
+    /// How long to wait before checking that the write stuck; by default
+    /// [`settle_for`] the measured read-merge-write time.
+    pub settle: Option<Duration>,
     /// How children are brought in.
     pub transfer: TransferOptions,
     /// How their blobs go up.
@@ -112,7 +113,7 @@ impl Default for IndexOptions {
             format: None,
             create: false,
             tries: 10,
-            settle: Duration::from_millis(1500),
+            settle: None,
             transfer: TransferOptions::default(),
             upload: UploadOptions::default(),
             annotations: BTreeMap::new(),
@@ -184,6 +185,7 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
     let sink = RegistrySink::new(client, &target.reference(), options.upload.clone());
     let mut create = options.create;
     for attempt in 0..options.tries.max(1) {
+        let started = std::time::Instant::now();
         let found = match create {
             true => None,
             false => read_current(client, target).await?,
@@ -235,7 +237,8 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
         // Straight to the PUT (no HEAD first): the shorter the read-merge-write, the smaller
         // the window in which another writer can slip in.
         client.put_manifest(&target.registry, &target.repository, tag, &index).await?;
-        tokio::time::sleep(options.settle.mul_f64(1.0 + crate::registry::retry::jitter())).await;
+        let settle = options.settle.unwrap_or_else(|| settle_for(started.elapsed()));
+        tokio::time::sleep(settle.mul_f64(1.0 + crate::registry::retry::jitter())).await;
         match current(client, target).await? {
             Some((now, _)) if satisfies(&now, &change) => {
                 let head = client
@@ -247,6 +250,14 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
         }
     }
     Err(Error::Contention { what: target.reference().to_string(), tries: options.tries })
+}
+
+/// The wait before reading a tag back, from how long this read-merge-write took: another
+/// writer that read before our write lands its write within about its own read-merge-write
+/// time, so waiting a few times ours (floor 200 ms, cap 1.5 s) sees it, and then this amend
+/// merges again.
+pub fn settle_for(read_merge_write: Duration) -> Duration {
+    read_merge_write.saturating_mul(4).clamp(Duration::from_millis(200), Duration::from_millis(1500))
 }
 
 /// Whether `entries` contain every added image and none of the removed platforms.

@@ -214,6 +214,19 @@ impl<'a, W: Write> TarStream<'a, W> {
             self.out.write_all(&self.buffer[..read]).at("write layer for", source)?;
             remaining -= read as u64;
         }
+        // A file that grew while it was read would go in cut short: one more byte, or a size
+        // that moved, means it changed.
+        let mut probe = [0u8; 1];
+        let grew = loop {
+            match file.read(&mut probe) {
+                Ok(n) => break n > 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", source, e)),
+            }
+        };
+        if grew || file.metadata().at("read", source)?.len() != size {
+            return Err(Error::FileChanged { path: source.to_path_buf() });
+        }
         self.pad(size).at("write layer for", source)
     }
 

@@ -97,7 +97,10 @@ impl RawManifest {
 
     /// The typed document; `what` names it in errors.
     pub fn parse(&self, what: &str) -> Result<Document> {
-        let json = |source| Error::Json { what: what.to_owned(), source };
+        let json = |source: serde_json::Error| Error::Malformed {
+            what: what.to_owned(),
+            reason: crate::text::printable(&source.to_string()),
+        };
         if self.media_type.is_index() {
             Ok(Document::Index(serde_json::from_slice(&self.bytes).map_err(json)?))
         } else if self.media_type.is_image() {
@@ -150,6 +153,21 @@ fn media_type_in(bytes: &[u8]) -> Option<MediaType> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_document_parses_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), index in proptest::bool::ANY) {
+            let media_type = if index { MediaType::OciIndex } else { MediaType::OciManifest };
+            let _ = RawManifest::new(bytes.clone(), Some(media_type)).parse("p");
+            let _ = serde_json::from_slice::<ImageIndex>(&bytes);
+        }
+
+        #[test]
+        fn documents_with_any_size_value_parse_without_panic(size in "-?[0-9]{0,25}(\\.[0-9]{0,3})?|true|false|null|\"[^\"]*\"") {
+            let text = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"x","digest":"sha256:{}","size":{size}}}]}}"#, "a".repeat(64));
+            let _ = RawManifest::new(text.into_bytes(), Some(MediaType::OciIndex)).parse("p");
+        }
+    }
+
     #[test]
     fn media_type_comes_from_the_document_when_the_transport_says_nothing_useful() {
         let index = RawManifest::new(br#"{"schemaVersion":2,"manifests":[]}"#.to_vec(), None);
@@ -160,6 +178,6 @@ mod tests {
             Some(MediaType::from("text/plain")),
         );
         assert_eq!(image.media_type, MediaType::DockerManifest);
-        assert!(matches!(image.parse("x"), Err(Error::Json { .. })), "a config without digest is refused");
+        assert!(matches!(image.parse("x"), Err(Error::Malformed { .. })), "a config without digest is refused");
     }
 }

@@ -110,6 +110,7 @@ pub async fn fetch_token(
     service: Option<&str>,
     scopes: &[String],
     credential: Option<&Credential>,
+    deadline: Duration,
 ) -> Result<Authorization, RegistryError> {
     let request = match credential {
         Some(Credential::IdentityToken(token)) => {
@@ -122,7 +123,7 @@ pub async fn fetch_token(
             if !scopes.is_empty() {
                 form.push(("scope", &joined));
             }
-            http.post(realm).form(&form)
+            http.post(realm).form(&form).timeout(deadline)
         }
         other => {
             let mut query: Vec<(&str, &str)> = Vec::new();
@@ -133,7 +134,7 @@ pub async fn fetch_token(
             if let Some(Credential::Basic { username, .. }) = other {
                 query.push(("account", username));
             }
-            let mut request = http.get(realm).query(&query);
+            let mut request = http.get(realm).query(&query).timeout(deadline);
             if let Some(Credential::Basic { username, password }) = other {
                 request = request.header(reqwest::header::AUTHORIZATION, basic(username, password).expose());
             }
@@ -146,7 +147,15 @@ pub async fn fetch_token(
         detail: chain(&e),
     })?;
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
+    let too_large = response.content_length().is_some_and(|n| n > MAX_TOKEN_ANSWER as u64);
+    let body = super::body_prefix(response, MAX_TOKEN_ANSWER + 1).await;
+    if too_large || body.len() > MAX_TOKEN_ANSWER {
+        return Err(RegistryError::TooLarge {
+            registry: registry.to_owned(),
+            what: format!("the token answer from {realm}"),
+            limit: MAX_TOKEN_ANSWER as u64,
+        });
+    }
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(RegistryError::Unauthorized {
             registry: registry.to_owned(),
@@ -159,7 +168,7 @@ pub async fn fetch_token(
             registry: registry.to_owned(),
             status: status.as_u16(),
             request: format!("a token from {realm}"),
-            message: Envelope::parse(&body).message(&String::from_utf8_lossy(&body)),
+            message: Envelope::parse(&body).message(&crate::text::printable(&String::from_utf8_lossy(&body))),
         });
     }
     let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| RegistryError::Status {
@@ -174,18 +183,48 @@ pub async fn fetch_token(
         request: format!("a token from {realm}"),
         message: "the answer has neither token nor access_token".into(),
     })?;
-    let lifetime = reply.expires_in.map(Duration::from_secs).unwrap_or(DEFAULT_TOKEN_LIFETIME);
-    // Renew a little early so that a token never expires in flight.
+    Ok(Authorization { header: Secret::new(format!("Bearer {token}")), expires: Some(expiry(reply.expires_in)) })
+}
+
+/// The longest a token is kept, whatever the server says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// The most of a token answer hoist reads.
+const MAX_TOKEN_ANSWER: usize = 1 << 20;
+
+/// When a token given for `expires_in` seconds stops being used: a little early, so it never
+/// expires in flight; any number from the server is safe (capped, no overflow).
+fn expiry(expires_in: Option<u64>) -> Instant {
+    let lifetime = expires_in.map(Duration::from_secs).unwrap_or(DEFAULT_TOKEN_LIFETIME).min(MAX_TOKEN_LIFETIME);
     let margin = (lifetime / 10).min(Duration::from_secs(10));
-    Ok(Authorization {
-        header: Secret::new(format!("Bearer {token}")),
-        expires: Some(Instant::now() + lifetime - margin),
-    })
+    let now = Instant::now();
+    now.checked_add(lifetime - margin).unwrap_or(now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_challenge_parses_without_panic(header in ".*") {
+            let _ = Challenge::parse(&header);
+        }
+
+        #[test]
+        fn any_token_answer_parses_without_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256), seconds in proptest::num::u64::ANY) {
+            let _ = serde_json::from_slice::<TokenReply>(&body);
+            let _ = expiry(Some(seconds));
+        }
+    }
+
+    #[test]
+    fn any_token_lifetime_is_safe() {
+        for seconds in [None, Some(0), Some(1), Some(300), Some(u64::MAX)] {
+            let at = expiry(seconds);
+            assert!(at <= Instant::now() + MAX_TOKEN_LIFETIME, "{seconds:?}");
+        }
+    }
 
     #[test]
     fn challenges_parse_with_quotes_and_commas() {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod delete;
 pub mod read;
 pub mod retry;
+pub mod tls;
 pub mod transport;
 pub mod write;
 
@@ -45,6 +46,7 @@ pub struct Client {
     authorizations: Mutex<HashMap<(String, String), Authorization>>,
     retry: RetryPolicy,
     retries: AtomicU32,
+    places: Option<crate::places::BlobPlaces>,
 }
 
 impl Client {
@@ -57,7 +59,19 @@ impl Client {
             authorizations: Mutex::new(HashMap::new()),
             retry: RetryPolicy::default(),
             retries: AtomicU32::new(0),
+            places: None,
         }
+    }
+
+    /// The same client remembering where blobs are in `places`, for automatic mounts.
+    pub fn with_places(mut self, places: crate::places::BlobPlaces) -> Client {
+        self.places = Some(places);
+        self
+    }
+
+    /// Where blobs were seen, when the client keeps that record.
+    pub fn places(&self) -> Option<&crate::places::BlobPlaces> {
+        self.places.as_ref()
     }
 
     /// The same client with another retry policy.
@@ -166,7 +180,10 @@ impl Client {
                 );
             }
         }
-        let response = endpoint.http.execute(request).await.map_err(|e| transport_error(registry, &e))?;
+        let response =
+            endpoint.http.execute(request).await.map_err(|e| {
+                crate::blob::BodyError::find(&e).unwrap_or_else(|| transport_error(registry, &e).into())
+            })?;
         if let Some(remaining) = response.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()) {
             tracing::info!("{registry}: pull limit remaining {remaining}");
         }
@@ -196,8 +213,17 @@ impl Client {
         };
         match challenge {
             Some(Challenge::Bearer { realm, service }) => {
-                Ok(fetch_token(&endpoint.http, registry, &realm, service.as_deref(), scopes, credential.as_ref())
-                    .await?)
+                let credential = credential_for_realm(registry, &endpoint.base, &realm, credential)?;
+                Ok(fetch_token(
+                    &endpoint.http,
+                    registry,
+                    &realm,
+                    service.as_deref(),
+                    scopes,
+                    credential.as_ref(),
+                    self.options.document_timeout,
+                )
+                .await?)
             }
             Some(Challenge::Basic) => match credential {
                 Some(Credential::Basic { username, password }) => {
@@ -220,6 +246,39 @@ impl Client {
         }
         Err(status_error(registry, "the API root /v2/", "login", response).await.into())
     }
+}
+
+/// The credential a token realm may receive: only over HTTPS, unless the registry itself is
+/// plain HTTP (by the user's choice: loopback or insecure). A realm on another host is allowed
+/// (Docker Hub, GHCR and ECR use one) and said at `-v`.
+fn credential_for_realm(
+    registry: &str,
+    base: &str,
+    realm: &str,
+    credential: Option<Credential>,
+) -> Result<Option<Credential>> {
+    let realm_url = Url::parse(realm).map_err(|_| RegistryError::Unauthorized {
+        registry: registry.to_owned(),
+        scope: String::new(),
+        message: format!("its token realm {:?} is not a URL", crate::text::printable(realm)),
+    })?;
+    let base_url = Url::parse(base).ok();
+    let registry_https = base_url.as_ref().is_some_and(|b| b.scheme() == "https");
+    if credential.is_some() && realm_url.scheme() != "https" && registry_https {
+        return Err(RegistryError::Unauthorized {
+            registry: registry.to_owned(),
+            scope: String::new(),
+            message: format!(
+                "its token realm {} is plain HTTP; hoist sends credentials to it only over HTTPS",
+                realm_url.origin().ascii_serialization()
+            ),
+        }
+        .into());
+    }
+    if base_url.is_some_and(|b| b.origin() != realm_url.origin()) {
+        tracing::info!("{registry}: asking {} for a token", realm_url.origin().ascii_serialization());
+    }
+    Ok(credential)
 }
 
 /// Whether `url` is on the registry's own scheme, host and port (`base`): the only place its
@@ -258,6 +317,21 @@ pub fn transport_error(registry: &str, error: &reqwest::Error) -> RegistryError 
     }
 }
 
+/// Error bodies are read up to this many bytes; the rest is left unread.
+pub const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// At most `limit` bytes of a response's body (an error body: what is beyond is not needed).
+pub async fn body_prefix(mut response: Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
+            _ => break,
+        }
+    }
+    body
+}
+
 /// A Retry-After value, in seconds or as an HTTP date, as whole seconds from now.
 pub fn retry_after_seconds(value: &str) -> Option<u64> {
     let value = value.trim();
@@ -276,7 +350,7 @@ pub async fn status_error(registry: &str, what: &str, request: &str, response: R
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(retry_after_seconds);
-    let body = response.bytes().await.unwrap_or_default();
+    let body = body_prefix(response, MAX_ERROR_BODY).await;
     let envelope = Envelope::parse(&body);
     let message = envelope.message(&status.to_string());
     let registry = registry.to_owned();
@@ -287,6 +361,13 @@ pub async fn status_error(registry: &str, what: &str, request: &str, response: R
         (StatusCode::FORBIDDEN, _) | (_, Some("DENIED")) => {
             RegistryError::Denied { registry, scope: what.to_owned(), message }
         }
+        (_, Some("NAME_UNKNOWN")) if request.starts_with("POST") => RegistryError::NotFound {
+            registry,
+            what: format!(
+                "{what} (create it first: some registries, ECR among them, do not create repositories on push)"
+            ),
+            message,
+        },
         (StatusCode::NOT_FOUND, _) | (_, Some("NAME_UNKNOWN" | "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN")) => {
             RegistryError::NotFound { registry, what: what.to_owned(), message }
         }

@@ -101,7 +101,7 @@ impl Client {
         let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
         let response = self
             .send(registry, &[pull_scope(&reference.repository)], |http, _| {
-                http.get(url.clone()).header(ACCEPT, accept())
+                http.get(url.clone()).header(ACCEPT, accept()).timeout(self.options.document_timeout)
             })
             .await?;
         if !response.status().is_success() {
@@ -113,13 +113,20 @@ impl Client {
         let content_type = header_text(&response, CONTENT_TYPE);
         let bytes = read_limited(registry, &format!("manifest {reference}"), response, MAX_MANIFEST_BYTES).await?;
         let manifest = RawManifest::new(bytes, content_type.as_deref().map(MediaType::from));
-        for expected in [reference.digest.clone(), header_digest].into_iter().flatten() {
-            if expected.starts_with("sha256:") && expected != manifest.digest.to_string() {
-                return Err(Error::DigestMismatch {
-                    what: format!("manifest {reference} from {registry} (refused, not used)"),
-                    expected,
-                    found: manifest.digest.to_string(),
-                });
+        // The digest asked for must match with the algorithm it names (sha256, sha384 or
+        // sha512); so must the registry's Docker-Content-Digest when it is one hoist knows.
+        let pinned = reference.digest.iter().map(|d| (d, true));
+        for (expected, required) in pinned.chain(header_digest.iter().map(|d| (d, false))) {
+            match crate::digest::matches(expected, &manifest.bytes) {
+                Some(true) => {}
+                None if !required => {}
+                _ => {
+                    return Err(Error::DigestMismatch {
+                        what: format!("manifest {reference} from {registry} (refused, not used)"),
+                        expected: crate::text::printable(expected),
+                        found: manifest.digest.to_string(),
+                    })
+                }
             }
         }
         Ok(manifest)
@@ -161,8 +168,11 @@ impl Client {
         let registry = &reference.registry;
         let endpoint = self.endpoint(registry).await?;
         let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
-        let response =
-            self.send(registry, &[scope.to_owned()], |http, _| http.head(url.clone()).header(ACCEPT, accept())).await?;
+        let response = self
+            .send(registry, &[scope.to_owned()], |http, _| {
+                http.head(url.clone()).header(ACCEPT, accept()).timeout(self.options.document_timeout)
+            })
+            .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -296,7 +306,11 @@ impl Client {
             }
             let response = self
                 .idempotent(what, || async {
-                    let response = self.send(registry, &[scope.to_owned()], |http, _| http.get(url.clone())).await?;
+                    let response = self
+                        .send(registry, &[scope.to_owned()], |http, _| {
+                            http.get(url.clone()).timeout(self.options.document_timeout)
+                        })
+                        .await?;
                     match response.status().is_success() {
                         true => Ok(response),
                         false => Err(status_error(registry, what, "list", response).await.into()),
@@ -335,7 +349,11 @@ fn docker_content_digest(response: &Response) -> Option<String> {
 
 /// `Link: </v2/…?last=x&n=1000>; rel="next"` → the next page's path.
 fn next_link(response: &Response) -> Option<String> {
-    let link = response.headers().get(reqwest::header::LINK)?.to_str().ok()?;
+    next_in_link(response.headers().get(reqwest::header::LINK)?.to_str().ok()?)
+}
+
+/// The `rel="next"` target of a `Link` header's value.
+fn next_in_link(link: &str) -> Option<String> {
     link.split(',').find(|part| part.contains("rel=\"next\"")).and_then(|part| {
         let start = part.find('<')? + 1;
         let end = part[start..].find('>')? + start;
@@ -359,4 +377,25 @@ async fn read_limited(registry: &str, what: &str, response: Response, limit: u64
         }
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    #[test]
+    fn next_links_are_found() {
+        assert_eq!(
+            super::next_in_link("</v2/a/tags/list?last=b&n=2>; rel=\"next\"").as_deref(),
+            Some("/v2/a/tags/list?last=b&n=2")
+        );
+        assert_eq!(super::next_in_link(">x<; rel=\"next\""), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_link_header_parses_without_panic(link in ".*") {
+            let _ = super::next_in_link(&link);
+        }
+    }
 }

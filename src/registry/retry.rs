@@ -36,6 +36,7 @@ pub fn is_transient(error: &Error) -> bool {
             RegistryError::Connect { .. }
             | RegistryError::Timeout { .. }
             | RegistryError::Stalled { .. }
+            | RegistryError::NoProgress { .. }
             | RegistryError::TooManyRequests { .. } => true,
             RegistryError::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
             _ => false,

@@ -1,14 +1,15 @@
 //! Connections to registries: which scheme, which certificates, which timeouts.
 //!
-//! HTTPS with certificate checks is the rule. Plain HTTP is allowed only for loopback hosts and
-//! registries the user marks insecure; an insecure registry is tried over HTTPS without
-//! verification first, then over plain HTTP.
+//! HTTPS with certificate checks is the rule (the certificates: [`super::tls`]). Loopback
+//! registries and registries the user marks insecure are treated as docker treats them: HTTPS
+//! without verification of the registry's own host first, then plain HTTP.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::RegistryError;
+use super::tls::{self, Handshakes};
 
 /// Where Docker keeps per-registry certificate authorities: `DIR/HOST[:PORT]/*.crt`.
 pub const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
@@ -18,6 +19,8 @@ pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const MIRRORS_ENV: &str = "HOIST_REGISTRY_MIRRORS";
 /// Environment variable replacing Docker Hub's API host (tests, air-gapped set-ups).
 pub const DOCKER_HUB_HOST_ENV: &str = "HOIST_DOCKER_HUB_HOST";
+/// Environment variable setting the deadline for small documents, in seconds.
+pub const DOCUMENT_TIMEOUT_ENV: &str = "HOIST_DOCUMENT_TIMEOUT";
 /// Environment variable listing insecure registries, comma-separated.
 pub const INSECURE_ENV: &str = "HOIST_INSECURE_REGISTRIES";
 
@@ -36,6 +39,10 @@ pub struct TransportOptions {
     pub read_timeout: Duration,
     /// Docker Hub mirrors (`http[s]://host[:port]`), tried in order for pulls from docker.io.
     pub mirrors: Vec<String>,
+    /// Whole-request deadline for small documents (manifests, tokens, tag lists, error
+    /// bodies): a server that sends them a byte at a time is cut. Blob transfers keep the
+    /// stall rule instead.
+    pub document_timeout: Duration,
 }
 
 impl Default for TransportOptions {
@@ -47,6 +54,7 @@ impl Default for TransportOptions {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             mirrors: Vec::new(),
+            document_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -55,6 +63,9 @@ impl TransportOptions {
     /// Adds the insecure registries named in `$HOIST_INSECURE_REGISTRIES` and in docker's
     /// `daemon_json` (`insecure-registries`), as dockerd reads them.
     pub fn with_environment(mut self, daemon_json: &Path) -> Self {
+        if let Some(seconds) = std::env::var(DOCUMENT_TIMEOUT_ENV).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            self.document_timeout = Duration::from_secs(seconds.clamp(1, 86_400));
+        }
         if let Ok(list) = std::env::var(INSECURE_ENV) {
             self.insecure_registries
                 .extend(list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
@@ -110,7 +121,7 @@ pub fn is_loopback(registry: &str) -> bool {
 }
 
 /// `host:port` → (`host`, `port`); brackets removed from IPv6 hosts.
-fn split_host_port(registry: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_host_port(registry: &str) -> (&str, Option<&str>) {
     if let Some(rest) = registry.strip_prefix('[') {
         if let Some((host, after)) = rest.split_once(']') {
             return (host, after.strip_prefix(':'));
@@ -163,36 +174,63 @@ pub struct Endpoint {
 }
 
 /// Finds how to talk to `registry`, by pinging `/v2/`.
+///
+/// As docker does, a loopback registry (`localhost`, `127.0.0.0/8`, `::1`) is insecure without
+/// being named so: a local TLS proxy or a `kubectl port-forward` answers with a certificate
+/// nobody trusts here. The rule goes by the name as given, not by what it resolves to.
 pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpoint, RegistryError> {
     let host = api_host(registry);
     resolve(registry, &host).await?;
-    let insecure = options.is_insecure(registry);
-    let https = client(registry, options, insecure)?;
+    let insecure = options.is_insecure(registry) || is_loopback(registry);
+    let (https, handshakes) = client(registry, options, !insecure)?;
     let https_base = format!("https://{host}");
-    let https_error = match https.get(format!("{https_base}/v2/")).send().await {
+    let https_error = match https.get(format!("{https_base}/v2/")).timeout(options.document_timeout).send().await {
         Ok(_) => return Ok(Endpoint { base: https_base, http: https }),
         Err(e) => e,
     };
     let kind = classify(&https_error);
-    let plain_allowed = insecure || is_loopback(registry);
-    if kind == Failure::Certificate && !insecure {
-        return Err(RegistryError::Tls { registry: registry.to_owned(), detail: chain(&https_error) });
+    // A port that speaks TLS and fails (a certificate not trusted, or ours not accepted: a
+    // server that wants one may just close the connection) is not helped by plain HTTP.
+    if kind == Failure::Certificate || (kind != Failure::Timeout && handshakes.certificate_seen()) {
+        let detail = tls_detail(registry, options, &handshakes, &https_error);
+        return Err(RegistryError::Tls { registry: registry.to_owned(), detail });
     }
-    if !plain_allowed {
+    if !insecure {
         return Err(match kind {
             Failure::PlainHttp => RegistryError::PlainHttp { registry: registry.to_owned() },
             Failure::Timeout => RegistryError::Timeout { registry: registry.to_owned(), detail: chain(&https_error) },
             _ => RegistryError::Unreachable { registry: registry.to_owned(), detail: chain(&https_error) },
         });
     }
-    let plain = client(registry, options, false)?;
+    let (plain, _) = client(registry, options, true)?;
     let plain_base = format!("http://{host}");
-    match plain.get(format!("{plain_base}/v2/")).send().await {
+    match plain.get(format!("{plain_base}/v2/")).timeout(options.document_timeout).send().await {
         Ok(_) => Ok(Endpoint { base: plain_base, http: plain }),
         Err(e) => Err(RegistryError::Unreachable {
             registry: registry.to_owned(),
             detail: format!("HTTPS: {}; HTTP: {}", chain(&https_error), chain(&e)),
         }),
+    }
+}
+
+/// A TLS failure's text, with where docker keeps client certificates when the registry may
+/// have wanted one: it said so, or it closed the connection after a handshake in which hoist
+/// showed none.
+fn tls_detail(registry: &str, options: &TransportOptions, handshakes: &Handshakes, error: &reqwest::Error) -> String {
+    let text = chain(error);
+    let asked = matches!(
+        tls_error(error),
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired | rustls::AlertDescription::BadCertificate
+        ))
+    );
+    if asked || (!handshakes.client_certificate && classify(error) != Failure::Certificate) {
+        format!(
+            "{text}; if the registry wants a client certificate, put it in {} as client.cert with its client.key",
+            options.certs_dir.join(registry).display()
+        )
+    } else {
+        text
     }
 }
 
@@ -211,39 +249,24 @@ async fn resolve(registry: &str, host: &str) -> Result<(), RegistryError> {
     }
 }
 
-/// An HTTP client for `registry`: its CAs, timeouts, hoist's User-Agent, and redirects that
-/// drop the Authorization header when they leave the host (reqwest's policy).
-fn client(registry: &str, options: &TransportOptions, accept_invalid: bool) -> Result<reqwest::Client, RegistryError> {
-    let mut builder = reqwest::Client::builder()
+/// An HTTP client for `registry`: its TLS configuration ([`tls::client_config`]: CAs, client
+/// certificate, and no verification of the registry's own host unless `verify`), timeouts,
+/// hoist's User-Agent, and redirects that drop the Authorization header when they leave the
+/// host (reqwest's policy).
+fn client(
+    registry: &str,
+    options: &TransportOptions,
+    verify: bool,
+) -> Result<(reqwest::Client, Handshakes), RegistryError> {
+    let (tls, handshakes) = tls::client_config(registry, options, verify)?;
+    let client = reqwest::Client::builder()
         .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(options.connect_timeout)
         .read_timeout(options.read_timeout)
-        .danger_accept_invalid_certs(accept_invalid);
-    for path in ca_files(registry, options) {
-        let tls_error = |detail: String| RegistryError::Tls { registry: registry.to_owned(), detail };
-        let pem =
-            std::fs::read(&path).map_err(|e| tls_error(format!("cannot read CA file {}: {e}", path.display())))?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| tls_error(format!("CA file {} is not PEM: {e}", path.display())))?;
-        for certificate in certificates {
-            builder = builder.add_root_certificate(certificate);
-        }
-    }
-    builder.build().map_err(|e| RegistryError::Connect { registry: registry.to_owned(), detail: chain(&e) })
-}
-
-/// `--ca-cert` files, then `certs_dir/HOST[:PORT]/*.crt`.
-fn ca_files(registry: &str, options: &TransportOptions) -> Vec<PathBuf> {
-    let mut files = options.ca_certs.clone();
-    if let Ok(entries) = std::fs::read_dir(options.certs_dir.join(registry)) {
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-            .collect();
-        found.sort();
-        files.extend(found);
-    }
-    files
+        .use_preconfigured_tls(tls)
+        .build()
+        .map_err(|e| RegistryError::Connect { registry: registry.to_owned(), detail: chain(&e) })?;
+    Ok((client, handshakes))
 }
 
 /// Why a request failed, as far as the fix is concerned.

@@ -10,6 +10,7 @@ use futures_util::stream::BoxStream;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Response, StatusCode, Url};
 
+use super::error::Envelope;
 use super::{api_url, resolve_url, status_error, Client};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -99,6 +100,13 @@ mod tests {
         assert_eq!(super::held_by_range("garbage"), None);
         assert_eq!(super::held_by_range("0-18446744073709551615"), None, "no overflow");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_range_header_parses_without_panic(range in ".*") {
+            let _ = super::held_by_range(&range);
+        }
+    }
 }
 
 impl Client {
@@ -107,7 +115,10 @@ impl Client {
         self.idempotent(&format!("blob {digest}"), || async {
             let endpoint = self.endpoint(registry).await?;
             let url = api_url(&endpoint.base, repository, &["blobs", &digest.to_string()])?;
-            let response = self.send(registry, &[push_scope(repository)], |http, _| http.head(url.clone())).await?;
+            let deadline = self.options.document_timeout;
+            let response = self
+                .send(registry, &[push_scope(repository)], |http, _| http.head(url.clone()).timeout(deadline))
+                .await?;
             match response.status() {
                 s if s.is_success() => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
@@ -131,7 +142,11 @@ impl Client {
             scopes.push(super::pull_scope(from));
             url.query_pairs_mut().append_pair("mount", &digest.to_string()).append_pair("from", from);
         }
-        let response = self.send(registry, &scopes, |http, _| http.post(url.clone()).header(CONTENT_LENGTH, 0)).await?;
+        let response = self
+            .send(registry, &scopes, |http, _| {
+                http.post(url.clone()).header(CONTENT_LENGTH, 0).timeout(self.options.document_timeout)
+            })
+            .await?;
         match response.status() {
             StatusCode::CREATED if mount.is_some() => Ok(Started::Mounted),
             StatusCode::ACCEPTED => {
@@ -152,7 +167,9 @@ impl Client {
     /// How many bytes an upload session holds; `None` when the session is gone (404).
     pub async fn upload_offset(&self, registry: &str, repository: &str, url: &Url) -> Result<Option<(u64, Url)>> {
         let endpoint = self.endpoint(registry).await?;
-        let response = self.send(registry, &[push_scope(repository)], |http, _| http.get(url.clone())).await?;
+        let deadline = self.options.document_timeout;
+        let response =
+            self.send(registry, &[push_scope(repository)], |http, _| http.get(url.clone()).timeout(deadline)).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => {
@@ -195,6 +212,7 @@ impl Client {
                 Ok(ChunkOutcome::Refused)
             }
             StatusCode::RANGE_NOT_SATISFIABLE => Ok(ChunkOutcome::OutOfSync),
+            StatusCode::PAYLOAD_TOO_LARGE => Ok(ChunkOutcome::TooLarge),
             _ => Err(status_error(registry, "upload chunk", "PATCH upload", response).await.into()),
         }
     }
@@ -226,6 +244,19 @@ impl Client {
             }
             StatusCode::NOT_FOUND => Ok(FinishOutcome::SessionGone),
             StatusCode::PAYLOAD_TOO_LARGE => Ok(FinishOutcome::TooLarge),
+            StatusCode::BAD_REQUEST => {
+                let envelope = Envelope::parse(&super::body_prefix(response, super::MAX_ERROR_BODY).await);
+                match envelope.code() {
+                    Some("DIGEST_INVALID") => Ok(FinishOutcome::DigestInvalid),
+                    _ => Err(RegistryError::Status {
+                        registry: registry.to_owned(),
+                        status: 400,
+                        request: "PUT upload".into(),
+                        message: envelope.message("400 Bad Request"),
+                    }
+                    .into()),
+                }
+            }
             _ => Err(status_error(registry, &format!("blob {digest}"), "PUT upload", response).await.into()),
         }
     }
@@ -257,10 +288,27 @@ impl Client {
             let body = Bytes::copy_from_slice(&manifest.bytes);
             let response = self
                 .send(registry, &[push_scope(repository)], |http, _| {
-                    http.put(url.clone()).header(CONTENT_TYPE, manifest.media_type.as_str()).body(body.clone())
+                    http.put(url.clone())
+                        .header(CONTENT_TYPE, manifest.media_type.as_str())
+                        .body(body.clone())
+                        .timeout(self.options.document_timeout)
                 })
                 .await?;
-            if !response.status().is_success() {
+            let status = response.status();
+            let refused_index = manifest.media_type == crate::model::MediaType::OciIndex
+                && matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            if refused_index {
+                let envelope = Envelope::parse(&super::body_prefix(response, super::MAX_ERROR_BODY).await);
+                return Err(Error::invalid(
+                    "index",
+                    format!("{registry}/{repository}:{reference}"),
+                    format!(
+                        "{registry} refused an OCI image index ({}); it wants a Docker manifest list: pass --format docker (hoist index create/add, push, copy), which changes the index digest",
+                        envelope.message(status.as_str())
+                    ),
+                ));
+            }
+            if !status.is_success() {
                 return Err(status_error(registry, &what, "PUT manifest", response).await.into());
             }
             check_reported_digest(registry, &response, &manifest.digest)
@@ -283,8 +331,11 @@ pub enum ChunkOutcome {
     SessionGone,
     /// The registry does not take chunks.
     Refused,
-    /// The chunk did not start where the registry is; ask it.
+    /// The chunk did not start where the registry is, or was larger than it takes (GHCR
+    /// answers both with 416); ask it where it is.
     OutOfSync,
+    /// The chunk was larger than the registry takes (413).
+    TooLarge,
 }
 
 /// What the final PUT came to.
@@ -296,6 +347,8 @@ pub enum FinishOutcome {
     SessionGone,
     /// The registry refused a body this large in one request.
     TooLarge,
+    /// The registry computed another digest for what the session holds.
+    DigestInvalid,
 }
 
 fn missing_location(registry: &str) -> Error {

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 
 use super::{BlobOutcome, Sink};
+use crate::blob::copy_to_writer;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::layout::{Layout, LayoutWriter};
+use crate::layout::{BlobWriter, Layout, LayoutWriter};
 use crate::model::{Descriptor, RawManifest};
 use crate::source::Source;
 
@@ -44,26 +45,26 @@ impl LayoutSink {
         Error::invalid("layout", self.target.display().to_string(), "it was already committed")
     }
 
-    /// Writes `bytes` as a blob on a blocking thread and checks it has `expected`'s digest.
-    async fn stage(&self, chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>, expected: &Descriptor) -> Result<()> {
+    /// Names a finished blob in the staging area, refusing it unless it has `expected`'s
+    /// digest (on a blocking thread: it syncs the file).
+    async fn add(&self, blob: BlobWriter, expected: &Descriptor) -> Result<()> {
         let writer = Arc::clone(&self.writer);
-        let target = self.target.clone();
-        let expected_digest = expected.digest.clone();
-        let task = tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut chunks = chunks;
-            let mut blob = {
-                let guard = writer.lock().map_err(|_| Error::invalid("layout", "", "a writer panicked"))?;
-                guard.as_ref().ok_or_else(|| Error::invalid("layout", "", "it was already committed"))?.blob()?
-            };
-            while let Some(chunk) = chunks.blocking_recv() {
-                blob.write_all(&chunk).at("write a blob into", &target)?;
-            }
-            let mut guard = writer.lock().map_err(|_| Error::invalid("layout", "", "a writer panicked"))?;
-            let writer = guard.as_mut().ok_or_else(|| Error::invalid("layout", "", "it was already committed"))?;
-            writer.add_blob_expecting(blob, Some(&expected_digest))?;
-            Ok(())
-        });
-        task.await.map_err(|e| Error::invalid("layout", self.target.display().to_string(), e.to_string()))?
+        let digest = expected.digest.clone();
+        let target = self.target.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut guard =
+                writer.lock().map_err(|_| Error::invalid("layout", target.as_str(), "a writer panicked"))?;
+            let writer =
+                guard.as_mut().ok_or_else(|| Error::invalid("layout", target.as_str(), "it was already committed"))?;
+            writer.add_blob_expecting(blob, Some(&digest)).map(|_| ())
+        })
+        .await
+        .map_err(|e| Error::invalid("layout", self.target.display().to_string(), e.to_string()))?
+    }
+
+    fn new_blob(&self) -> Result<BlobWriter> {
+        let guard = self.writer.lock().map_err(|_| self.closed())?;
+        guard.as_ref().ok_or_else(|| self.closed())?.blob()
     }
 }
 
@@ -84,20 +85,9 @@ impl Sink for LayoutSink {
     ) -> BoxFuture<'a, Result<BlobOutcome>> {
         Box::pin(async move {
             progress.store(0, Ordering::Relaxed);
-            let mut blob = source.blob(descriptor, 0).await?;
-            let (sender, receiver) = tokio::sync::mpsc::channel(8);
-            let reading = async move {
-                while let Some(chunk) = blob.next_chunk().await? {
-                    progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    if sender.send(chunk).await.is_err() {
-                        break;
-                    }
-                }
-                Ok::<_, Error>(())
-            };
-            let (read, staged) = tokio::join!(reading, self.stage(receiver, descriptor));
-            read?;
-            staged?;
+            let blob = source.blob(descriptor, 0).await?;
+            let written = copy_to_writer(blob, self.new_blob()?, progress).await?;
+            self.add(written, descriptor).await?;
             Ok(BlobOutcome::Pushed)
         })
     }
@@ -108,14 +98,23 @@ impl Sink for LayoutSink {
 
     fn put_manifest<'a>(&'a self, manifest: &'a RawManifest) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let (sender, receiver) = tokio::sync::mpsc::channel(1);
-            let _ = sender.send(bytes::Bytes::copy_from_slice(&manifest.bytes)).await;
-            drop(sender);
-            self.stage(receiver, &manifest.descriptor()).await
+            let mut blob = self.new_blob()?;
+            blob.write_all(&manifest.bytes).at("write a manifest into", &self.target)?;
+            self.add(blob, &manifest.descriptor()).await
         })
     }
 
-    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String]) -> BoxFuture<'a, Result<Vec<bool>>> {
+    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>> {
+        Box::pin(async move {
+            let Some(layout) = &self.existing else { return Ok(None) };
+            match reference.parse::<Digest>() {
+                Ok(digest) => Ok(self.has(&digest, None).then_some(digest)),
+                Err(_) => Ok(layout.find_tag(reference)?.map(|d| d.digest)),
+            }
+        })
+    }
+
+    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String], _fresh: bool) -> BoxFuture<'a, Result<Vec<bool>>> {
         Box::pin(async move {
             let writer = self.writer.lock().ok().and_then(|mut w| w.take()).ok_or_else(|| self.closed())?;
             let root = root.descriptor();

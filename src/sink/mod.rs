@@ -26,8 +26,8 @@ pub enum BlobOutcome {
     Pushed,
     /// Already there.
     Skipped,
-    /// Mounted from another repository.
-    Mounted,
+    /// Mounted from this other repository.
+    Mounted(String),
 }
 
 /// Content to write to.
@@ -55,8 +55,12 @@ pub trait Sink: Send + Sync {
     fn put_manifest<'a>(&'a self, manifest: &'a RawManifest) -> BoxFuture<'a, Result<()>>;
 
     /// Points `tags` at `root`, last of all; returns, per tag, whether it was written (false:
-    /// it named `root` already). A layout also commits here.
-    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String]) -> BoxFuture<'a, Result<Vec<bool>>>;
+    /// it named `root` already). With `fresh` (the root was just written, so no tag can name
+    /// it yet) nothing is looked up first. A layout also commits here.
+    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String], fresh: bool) -> BoxFuture<'a, Result<Vec<bool>>>;
+
+    /// The digest `reference` (a tag or digest) names here now, if any.
+    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>>;
 
     /// Retries its client made, for reports.
     fn retry_count(&self) -> u32 {

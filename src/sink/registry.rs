@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
 use reqwest::Url;
+use sha2::{Digest as _, Sha256};
 
 use super::{BlobOutcome, Sink};
 use crate::digest::Digest;
@@ -23,8 +25,9 @@ use crate::source::Source;
 /// How blobs go up.
 #[derive(Clone, Debug)]
 pub struct UploadOptions {
-    /// Blobs larger than this go up in chunks of this size (from seekable sources).
-    pub chunk_size: u64,
+    /// Send blobs larger than this in resumable chunks of this size (from seekable sources);
+    /// `None`: each blob in one streamed request, chunks only where a registry asks for them.
+    pub chunk_size: Option<u64>,
     /// A request body that makes no progress for this long is cut (and retried).
     pub stall_timeout: Duration,
     /// Repositories of the same registry to try mounting blobs from.
@@ -33,12 +36,12 @@ pub struct UploadOptions {
 
 impl Default for UploadOptions {
     fn default() -> Self {
-        UploadOptions { chunk_size: 8 << 20, stall_timeout: Duration::from_secs(60), mount_from: Vec::new() }
+        UploadOptions { chunk_size: None, stall_timeout: Duration::from_secs(60), mount_from: Vec::new() }
     }
 }
 
 /// Where one blob's upload stands between attempts.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Upload {
     /// Mounts were tried.
     started: bool,
@@ -54,7 +57,30 @@ struct Upload {
     chunks_only: bool,
     /// Chunk size, raised to the registry's minimum.
     chunk: u64,
+    /// The most bytes sent into the session (a resume never starts beyond it).
+    sent: u64,
+    /// The hash of the bytes sent from 0 up to the count, while they run on without a gap.
+    hashed: Option<(u64, Sha256)>,
+    /// The length of a chunk the registry refused with 416, to tell a size cap from a lost
+    /// offset once the registry says where it is.
+    refused: Option<u64>,
+    /// A resume from the registry's offset happened in this session.
+    resumed: bool,
+    /// The blob was started over once after the registry computed another digest.
+    restarted: bool,
 }
+
+/// Remembered repositories tried for a mount, besides the source's own.
+const REMEMBERED_MOUNTS: usize = 2;
+
+/// The chunk size when a registry needs chunks and none was given.
+const DEFAULT_CHUNK: u64 = 8 << 20;
+
+/// The smallest chunk hoist shrinks to when a registry refuses larger ones.
+const MIN_CHUNK: u64 = 1 << 20;
+
+/// Recoveries inside one attempt before it counts as a failure.
+const MAX_RECOVERIES: u32 = 8;
 
 /// Writes into one repository of a registry.
 pub struct RegistrySink<'a> {
@@ -65,6 +91,8 @@ pub struct RegistrySink<'a> {
     uploads: Mutex<HashMap<Digest, Upload>>,
     /// The registry refused a mount for want of rights: stop asking.
     mounts_refused: AtomicBool,
+    /// The largest chunk the registry took, once it refused a larger one.
+    chunk_cap: AtomicU64,
 }
 
 impl<'a> RegistrySink<'a> {
@@ -77,23 +105,33 @@ impl<'a> RegistrySink<'a> {
             options,
             uploads: Mutex::new(HashMap::new()),
             mounts_refused: AtomicBool::new(false),
+            chunk_cap: AtomicU64::new(u64::MAX),
         }
     }
 
-    /// Repositories of this registry that may hold `digest`: where the source has it, then
-    /// `--mount-from`.
+    /// Repositories of this registry that may hold `digest`: where the source has it, where
+    /// hoist saw it before (at most [`REMEMBERED_MOUNTS`]), then `--mount-from`.
     fn mount_candidates(&self, source: &dyn Source, digest: &Digest) -> Vec<String> {
         if self.mounts_refused.load(Ordering::Relaxed) {
             return Vec::new();
         }
-        let origin = source.origin(digest).filter(|o| o.registry == self.registry && o.repository != self.repository);
-        let mut candidates: Vec<String> = origin.map(|o| o.repository).into_iter().collect();
-        for from in &self.options.mount_from {
-            if !candidates.contains(from) && *from != self.repository {
-                candidates.push(from.clone());
+        let origin = source.origin(digest).filter(|o| o.registry == self.registry).map(|o| o.repository);
+        let remembered = self.client.places().map(|p| p.repositories(&self.registry, digest)).unwrap_or_default();
+        let mut candidates: Vec<String> = Vec::new();
+        let remembered = remembered.into_iter().take(REMEMBERED_MOUNTS);
+        for from in origin.into_iter().chain(remembered).chain(self.options.mount_from.iter().cloned()) {
+            if !candidates.contains(&from) && from != self.repository {
+                candidates.push(from);
             }
         }
         candidates
+    }
+
+    /// Remembers that this repository has `digest`.
+    fn remember(&self, digest: &Digest) {
+        if let Some(places) = self.client.places() {
+            places.record(&self.registry, &self.repository, digest);
+        }
     }
 
     async fn attempt(
@@ -106,13 +144,16 @@ impl<'a> RegistrySink<'a> {
         let (client, registry, repository) = (self.client, self.registry.as_str(), self.repository.as_str());
         let digest = &descriptor.digest;
         if !upload.started {
-            upload.chunk = self.options.chunk_size.max(1);
+            upload.chunk =
+                self.options.chunk_size.unwrap_or(DEFAULT_CHUNK).max(1).min(self.chunk_cap.load(Ordering::Relaxed));
+            upload.whole = self.options.chunk_size.is_none();
             for from in self.mount_candidates(source, digest) {
                 match client.start_upload(registry, repository, Some((digest, &from))).await {
-                    Ok(Started::Mounted) => return Ok(BlobOutcome::Mounted),
+                    Ok(Started::Mounted) => return Ok(BlobOutcome::Mounted(from)),
                     Ok(Started::Session { url, min_chunk }) => {
                         upload.session = Some(url);
                         upload.chunk = upload.chunk.max(min_chunk.unwrap_or(0));
+                        upload.hashed = Some((0, Sha256::new()));
                     }
                     Err(Error::Registry(RegistryError::Unauthorized { .. } | RegistryError::Denied { .. })) => {
                         tracing::info!("{registry} refused to mount from {from}; uploading instead");
@@ -125,14 +166,28 @@ impl<'a> RegistrySink<'a> {
             upload.started = true;
             // A source that cannot start anywhere cheaply (another registry) streams in one
             // request.
-            upload.whole = !source.seekable();
+            upload.whole |= !source.seekable();
         }
+        // Every way of recovering inside one attempt (a new session, asking the offset, a
+        // switch between one request and chunks) is counted: a registry that keeps sending
+        // hoist back without progress ends the attempt, and the engine's retries bound it.
+        let mut recoveries = 0u32;
         loop {
+            if recoveries > MAX_RECOVERIES {
+                return Err(RegistryError::NoProgress {
+                    registry: registry.to_owned(),
+                    what: format!("blob {digest}"),
+                }
+                .into());
+            }
+            recoveries += 1;
             let url = match (&upload.session, upload.unsure) {
                 (None, _) => match client.start_upload(registry, repository, None).await? {
                     Started::Session { url, min_chunk } => {
                         upload.chunk = upload.chunk.max(min_chunk.unwrap_or(0));
                         upload.offset = 0;
+                        upload.sent = 0;
+                        upload.hashed = Some((0, Sha256::new()));
                         upload.session = Some(url.clone());
                         url
                     }
@@ -145,7 +200,15 @@ impl<'a> RegistrySink<'a> {
                         continue;
                     }
                     Some((held, next)) => {
-                        let held = held.min(descriptor.size);
+                        // Never beyond what was sent: a registry that over-reports would make
+                        // hoist skip bytes.
+                        let held = held.min(upload.sent).min(descriptor.size);
+                        if let Some(refused) = upload.refused.take().filter(|_| held == upload.offset) {
+                            // In step with the registry, and still refused: the chunk was too
+                            // large for it (GHCR caps chunks at 4 MiB). Smaller, for the run.
+                            self.shrink(&mut upload.chunk, refused);
+                        }
+                        upload.resumed |= held > 0;
                         tracing::info!("resuming {digest} at byte {held} of {}", descriptor.size);
                         upload.offset = held;
                         upload.session = Some(next.clone());
@@ -177,6 +240,7 @@ impl<'a> RegistrySink<'a> {
                     .await?;
                 match finished {
                     FinishOutcome::Done => return Ok(BlobOutcome::Pushed),
+                    FinishOutcome::DigestInvalid => return Err(self.digest_invalid(descriptor)),
                     FinishOutcome::SessionGone => upload.session = None,
                     FinishOutcome::TooLarge => {
                         upload.chunks_only = true;
@@ -188,16 +252,38 @@ impl<'a> RegistrySink<'a> {
             }
             let mut url = url;
             while upload.offset < descriptor.size {
-                let length = upload.chunk.min(descriptor.size - upload.offset);
-                progress.store(upload.offset, Ordering::Relaxed);
-                let body = source.blob(descriptor, upload.offset).await?.into_body(length, Arc::clone(progress));
-                let sent =
-                    client.upload_chunk(registry, repository, &url, upload.offset, UploadBody::new(body, length));
+                let offset = upload.offset;
+                let length = upload.chunk.min(descriptor.size - offset);
+                progress.store(offset, Ordering::Relaxed);
+                let body = source.blob(descriptor, offset).await?.into_body(length, Arc::clone(progress));
+                // Hash what goes out while it runs on from byte 0, to check the blob before the
+                // upload is committed.
+                let running = upload.hashed.take().filter(|(n, _)| *n == offset).map(|(_, h)| Arc::new(Mutex::new(h)));
+                let body = match &running {
+                    Some(hasher) => {
+                        let hasher = Arc::clone(hasher);
+                        body.inspect(move |chunk| {
+                            if let (Ok(bytes), Ok(mut hasher)) = (chunk, hasher.lock()) {
+                                hasher.update(bytes);
+                            }
+                        })
+                        .boxed()
+                    }
+                    None => body,
+                };
+                let sent = client.upload_chunk(registry, repository, &url, offset, UploadBody::new(body, length));
                 match self.guard(progress, sent).await? {
-                    ChunkOutcome::Accepted { url: next, held } => {
+                    ChunkOutcome::Accepted { url: next, .. } => {
+                        // After a 202 the next offset is what was sent: some registries report
+                        // a stale Range here. The Range is asked for only to recover.
                         url = next;
-                        upload.offset = held.min(descriptor.size);
+                        upload.offset = offset + length;
+                        upload.sent = upload.sent.max(upload.offset);
                         upload.session = Some(url.clone());
+                        upload.hashed = running
+                            .and_then(|h| Arc::try_unwrap(h).ok())
+                            .and_then(|h| h.into_inner().ok())
+                            .map(|h| (upload.offset, h));
                     }
                     ChunkOutcome::SessionGone => {
                         upload.session = None;
@@ -211,6 +297,12 @@ impl<'a> RegistrySink<'a> {
                     }
                     ChunkOutcome::OutOfSync => {
                         upload.unsure = true;
+                        upload.refused = Some(length);
+                        break;
+                    }
+                    ChunkOutcome::TooLarge => {
+                        self.shrink(&mut upload.chunk, length);
+                        upload.unsure = true;
                         break;
                     }
                 }
@@ -218,9 +310,65 @@ impl<'a> RegistrySink<'a> {
             if upload.session.is_none() || upload.unsure || upload.offset < descriptor.size {
                 continue;
             }
+            self.verify_before_commit(descriptor, source, upload.hashed.take()).await?;
             match client.finish_upload(registry, repository, &url, digest, None).await? {
                 FinishOutcome::Done => return Ok(BlobOutcome::Pushed),
                 FinishOutcome::SessionGone | FinishOutcome::TooLarge => upload.session = None,
+                FinishOutcome::DigestInvalid if upload.resumed && !upload.restarted => {
+                    // A resume trusted an offset the registry got wrong: once more from zero.
+                    tracing::info!("{registry} computed another digest for {digest} after a resume; starting it over");
+                    upload.restarted = true;
+                    upload.resumed = false;
+                    upload.session = None;
+                }
+                FinishOutcome::DigestInvalid => return Err(self.digest_invalid(descriptor)),
+            }
+        }
+    }
+
+    /// Halves the chunk size after the registry refused `refused` bytes (down to
+    /// [`MIN_CHUNK`]), and keeps the smaller size for the rest of the run.
+    fn shrink(&self, chunk: &mut u64, refused: u64) {
+        let smaller = (refused / 2).max(MIN_CHUNK).min(*chunk);
+        let cap = self.chunk_cap.fetch_min(smaller, Ordering::Relaxed).min(smaller);
+        if cap < *chunk {
+            tracing::info!("{} refused a {refused}-byte chunk; sending {cap}-byte chunks", self.registry);
+        }
+        *chunk = cap;
+    }
+
+    fn digest_invalid(&self, descriptor: &Descriptor) -> Error {
+        Error::DigestMismatch {
+            what: format!("upload to {} (the registry computed another digest)", self.registry),
+            expected: descriptor.digest.to_string(),
+            found: "another".into(),
+        }
+    }
+
+    /// Checks a chunked blob's digest before the commit: from the hash of what went out when
+    /// it ran from byte 0 to the end, else (after a resume) by reading it once more.
+    async fn verify_before_commit(
+        &self,
+        descriptor: &Descriptor,
+        source: &dyn Source,
+        hashed: Option<(u64, Sha256)>,
+    ) -> Result<()> {
+        match hashed {
+            Some((n, hasher)) if n == descriptor.size => {
+                let found = Digest::of_hasher(hasher);
+                match found == descriptor.digest {
+                    true => Ok(()),
+                    false => Err(Error::DigestMismatch {
+                        what: format!("blob from {} (refused, not committed)", source.name()),
+                        expected: descriptor.digest.to_string(),
+                        found: found.to_string(),
+                    }),
+                }
+            }
+            _ => {
+                let mut whole = source.blob(descriptor, 0).await?;
+                while whole.next_chunk().await?.is_some() {}
+                Ok(())
             }
         }
     }
@@ -260,7 +408,13 @@ impl Sink for RegistrySink<'_> {
     }
 
     fn has_blob<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.client.blob_exists(&self.registry, &self.repository, &descriptor.digest))
+        Box::pin(async move {
+            let exists = self.client.blob_exists(&self.registry, &self.repository, &descriptor.digest).await?;
+            if exists {
+                self.remember(&descriptor.digest);
+            }
+            Ok(exists)
+        })
     }
 
     fn put_blob<'a>(
@@ -273,8 +427,12 @@ impl Sink for RegistrySink<'_> {
             let mut upload =
                 self.uploads.lock().ok().and_then(|mut uploads| uploads.remove(&descriptor.digest)).unwrap_or_default();
             let result = self.attempt(descriptor, source, &mut upload, progress).await;
+            if result.is_ok() {
+                self.remember(&descriptor.digest);
+            }
             if result.is_err() {
                 upload.unsure = true;
+                upload.sent = upload.sent.max(progress.load(Ordering::Relaxed));
                 if let Ok(mut uploads) = self.uploads.lock() {
                     uploads.insert(descriptor.digest.clone(), upload);
                 }
@@ -297,12 +455,15 @@ impl Sink for RegistrySink<'_> {
         })
     }
 
-    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String]) -> BoxFuture<'a, Result<Vec<bool>>> {
+    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>> {
+        Box::pin(self.client.manifest_digest(&self.registry, &self.repository, reference))
+    }
+
+    fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String], fresh: bool) -> BoxFuture<'a, Result<Vec<bool>>> {
         Box::pin(async move {
             let mut written = Vec::new();
             for tag in tags {
-                let now = self.client.manifest_digest(&self.registry, &self.repository, tag).await?;
-                if now.as_ref() == Some(&root.digest) {
+                if !fresh && self.resolve(tag).await?.as_ref() == Some(&root.digest) {
                     written.push(false);
                     continue;
                 }

@@ -8,7 +8,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::{ref_name, Layout};
 use crate::location::Location;
-use crate::model::{Descriptor, MediaType, RawManifest, MAX_MANIFEST_BYTES};
+use crate::model::{Descriptor, MediaType, RawManifest};
 
 /// An OCI layout and the tag in it, if any.
 pub struct LayoutSource {
@@ -32,11 +32,6 @@ impl LayoutSource {
     }
 
     fn read_manifest(&self, digest: &Digest, media_type: Option<MediaType>) -> Result<RawManifest> {
-        let path = self.layout.blob_path(digest);
-        let size = std::fs::metadata(&path).map(|m| m.len()).map_err(|e| Error::io("read", &path, e))?;
-        if size > MAX_MANIFEST_BYTES {
-            return Err(self.corrupt(format!("manifest {digest} is larger than {MAX_MANIFEST_BYTES} bytes")));
-        }
         Ok(RawManifest::new(self.layout.read_blob(digest)?, media_type))
     }
 }
@@ -64,7 +59,7 @@ impl Source for LayoutSource {
     fn blob<'a>(&'a self, descriptor: &'a Descriptor, offset: u64) -> BoxFuture<'a, Result<BlobStream>> {
         Box::pin(async move {
             self.check_blob(descriptor).await?;
-            let path = self.layout.blob_path(&descriptor.digest);
+            let (path, _) = self.layout.blob_file(&descriptor.digest)?;
             Ok(BlobStream::new(file_chunks(path, offset), descriptor, offset, self.name()))
         })
     }
@@ -72,13 +67,13 @@ impl Source for LayoutSource {
     fn check_blob<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let digest = &descriptor.digest;
-            match std::fs::metadata(self.layout.blob_path(digest)).map(|m| m.len()) {
-                Ok(actual) if actual == descriptor.size => Ok(()),
-                Ok(actual) => {
+            let (_, actual) = self.layout.blob_file(digest)?;
+            match actual == descriptor.size {
+                true => Ok(()),
+                false => {
                     Err(self
                         .corrupt(format!("blob {digest} has {actual} bytes, its descriptor says {}", descriptor.size)))
                 }
-                Err(_) => Err(self.corrupt(format!("blob {digest} is missing"))),
             }
         })
     }

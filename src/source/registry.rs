@@ -50,7 +50,14 @@ impl Source for RegistrySource<'_> {
     }
 
     fn blob<'a>(&'a self, descriptor: &'a Descriptor, offset: u64) -> BoxFuture<'a, Result<BlobStream>> {
-        Box::pin(self.client.get_blob(&self.reference.registry, &self.reference.repository, descriptor, offset))
+        Box::pin(async move {
+            let (registry, repository) = (&self.reference.registry, &self.reference.repository);
+            let blob = self.client.get_blob(registry, repository, descriptor, offset).await?;
+            if let Some(places) = self.client.places() {
+                places.record(registry, repository, &descriptor.digest);
+            }
+            Ok(blob)
+        })
     }
 
     fn origin(&self, _digest: &Digest) -> Option<Reference> {

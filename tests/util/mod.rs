@@ -1,5 +1,6 @@
 //! Shared helpers: running commands, making source trees, reading layouts.
 
+pub mod hostile;
 pub mod proxy;
 pub mod registry;
 pub mod schema;
@@ -15,12 +16,18 @@ use std::process::{Command, Output};
 pub fn hoist() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
     let empty = std::env::temp_dir().join("hoist-tests-no-docker-config");
+    // A cache of its own for every command (layer cache, where blobs were seen), so tests
+    // never share state through it; a test that wants a shared cache sets XDG_CACHE_HOME.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cache = std::env::temp_dir().join(format!("hoist-tests-cache/{}-{call}", std::process::id()));
     command
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("HOIST_INSECURE_REGISTRIES")
         .env_remove("HOIST_USERNAME")
         .env_remove("HOIST_PASSWORD")
         .env("DOCKER_CONFIG", empty)
+        .env("XDG_CACHE_HOME", cache)
         .env("HOIST_DOCKER_DAEMON_JSON", "/nonexistent/daemon.json")
         .env("HOIST_DOCKER_CERTS_DIR", "/nonexistent/certs.d");
     command

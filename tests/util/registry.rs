@@ -14,6 +14,9 @@ pub struct Setup {
     pub auth: Option<String>,
     /// TLS certificate and key files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// CA files for client certificates (`http.tls.clientcas`): with any, the registry refuses
+    /// a TLS client that shows no certificate signed by one of them.
+    pub client_cas: Vec<PathBuf>,
     /// More top-level YAML (e.g. a `proxy:` section for a pull-through cache).
     pub extra: Option<String>,
 }
@@ -47,6 +50,12 @@ impl Registry {
         );
         if let Some((cert, key)) = &setup.tls {
             config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
+            if !setup.client_cas.is_empty() {
+                config.push_str("    clientcas:\n");
+                for ca in &setup.client_cas {
+                    config.push_str(&format!("      - {}\n", ca.display()));
+                }
+            }
         }
         if let Some(extra) = &setup.extra {
             config.push_str(extra);
@@ -128,4 +137,68 @@ pub fn htpasswd(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
         users.iter().map(|(user, password)| format!("{user}:{}", bcrypt::hash(password, 5).unwrap())).collect();
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     path
+}
+
+/// A certificate authority made for a test.
+pub struct TestCa {
+    certificate: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let certificate = params.self_signed(&key).unwrap();
+        TestCa { certificate, key }
+    }
+
+    /// Writes the CA's certificate to `path` (PEM) and returns the path.
+    pub fn write(&self, path: &Path) -> PathBuf {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, self.certificate.pem()).unwrap();
+        path.to_owned()
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses) signed by this CA, written
+    /// to `dir/NAME.crt` and `dir/NAME.key`; returns both paths.
+    pub fn server(&self, dir: &Path, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+        let certificate = params.signed_by(&key, &self.certificate, &self.key).unwrap();
+        write_pair(dir, &format!("{file}.crt"), &format!("{file}.key"), &certificate.pem(), &key.serialize_pem())
+    }
+
+    /// A client certificate signed by this CA, written as docker's `client.cert` and
+    /// `client.key` in `dir`; returns both paths.
+    pub fn client(&self, dir: &Path) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "hoist test client");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let certificate = params.signed_by(&key, &self.certificate, &self.key).unwrap();
+        write_pair(dir, "client.cert", "client.key", &certificate.pem(), &key.serialize_pem())
+    }
+}
+
+/// A self-signed certificate for `names` with `CA:TRUE`, as `openssl req -x509` makes one by
+/// default (the registry documentation's recipe), written to `dir/NAME.crt` and `dir/NAME.key`.
+pub fn self_signed_ca_certificate(dir: &Path, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+    let certificate = params.self_signed(&key).unwrap();
+    write_pair(dir, &format!("{file}.crt"), &format!("{file}.key"), &certificate.pem(), &key.serialize_pem())
+}
+
+fn write_pair(dir: &Path, cert_name: &str, key_name: &str, cert: &str, key: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert_path, key_path) = (dir.join(cert_name), dir.join(key_name));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    (cert_path, key_path)
 }

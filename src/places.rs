@@ -1,0 +1,112 @@
+//! Where blobs were seen: the registries and repositories hoist pushed each blob to or pulled
+//! it from, remembered in hoist's cache so that a push to another repository of the same
+//! registry can mount the blob instead of uploading it (as docker and skopeo do).
+//!
+//! Only a hint: every mount falls back to an upload, so a stale or missing record costs a
+//! request, never correctness. One small file per digest, at most [`KEEP`] places each,
+//! replaced atomically; concurrent writers may drop each other's newest line, nothing worse.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+
+/// Places remembered per blob.
+pub const KEEP: usize = 8;
+
+/// The record of where blobs were seen.
+#[derive(Clone, Debug)]
+pub struct BlobPlaces {
+    dir: PathBuf,
+}
+
+impl BlobPlaces {
+    /// The record under hoist's cache directory `cache_root` (`$XDG_CACHE_HOME/hoist`).
+    pub fn open(cache_root: &Path) -> BlobPlaces {
+        BlobPlaces { dir: cache_root.join("places") }
+    }
+
+    fn file(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(digest.hex())
+    }
+
+    fn read(&self, digest: &Digest) -> Vec<(String, String)> {
+        let Ok(text) = read_small(&self.file(digest)) else { return Vec::new() };
+        text.lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(registry, repository)| is_name(registry) && is_name(repository))
+            .map(|(registry, repository)| (registry.to_owned(), repository.to_owned()))
+            .collect()
+    }
+
+    /// Remembers that `registry/repository` has `digest` (best effort: a record that cannot
+    /// be written is only a missed mount later).
+    pub fn record(&self, registry: &str, repository: &str, digest: &Digest) {
+        if !is_name(registry) || !is_name(repository) {
+            return;
+        }
+        let mut places = self.read(digest);
+        places.retain(|(r, p)| !(r == registry && p == repository));
+        places.push((registry.to_owned(), repository.to_owned()));
+        let start = places.len().saturating_sub(KEEP);
+        let text: String = places[start..].iter().map(|(r, p)| format!("{r} {p}\n")).collect();
+        if let Err(e) = self.write(digest, &text) {
+            tracing::debug!("cannot remember where {digest} is: {e}");
+        }
+    }
+
+    fn write(&self, digest: &Digest, text: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+        file.write_all(text.as_bytes())?;
+        file.persist(self.file(digest)).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Repositories of `registry` known to hold `digest`, most recent first.
+    pub fn repositories(&self, registry: &str, digest: &Digest) -> Vec<String> {
+        self.read(digest).into_iter().rev().filter(|(r, _)| r == registry).map(|(_, p)| p).collect()
+    }
+}
+
+/// A registry host or repository name as they are written: no spaces or control characters.
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 255
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b':' | b'[' | b']'))
+}
+
+/// A record file, refused when it is not a small regular file.
+fn read_small(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_file() || meta.len() > 16 << 10 {
+        return Err(std::io::Error::other("not a small regular file"));
+    }
+    std::fs::read_to_string(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_are_remembered_newest_first_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let places = BlobPlaces::open(dir.path());
+        let digest = Digest::of(b"blob");
+        assert!(places.repositories("r:5000", &digest).is_empty());
+        places.record("r:5000", "team/a", &digest);
+        places.record("r:5000", "team/b", &digest);
+        places.record("other", "team/c", &digest);
+        places.record("r:5000", "team/a", &digest);
+        assert_eq!(places.repositories("r:5000", &digest), ["team/a", "team/b"]);
+        for i in 0..20 {
+            places.record("r:5000", &format!("many/{i}"), &digest);
+        }
+        assert_eq!(places.repositories("r:5000", &digest).len(), KEEP);
+        places.record("r:5000", "bad name\nline", &digest);
+        assert!(!places.repositories("r:5000", &digest).iter().any(|p| p.contains(' ')));
+    }
+}

@@ -1,0 +1,549 @@
+//! Trust boundaries (issue 10): registries and layouts that lie, loop, flood or attack get a
+//! clean error with the right exit code; credentials never leave their host; nothing
+//! unverified is stored or sent; nothing loops, fills the disk or panics.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::util::hostile::{Hostile, Reply};
+use crate::util::proxy::{Fault, Proxy, Response};
+use crate::util::registry::{with_htpasswd, Registry};
+use crate::util::{build_images, commit_json, fails_with, hoist, make_dist, ok, read_json};
+
+const CREDS: &str = "alice:wonderland";
+
+/// A hostile server that answers `/v2/` with 200 and everything else with `handler`.
+fn registry_like(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Hostile {
+    Hostile::start(move |head| match head.lines().next().unwrap_or_default() {
+        line if line.starts_with("GET /v2/ ") => Reply::json("200 OK", "{}"),
+        _ => handler(head),
+    })
+}
+
+fn layout_with_app(work: &Path) -> std::path::PathBuf {
+    make_dist(work);
+    build_images(work).0
+}
+
+/// The app with a 64 KiB incompressible file, so its layers go up in 1K chunks.
+fn layout_with_big_app(work: &Path) -> std::path::PathBuf {
+    make_dist(work);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..64 << 10)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    for arch in ["amd64", "arm64"] {
+        fs::write(work.join(format!("dist/linux_{arch}/noise.bin")), &noise).unwrap();
+    }
+    build_images(work).0
+}
+
+/// 1 and 3: an upload Location on another host gets no credentials; a token realm on another
+/// host is said at -v.
+#[test]
+fn credentials_stay_on_the_registry_host() {
+    let secrets = tempfile::tempdir().unwrap();
+    let registry = with_htpasswd(secrets.path(), &[("alice", "wonderland")]);
+    let elsewhere = Hostile::start(|_| Reply::Send("201 Created".into(), vec![], vec![]));
+    let other = elsewhere.host();
+    let proxy = Proxy::start(registry.host(), move |line, response| {
+        if line.starts_with("POST ") && line.contains("/blobs/uploads/") {
+            let head: Vec<String> = response
+                .head
+                .lines()
+                .map(|l| match l.to_ascii_lowercase().starts_with("location:") {
+                    true => format!("Location: http://{other}/stolen/upload"),
+                    false => l.to_owned(),
+                })
+                .collect();
+            response.head = head.join("\r\n");
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let layout = layout_with_app(work.path());
+    let out = hoist()
+        .args(["push", "-q", "--creds", CREDS, "--retries", "0"])
+        .arg(format!("oci:{}:single", layout.display()))
+        .arg(format!("{}/team/app:v1", proxy.host()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the blobs never reached the registry, so the manifest cannot go up");
+    assert!(!elsewhere.heads.lock().unwrap().is_empty(), "the upload went to the other host");
+    assert!(elsewhere.heads_with("authorization").is_empty(), "credentials leaked: {:?}", elsewhere.heads);
+
+    let token = Hostile::start(|_| Reply::json("200 OK", r#"{"token":"t","expires_in":18446744073709551615}"#));
+    let realm = format!("http://{}/token", token.host());
+    let hostile = registry_like(move |head| match head.to_ascii_lowercase().contains("authorization: bearer t") {
+        true => Reply::json("404 Not Found", r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"none"}]}"#),
+        false => Reply::Send(
+            "401 Unauthorized".into(),
+            vec![format!(r#"WWW-Authenticate: Bearer realm="{realm}",service="x""#)],
+            b"{}".to_vec(),
+        ),
+    });
+    let out = hoist().args(["-v", "inspect", &format!("{}/team/app:v1", hostile.host())]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains(&format!("asking http://{} for a token", token.host())), "{stderr}");
+}
+
+/// 2 and 16: page links to another host are not followed, a link that repeats a page ends
+/// the listing, and a malformed link does not panic.
+#[test]
+fn tag_pages_stay_on_the_registry_and_end() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let layout = layout_with_app(work.path());
+    ok(hoist().args([
+        "push",
+        "-q",
+        &format!("oci:{}:single", layout.display()),
+        &format!("{}/team/app:v1", registry.host()),
+    ]));
+    let elsewhere = Hostile::start(|_| Reply::json("200 OK", r#"{"name":"team/app","tags":["evil"]}"#));
+    for link in [
+        format!("<http://{}/v2/team/app/tags/list?n=1>; rel=\"next\"", elsewhere.host()),
+        "</v2/team/app/tags/list?n=1000>; rel=\"next\"".to_owned(),
+        ">x<; rel=\"next\"".to_owned(),
+    ] {
+        let proxy = Proxy::start(registry.host(), move |line, response| {
+            if line.contains("/tags/list") {
+                response.head.push_str(&format!("\r\nLink: {link}"));
+            }
+        });
+        let tags = ok(hoist().args(["tags", &format!("{}/team/app", proxy.host())]));
+        assert_eq!(tags.trim(), "v1");
+        assert!(proxy.count("GET", "/tags/list") <= 2, "a repeated page ends the listing");
+    }
+    assert!(elsewhere.heads.lock().unwrap().is_empty(), "a page on another host was fetched");
+}
+
+/// 4: a poisoned cache blob is found and not used; a base layout's blob that does not match
+/// its digest never enters the cache.
+#[test]
+fn the_cache_holds_only_verified_blobs() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = layout_with_app(work.path());
+    let cache = work.path().join("cache");
+    let app = work.path().join("app");
+    fs::create_dir_all(&app).unwrap();
+    fs::write(app.join("new.txt"), "new\n").unwrap();
+    let build = |out: &str| {
+        let mut command = hoist();
+        command.env("XDG_CACHE_HOME", &cache).args([
+            "build",
+            "--platform",
+            "linux/amd64",
+            "--layer",
+            &format!("{}:/srv/", app.display()),
+            "--base",
+            &format!("oci:{}:multi", layout.display()),
+            "--output",
+            &format!("oci:{}:v1", work.path().join(out).display()),
+        ]);
+        command
+    };
+    let first = ok(build("one"));
+    let blobs = cache.join("hoist/blobs/sha256");
+    let mut poisoned = 0;
+    for entry in fs::read_dir(&blobs).unwrap() {
+        let path = entry.unwrap().path();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&path, "poison").unwrap();
+        poisoned += 1;
+    }
+    assert!(poisoned > 0);
+    let second = ok(build("two"));
+    assert_eq!(first, second, "the same image, built from verified blobs");
+    for entry in fs::read_dir(work.path().join("two/blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
+        assert_eq!(
+            hoist::Digest::of(&fs::read(entry.path()).unwrap()).to_string(),
+            digest,
+            "a poisoned blob reached the layout"
+        );
+    }
+
+    // A base layout whose layer blob lies: refused (7), and not cached.
+    let index = read_json(&layout.join("index.json"));
+    let _ = index;
+    let fresh = work.path().join("fresh-cache");
+    let base_layer = first_layer(&layout);
+    fs::write(
+        layout.join("blobs/sha256").join(&base_layer),
+        vec![b'x'; fs::metadata(layout.join("blobs/sha256").join(&base_layer)).unwrap().len() as usize],
+    )
+    .unwrap();
+    let error = fails_with(build("three").env("XDG_CACHE_HOME", &fresh), Some(7));
+    assert!(error.contains("digest"), "{error}");
+    assert!(!fresh.join("hoist/blobs/sha256").join(&base_layer).exists(), "a lying blob was cached");
+}
+
+/// The hex of the first layer of the amd64 image under `multi`.
+fn first_layer(layout: &Path) -> String {
+    let text = ok(hoist().args([
+        "inspect",
+        "--json",
+        "--platform",
+        "linux/amd64",
+        &format!("oci:{}:multi", layout.display()),
+    ]));
+    let json: Value = serde_json::from_str(&text).unwrap();
+    json["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned()
+}
+
+/// 5 and 6: a blob that is a symlink out of the layout, or whose bytes do not match its
+/// digest, is refused (7) before anything is committed.
+#[test]
+fn layout_blobs_are_regular_files_with_their_digest() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let layout = layout_with_app(work.path());
+    let blob = layout.join("blobs/sha256").join(first_layer(&layout));
+    let original = fs::read(&blob).unwrap();
+    let secret = work.path().join("secret");
+    fs::write(&secret, &original).unwrap();
+    fs::remove_file(&blob).unwrap();
+    std::os::unix::fs::symlink(&secret, &blob).unwrap();
+    let proxy = Proxy::with_faults(registry.host(), |_| Fault::Forward);
+    let push = |extra: &[&str]| {
+        let mut command = hoist();
+        command
+            .args(["push", "-q", &format!("oci:{}:multi", layout.display()), &format!("{}/team/app:v1", proxy.host())])
+            .args(extra);
+        command
+    };
+    let error = fails_with(push(&[]), Some(7));
+    assert!(error.contains("symlink"), "{error}");
+    assert_eq!(
+        proxy.count("PATCH", "/v2/") + proxy.count("PUT", "/blobs/"),
+        0,
+        "nothing was uploaded: {:?}",
+        proxy.requests.lock().unwrap()
+    );
+
+    // Same size, other bytes: caught while it is read, before the upload is committed.
+    fs::remove_file(&blob).unwrap();
+    let mut lying = original.clone();
+    let last = lying.len() - 1;
+    lying[last] ^= 0xff;
+    fs::write(&blob, &lying).unwrap();
+    for extra in [&["--retries", "0"][..], &["--retries", "0", "--chunk-size", "1K"][..]] {
+        let error = fails_with(push(extra), Some(7));
+        assert!(error.contains("digest"), "{error}");
+    }
+    let head = hoist().args(["inspect", &format!("{}/team/app:v1", registry.host())]).output().unwrap();
+    assert_eq!(head.status.code(), Some(5), "no tag was written");
+}
+
+/// 7 and 8: a reference pinned with sha512 is verified with sha512; sizes that are not counts
+/// are refused (7).
+#[test]
+fn pinned_digests_and_sizes_are_checked() {
+    let document = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":-1},"layers":[]}"#;
+    let hostile = registry_like(move |_| {
+        Reply::Send(
+            "200 OK".into(),
+            vec!["Content-Type: application/vnd.oci.image.manifest.v1+json".into()],
+            document.to_vec(),
+        )
+    });
+    let pinned = format!("{}/team/app@sha512:{}", hostile.host(), "ab".repeat(64));
+    let error = fails_with(hoist().args(["inspect", &pinned]), Some(7));
+    assert!(error.contains("sha512"), "{error}");
+    let error = fails_with(hoist().args(["inspect", &format!("{}/team/app:v1", hostile.host())]), Some(7));
+    assert!(error.contains("not a valid OCI document"), "{error}");
+
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let writer = hoist::layout::LayoutWriter::begin(&layout).unwrap();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": hoist::Digest::of(b"{}").to_string(), "size": false },
+        "layers": [],
+    });
+    commit_json(writer, &manifest, oci_spec::image::MediaType::ImageManifest, "bad");
+    let error = fails_with(
+        hoist().args(["push", "--dry-run", &format!("oci:{}:bad", layout.display()), "127.0.0.1:9/x:y"]),
+        Some(7),
+    );
+    assert!(error.contains("not a valid OCI document"), "{error}");
+}
+
+/// 10, 11, 13 (FIFO), 15, 16 (timestamps and sizes): hostile layouts and inputs.
+#[test]
+fn hostile_layouts_and_inputs_are_refused_cleanly() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = layout_with_app(work.path());
+    let victim = work.path().join("victim");
+    fs::write(&victim, "keep me").unwrap();
+    let _ = fs::remove_file(layout.join(".hoist.lock"));
+    std::os::unix::fs::symlink(&victim, layout.join(".hoist.lock")).unwrap();
+    let app = work.path().join("dist/linux_amd64");
+    let build = |extra: &[&str]| {
+        let mut command = hoist();
+        command.args(["build", "--platform", "linux/amd64"]).args(extra);
+        command
+    };
+    let into_layout = format!("oci:{}:other", layout.display());
+    let error = fails_with(build(&["--layer", &format!("{}:/app/", app.display()), "--output", &into_layout]), Some(7));
+    assert!(error.contains("lock"), "{error}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+
+    let out = format!("oci:{}", work.path().join("out").display());
+    let error = fails_with(build(&["--layer", &format!("{}:/../../x/", app.display()), "--output", &out]), Some(3));
+    assert!(error.contains(".."), "{error}");
+    let error = fails_with(
+        build(&["--layer", &format!("{}:/app/", app.display()), "--output", &out])
+            .env("SOURCE_DATE_EPOCH", "99999999999999"),
+        Some(3),
+    );
+    assert!(error.contains("SOURCE_DATE_EPOCH"), "{error}");
+    let clap = hoist().args(["push", "--chunk-size", "99999999999999G", "oci:x", "127.0.0.1:9/x"]).output().unwrap();
+    assert_eq!(clap.status.code(), Some(2), "{}", String::from_utf8_lossy(&clap.stderr));
+
+    // A file that changes while its layer is written (procfs says size 0, then gives bytes).
+    let error = fails_with(build(&["--layer", "/proc/self/status:/status", "--output", &out]), Some(1));
+    assert!(error.contains("/proc/self/status") && error.contains("changed"), "{error}");
+
+    // A FIFO as the layout marker: refused at once, no hang.
+    let fifo = work.path().join("fifo-layout");
+    fs::create_dir_all(&fifo).unwrap();
+    ok(crate::util::tool("mkfifo").arg(fifo.join("oci-layout")));
+    let started = Instant::now();
+    let error = fails_with(hoist().args(["inspect", &format!("oci:{}", fifo.display())]), Some(3));
+    assert!(error.contains("oci-layout"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Indexes nested deeper than hoist follows: a clean error, not a stack overflow.
+    let nested = work.path().join("nested");
+    let mut writer = hoist::layout::LayoutWriter::begin(&nested).unwrap();
+    let (config, config_size) = writer
+        .add_json(&json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}), "c")
+        .unwrap();
+    let image = json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":config.to_string(),"size":config_size},"layers":[]});
+    let (mut digest, mut size) = writer.add_json(&image, "m").unwrap();
+    let mut media_type = "application/vnd.oci.image.manifest.v1+json";
+    for _ in 0..40 {
+        let index = json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",
+            "manifests":[{"mediaType":media_type,"digest":digest.to_string(),"size":size}]});
+        (digest, size) = writer.add_json(&index, "i").unwrap();
+        media_type = "application/vnd.oci.image.index.v1+json";
+    }
+    let root = hoist::model::Descriptor::new(hoist::model::MediaType::OciIndex, digest, size);
+    writer.commit(root, Some("deep")).unwrap();
+    let error = fails_with(
+        hoist().args(["push", "--dry-run", &format!("oci:{}:deep", nested.display()), "127.0.0.1:9/x:y"]),
+        Some(7),
+    );
+    assert!(error.contains("nests"), "{error}");
+}
+
+/// 12: a registry whose Range never advances, or wraps, does not make hoist loop; one that
+/// refuses every chunk ends within the retries.
+#[test]
+fn upload_offsets_from_the_registry_cannot_make_hoist_loop() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let layout = layout_with_big_app(work.path());
+    for range in ["0-0", "0-18446744073709551615"] {
+        let proxy = Proxy::start(registry.host(), move |line, response| {
+            if line.starts_with("PATCH ") || (line.starts_with("GET ") && line.contains("/uploads/")) {
+                let head: Vec<String> = response
+                    .head
+                    .lines()
+                    .map(|l| match l.to_ascii_lowercase().starts_with("range:") {
+                        true => format!("Range: {range}"),
+                        false => l.to_owned(),
+                    })
+                    .collect();
+                response.head = head.join("\r\n");
+            }
+        });
+        let repository = if range == "0-0" { "team/zero" } else { "team/wrap" };
+        let target = format!("{}/{repository}:v1", proxy.host());
+        ok(hoist().args(["push", "-q", "--chunk-size", "1K", &format!("oci:{}:multi", layout.display()), &target]));
+        let patches = proxy.count("PATCH", "/uploads/");
+        assert!((64..400).contains(&patches), "PATCHes: {patches}");
+        let pulled = ok(hoist().args(["digest", &format!("{}/{repository}:v1", registry.host())]));
+        assert_eq!(pulled.trim(), ok(hoist().args(["digest", &format!("oci:{}:multi", layout.display())])).trim());
+    }
+    let proxy = Proxy::with_faults(registry.host(), |request| match request.method() {
+        "PATCH" => Fault::Respond(Response::new("416 Requested Range Not Satisfiable", &["Range: 0-0"], b"")),
+        _ => Fault::Forward,
+    });
+    let started = Instant::now();
+    let error = fails_with(
+        hoist()
+            .args(["push", "-q", "--chunk-size", "1K", "--retries", "1"])
+            .arg(format!("oci:{}:multi", layout.display()))
+            .arg(format!("{}/team/refused:v1", proxy.host())),
+        Some(75),
+    );
+    assert!(error.contains("no progress"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(proxy.count("PATCH", "/") < 100, "PATCHes: {}", proxy.count("PATCH", "/"));
+}
+
+/// 13 and 14: a base blob longer than its descriptor, a huge error body, a huge helper answer
+/// and a manifest sent a byte at a time are all cut.
+#[test]
+fn reads_from_outside_are_bounded() {
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config_digest = hoist::Digest::of(&config).to_string();
+    let layer_digest = hoist::Digest::of(b"tiny").to_string();
+    let manifest = json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":config_digest,"size":config.len()},
+        "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":layer_digest,"size":4}]})
+    .to_string();
+    let (config_path, layer_path) = (format!("/blobs/{config_digest}"), format!("/blobs/{layer_digest}"));
+    let hostile = registry_like(move |head| {
+        let line = head.lines().next().unwrap_or_default();
+        if line.contains("/manifests/") {
+            Reply::Send(
+                "200 OK".into(),
+                vec!["Content-Type: application/vnd.oci.image.manifest.v1+json".into()],
+                manifest.clone().into_bytes(),
+            )
+        } else if line.contains(&config_path) {
+            Reply::Send("200 OK".into(), vec![], config.clone())
+        } else if line.contains(&layer_path) {
+            Reply::Flood(vec![], 200 << 20)
+        } else if line.contains("/huge-error/") {
+            Reply::Flood(vec![], 500 << 20)
+        } else {
+            Reply::json("404 Not Found", "{}")
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    fs::create_dir_all(&app).unwrap();
+    fs::write(app.join("a"), "a").unwrap();
+    let cache = work.path().join("cache");
+    let started = Instant::now();
+    let error = fails_with(
+        hoist().env("XDG_CACHE_HOME", &cache).args([
+            "build",
+            "-q",
+            "--platform",
+            "linux/amd64",
+            "--layer",
+            &format!("{}:/a/", app.display()),
+            "--base",
+            &format!("{}/base/img:1", hostile.host()),
+            "--output",
+            &format!("oci:{}", work.path().join("out").display()),
+        ]),
+        Some(7),
+    );
+    assert!(error.contains("should have 4 bytes"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(20), "cut at the size, not read whole: {:?}", started.elapsed());
+    assert!(!cache.join("hoist/blobs/sha256").join(layer_digest.trim_start_matches("sha256:")).exists());
+
+    // A credential helper that answers 2 MB.
+    let bin = work.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-big");
+    fs::write(&helper, "#!/bin/sh\nhead -c 2000000 /dev/zero | tr '\\0' x\n").unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let config_dir = work.path().join("docker");
+    fs::create_dir_all(&config_dir).unwrap();
+    fs::write(config_dir.join("config.json"), r#"{"credsStore":"big"}"#).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let auth = registry_like(|_| {
+        Reply::Send("401 Unauthorized".into(), vec![r#"WWW-Authenticate: Basic realm="x""#.into()], b"{}".to_vec())
+    });
+    let error = fails_with(
+        hoist()
+            .env("PATH", path)
+            .env("DOCKER_CONFIG", &config_dir)
+            .args(["inspect", &format!("{}/a/b:c", auth.host())]),
+        Some(4),
+    );
+    assert!(error.contains("more than"), "{error}");
+
+    // A manifest sent one byte every 200 ms: cut by the document deadline.
+    let slow = registry_like(|_| {
+        Reply::Trickle(
+            "200 OK".into(),
+            vec!["Content-Type: application/vnd.oci.image.manifest.v1+json".into()],
+            vec![b' '; 418],
+            Duration::from_millis(200),
+        )
+    });
+    let started = Instant::now();
+    let error = fails_with(
+        hoist().env("HOIST_DOCUMENT_TIMEOUT", "2").args(["inspect", &format!("{}/a/b:c", slow.host())]),
+        Some(6),
+    );
+    assert!(started.elapsed() < Duration::from_secs(15), "{error}: {:?}", started.elapsed());
+}
+
+/// 17: text from the network reaches the terminal without control characters.
+#[test]
+fn registry_messages_cannot_drive_the_terminal() {
+    let hostile = registry_like(|_| {
+        Reply::json(
+            "404 Not Found",
+            "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\",\"message\":\"\\u001b[2J\\u001b[31mhacked\\r\"}]}",
+        )
+    });
+    let out = hoist().args(["inspect", &format!("{}/a/b:c", hostile.host())]).output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(!out.stderr.iter().any(|b| *b == 0x1b || *b == b'\r'), "{:?}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hacked"));
+}
+
+/// 19: docker's config directory is private and a symlinked config.json is written through;
+/// layout files are readable by others (0644 under umask 022).
+#[test]
+fn files_get_the_modes_users_expect() {
+    let secrets = tempfile::tempdir().unwrap();
+    let registry = with_htpasswd(secrets.path(), &[("alice", "wonderland")]);
+    let home = tempfile::tempdir().unwrap();
+    let config_dir = home.path().join("new-docker");
+    let mut login = hoist();
+    login.env("DOCKER_CONFIG", &config_dir).args(["login", "-u", "alice", "--password-stdin", &registry.host()]);
+    login.stdin(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"wonderland\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(fs::metadata(&config_dir).unwrap().permissions().mode() & 0o777, 0o700);
+
+    let dotfiles = home.path().join("dotfiles");
+    fs::create_dir_all(&dotfiles).unwrap();
+    fs::write(dotfiles.join("docker.json"), r#"{"psFormat":"table"}"#).unwrap();
+    let linked = home.path().join("linked");
+    fs::create_dir_all(&linked).unwrap();
+    std::os::unix::fs::symlink(dotfiles.join("docker.json"), linked.join("config.json")).unwrap();
+    let mut login = hoist();
+    login.env("DOCKER_CONFIG", &linked).args(["login", "-u", "alice", "--password-stdin", &registry.host()]);
+    login.stdin(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"wonderland\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(fs::symlink_metadata(linked.join("config.json")).unwrap().file_type().is_symlink(), "the link stays");
+    let written: Value = serde_json::from_str(&fs::read_to_string(dotfiles.join("docker.json")).unwrap()).unwrap();
+    assert_eq!(written["psFormat"], "table");
+    assert!(written["auths"].get(registry.host()).is_some(), "{written}");
+
+    let work = tempfile::tempdir().unwrap();
+    let layout = layout_with_app(work.path());
+    for entry in fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o044, 0o044, "layout blobs are readable by others: {mode:o}");
+    }
+    assert_eq!(fs::metadata(layout.join("index.json")).unwrap().permissions().mode() & 0o044, 0o044);
+}
