@@ -200,7 +200,7 @@ fn help_completions_and_man_page() {
         assert!(examples.matches("hoist ").count() >= 1, "{command}: {examples}");
     }
     let push = ok(hoist().args(["push", "--help"]));
-    assert!(push.contains("[default: 4]") && push.contains("[default: 8M]"), "{push}");
+    assert!(push.contains("[default: 4]") && push.contains("[default: 60]"), "{push}");
 
     let bash = ok(hoist().args(["completions", "bash"]));
     for word in ["index", "manifest", "delete", "completions", "--platform"] {
