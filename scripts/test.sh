@@ -23,6 +23,8 @@ declare -A packages=(
   [shellcheck]=shellcheck
   [python3]=python3
   [pip3]=python3-pip
+  [tmux]=tmux
+  [groff]=groff-base
 )
 missing=()
 for command in "${!packages[@]}"; do

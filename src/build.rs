@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use oci_spec::image::{Descriptor, DescriptorBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType};
 use serde::Serialize;
@@ -84,6 +86,28 @@ pub struct BuildOptions {
     pub base_files: BTreeMap<Digest, PathBuf>,
     /// The layer cache; `None` compresses every layer.
     pub cache: Option<Cache>,
+    /// Counts the bytes of compressed layers as they are written, for progress displays.
+    pub written: Option<Arc<AtomicU64>>,
+}
+
+/// A writer that adds what goes through it to a shared counter.
+struct Counted<W> {
+    inner: W,
+    count: Option<Arc<AtomicU64>>,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(count) = &self.count {
+            count.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// One layer as built.
@@ -290,10 +314,10 @@ fn build_layer(options: &BuildOptions, path: &Path, dest: &str, writer: &mut Lay
         cached,
     };
     let Some(cache) = &options.cache else {
-        let blob = writer.blob()?;
+        let blob = Counted { inner: writer.blob()?, count: options.written.clone() };
         let (diff_id, blob) =
             write_layer(path, dest, &options.excludes, &options.tar, options.compression, level, blob)?;
-        let (digest, size) = writer.add_blob(blob)?;
+        let (digest, size) = writer.add_blob(blob.inner)?;
         return Ok(layer(digest, size, diff_id, false));
     };
     let compression = options.compression.identity(level);
@@ -316,9 +340,9 @@ fn build_layer(options: &BuildOptions, path: &Path, dest: &str, writer: &mut Lay
         }
         tracing::info!("layer {} -> {dest} changed: compressing it", path.display());
     }
-    let blob = cache.writer()?;
+    let blob = Counted { inner: cache.writer()?, count: options.written.clone() };
     let (diff_id, blob) = write_layer(path, dest, &options.excludes, &options.tar, options.compression, level, blob)?;
-    let stored = blob.commit(None, Some(writer.staging_dir()))?;
+    let stored = blob.inner.commit(None, Some(writer.staging_dir()))?;
     writer.add_staged(&stored.digest)?;
     cache.record_layer(&key(&diff_id), &CachedLayer { digest: stored.digest.clone(), size: stored.size })?;
     cache.record_source_hint(&source, &diff_id)?;

@@ -188,6 +188,7 @@ impl BuildSpec {
             base: BTreeMap::new(),
             base_files: BTreeMap::new(),
             cache: None,
+            written: None,
         };
         Ok((options, output))
     }

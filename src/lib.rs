@@ -32,6 +32,7 @@ pub mod platform;
 pub mod reference;
 pub mod referrers;
 pub mod registry;
+pub mod resume;
 pub mod sbom;
 pub mod secret;
 pub mod sink;

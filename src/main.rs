@@ -17,17 +17,19 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(|| cli::progress::LogWriter)
+        .with_ansi(cli::progress::colour())
         .without_time()
         .with_target(false)
         .init();
+    let command = args.command_name();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
             }
-            let message = hoist::text::printable(&format!("{error:#}"));
+            let message = cli::without_own_hint(&hoist::text::printable(&format!("{error:#}")), &command);
             let _ = writeln!(std::io::stderr(), "hoist: error: {message}");
             ExitCode::from(exit_code(&error))
         }

@@ -72,6 +72,8 @@ pub struct Report {
     pub up_to_date: bool,
     /// Bytes of the blobs uploaded.
     pub bytes_pushed: u64,
+    /// Bytes not sent again: upload sessions a previous, killed run left were continued.
+    pub bytes_resumed: u64,
     /// Manifests (and the index) written.
     pub manifests_pushed: usize,
     /// Manifests already present.
@@ -176,6 +178,7 @@ pub async fn transfer(
         }
     }
     report.retries = retries.load(Ordering::Relaxed).saturating_add(sink.retry_count());
+    report.bytes_resumed = sink.resumed_bytes();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -178,8 +178,6 @@ fn a_503_on_the_first_reads_is_retried_by_copy_base_and_index() {
         "create",
         &format!("{}/idx/app:v1", proxy.host()),
         &format!("{}/src/app:v1", proxy.host()),
-        "--settle",
-        "0",
     ]));
     ok(hoist().args([
         "index",

@@ -231,12 +231,16 @@ fn indexes_as_sources_bring_attestations_and_bad_input_is_explained() {
     ]));
     assert_eq!(platforms(&host, "team/fromlayout:v1"), ["linux/amd64"]);
 
-    // Bad input.
+    // `index add` on a tag that does not exist yet creates it (issue 12: the first of several
+    // parallel CI runners must not fail); before, this failed with exit 5 naming `index create`.
+    ok(hoist().args(["index", "add", &format!("{host}/team/app:nope"), &format!("{host}/src/app:attested")]));
+    assert_eq!(platforms(&host, "team/app:nope"), ["linux/amd64", "unknown/unknown"]);
+    // Removing from a tag that does not exist is still "not found".
     let missing = fails_with(
-        hoist().args(["index", "add", &format!("{host}/team/app:nope"), &format!("{host}/src/app:attested")]),
+        hoist().args(["index", "rm", &format!("{host}/team/app:absent"), "--platform", "linux/amd64"]),
         Some(5),
     );
-    assert!(missing.contains("hoist index create"), "{missing}");
+    assert!(missing.contains("no such tag"), "{missing}");
     ok(hoist().args(["push", "-q", &format!("oci:{}:single", layout.display()), &format!("{host}/team/app:single")]));
     let single = fails_with(
         hoist().args(["index", "add", &format!("{host}/team/app:single"), &format!("{host}/src/app:attested")]),
@@ -276,7 +280,7 @@ fn concurrent_adds_of_different_platforms_both_land() {
     let (amd, arm) = push_platforms(work.path(), &repo);
     // An empty index to start every round from.
     ok(hoist().args(["index", "create", &format!("{repo}:empty"), &format!("{repo}@{amd}")]));
-    ok(hoist().args(["index", "rm", &format!("{repo}:empty"), "--platform", "linux/amd64"]));
+    ok(hoist().args(["index", "rm", &format!("{repo}:empty"), "--platform", "linux/amd64", "--allow-empty"]));
     for round in 0..20 {
         let tag = format!("{repo}:round{round}");
         ok(tool("skopeo").args([
@@ -303,4 +307,91 @@ fn concurrent_adds_of_different_platforms_both_land() {
         }
         assert_eq!(platforms(&host, &format!("team/app:round{round}")).len(), 2, "round {round} lost an entry");
     }
+}
+
+/// Issue 12: index edits are safe to rerun. Through a proxy that counts requests, against the
+/// real registry.
+#[test]
+fn index_edits_are_idempotent_keep_their_order_and_refuse_emptying() {
+    use crate::util::proxy::Proxy;
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let proxy = Proxy::start(registry.host(), |_, _| {});
+    let host = proxy.host();
+    let repo = format!("{host}/team/app");
+    let (amd, arm) = push_platforms(work.path(), &repo);
+    let tag = format!("{repo}:ci");
+
+    // The first of the parallel runners finds no tag: add creates the index.
+    let first = ok(hoist().args(["index", "add", "--settle", "100", &tag, &format!("{repo}@{arm}")]));
+    let second = ok(hoist().args(["index", "add", "--settle", "100", &tag, &format!("{repo}@{amd}")]));
+    assert_ne!(first, second);
+    assert_eq!(platforms(&host, "team/app:ci"), ["linux/arm64", "linux/amd64"]);
+
+    // Adding what is there changes nothing and writes nothing.
+    let puts = proxy.count("PUT", "/manifests/");
+    let again =
+        ok(hoist().args(["index", "add", "--settle", "100", &tag, &format!("{repo}@{amd}"), &format!("{repo}@{arm}")]));
+    assert_eq!(again, second, "the digest stays");
+    assert_eq!(proxy.count("PUT", "/manifests/"), puts, "no manifest written on a rerun");
+    assert_eq!(platforms(&host, "team/app:ci"), ["linux/arm64", "linux/amd64"], "order kept");
+
+    // `manifest create --amend` reruns are stable too.
+    let data = tempfile::tempdir().unwrap();
+    let manifest = |args: &[&str]| {
+        let mut command = hoist();
+        command.env("XDG_DATA_HOME", data.path()).arg("manifest").args(args);
+        command
+    };
+    ok(manifest(&["create", "--amend", &tag, &format!("{repo}@{arm}")]));
+    let local: Value = serde_json::from_str(&ok(manifest(&["inspect", &tag]))).unwrap();
+    assert_eq!(index_platforms(&local), ["linux/arm64", "linux/amd64"], "arm64 stays first: {local}");
+
+    // manifest inspect LIST REF shows that entry's manifest; a digest not in the list is refused.
+    let entry: Value = serde_json::from_str(&ok(manifest(&["inspect", &tag, &format!("{repo}@{amd}")]))).unwrap();
+    assert!(entry["layers"].is_array() && entry.get("manifests").is_none(), "{entry}");
+    let remote: Value = serde_json::from_str(&ok(hoist().args([
+        "manifest",
+        "inspect",
+        &format!("{repo}:ci"),
+        &format!("{repo}@{arm}"),
+    ])))
+    .unwrap();
+    assert!(remote["layers"].is_array(), "{remote}");
+    let stranger = format!("{repo}@sha256:{}", "0".repeat(64));
+    let refused = fails_with(manifest(&["inspect", &tag, &stranger]), Some(3));
+    assert!(refused.contains("not in the list") && refused.contains(&amd), "{refused}");
+    // -v on a local list: docker's verbose form, one object per entry.
+    let verbose: Value = serde_json::from_str(&ok(manifest(&["inspect", "-v", &tag]))).unwrap();
+    let verbose = verbose.as_array().unwrap();
+    assert_eq!(verbose.len(), 2);
+    assert!(verbose[0]["Descriptor"]["digest"] == arm && verbose[0]["OCIManifest"]["layers"].is_array(), "{verbose:?}");
+
+    // Removing the last platform is refused unless asked for.
+    ok(hoist().args(["index", "rm", "--settle", "100", &tag, "--platform", "linux/arm64"]));
+    let last = fails_with(hoist().args(["index", "rm", "--settle", "100", &tag, "--platform", "linux/amd64"]), Some(3));
+    assert!(last.contains("--allow-empty"), "{last}");
+    assert_eq!(platforms(&host, "team/app:ci"), ["linux/amd64"], "nothing written");
+    ok(hoist().args(["index", "rm", "--settle", "100", &tag, "--platform", "linux/x86_64", "--allow-empty"]));
+    assert!(platforms(&host, "team/app:ci").is_empty(), "x86_64 is amd64");
+
+    // buildx imagetools style: the target by --tag (repeatable), annotations on the index.
+    let created = ok(hoist().args([
+        "index",
+        "create",
+        "--tag",
+        &format!("{repo}:v2"),
+        "--tag",
+        &format!("{repo}:latest"),
+        "--annotation",
+        "org.opencontainers.image.version=2.0.0",
+        &format!("{repo}@{amd}"),
+        &format!("{repo}@{arm}"),
+    ]));
+    for tag in ["v2", "latest"] {
+        assert_eq!(ok(hoist().args(["digest", &format!("{repo}:{tag}")])), created, "{tag}");
+    }
+    let raw: Value = serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &format!("{repo}:latest")]))).unwrap();
+    assert_eq!(raw["annotations"]["org.opencontainers.image.version"], "2.0.0", "{raw}");
+    assert_eq!(index_platforms(&raw), ["linux/amd64", "linux/arm64"]);
 }

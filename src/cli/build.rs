@@ -9,6 +9,7 @@ use hoist::buildfile::{current_dir, key_values, BuildSpec};
 use hoist::cache::Cache;
 use hoist::layout::LayoutWriter;
 use hoist::location::Location;
+use hoist::platform::Platform;
 
 use hoist::reference::Reference;
 
@@ -160,6 +161,29 @@ fn argv(flag: &str, values: &[String]) -> anyhow::Result<Option<Vec<String>>> {
     }
 }
 
+/// Refuses a layer whose destination is relative (`dist/:app`): it would otherwise be read as
+/// part of the source path and reported as a missing directory.
+fn check_layers(layers: &[String]) -> anyhow::Result<()> {
+    for layer in layers {
+        if layer.contains(":/") {
+            continue;
+        }
+        if let Some((source, dest)) = layer.rsplit_once(':') {
+            if !source.is_empty() && !dest.is_empty() && !std::path::Path::new(layer).exists() {
+                return Err(hoist::Error::invalid(
+                    "layer",
+                    layer.as_str(),
+                    format!(
+                        "the destination {dest:?} is relative; give an absolute path in the image: {source}:/{dest}"
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs `hoist build`.
 pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let mut spec = args.spec()?;
@@ -183,8 +207,23 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     if let Some(scratch) = &scratch {
         spec.output = Some(format!("oci:{}", scratch.path().join("layout").display()));
     }
+    check_layers(&spec.layers)?;
+    if let Some(output) = spec.output.as_deref().filter(|o| !o.starts_with("oci:")) {
+        return Err(hoist::Error::invalid(
+            "--output",
+            output,
+            format!(
+                "build writes an OCI layout, named oci:DIR[:TAG] (here: --output oci:{output}); to publish to a registry use --push REF"
+            ),
+        )
+        .into());
+    }
     let base = spec.base.clone();
     let (mut options, output) = spec.into_options(&current_dir()?)?;
+    if options.platforms.is_empty() {
+        // No platform anywhere: the host's, as docker build does.
+        options.platforms.push(Platform::host());
+    }
     let cache_size = hoist::size::parse(&args.cache_size)?;
     if !args.no_cache {
         // A cache that cannot be opened (read-only home, say) costs speed, not the build.
@@ -222,7 +261,12 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         );
     };
     let mut writer = LayoutWriter::begin(dir)?;
-    let built = build(&options, &mut writer)?;
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    options.written = Some(std::sync::Arc::clone(&written));
+    let display = super::progress::BuildDisplay::start(written, quiet);
+    let built = build(&options, &mut writer);
+    display.finish();
+    let built = built?;
     writer.commit(hoist::model::Descriptor::from_oci(built.descriptor())?, tag.as_deref())?;
     tracing::info!("wrote {} to {output}", built.digest);
     let name = match (&archive, &destination) {

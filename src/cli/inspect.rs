@@ -210,7 +210,8 @@ pub fn tags(args: TagsArgs) -> anyhow::Result<()> {
 /// Flags of `hoist catalog`.
 #[derive(Debug, Args)]
 pub struct CatalogArgs {
-    /// Registry host[:port].
+    /// Registry host[:port], optionally with a path prefix: only the repositories under it.
+    #[arg(value_name = "REGISTRY[/PREFIX]")]
     host: String,
     #[command(flatten)]
     registry: RegistryArgs,
@@ -219,12 +220,23 @@ pub struct CatalogArgs {
 /// Runs `hoist catalog`: one repository a line.
 pub fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
     let host = super::login::registry_host(&args.host)?;
+    let bare = args.host.trim_start_matches("https://").trim_start_matches("http://");
+    let prefix = bare.split_once('/').map(|(_, p)| p.trim_matches('/').to_owned()).unwrap_or_default();
     let client = args.registry.reader()?;
     block_on(async {
-        let repositories = client.catalog(&host).await?;
+        let mut repositories = client.catalog(&host).await?;
+        repositories.retain(|r| under_prefix(r, &prefix));
         if !repositories.is_empty() {
             print_line(&repositories.join("\n"))?;
         }
         Ok(())
     })
+}
+
+/// Whether `repository` is `prefix` or below it, by whole path components (`team` takes
+/// `team/app`, not `teamwork/app`).
+fn under_prefix(repository: &str, prefix: &str) -> bool {
+    prefix.is_empty()
+        || repository == prefix
+        || repository.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }

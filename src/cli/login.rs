@@ -1,10 +1,10 @@
 //! `hoist login` and `hoist logout`.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 
 use clap::Args;
 use hoist::credentials::{Credential, CredentialStore};
-use hoist::registry::Client;
+use hoist::registry::{Client, RegistryError};
 use hoist::secret::Secret;
 
 use super::registry::{block_on, RegistryArgs};
@@ -50,7 +50,20 @@ pub fn registry_host(text: &str) -> anyhow::Result<String> {
 /// Runs `hoist login`: checks the credentials against the registry, then stores them.
 pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     let host = registry_host(&args.host)?;
-    let username = args.username.clone().ok_or_else(|| anyhow::anyhow!("give the user name with -u USER"))?;
+    // On a terminal, ask for what is missing, as docker does; elsewhere say which flag is.
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let term = console::Term::stderr();
+    let username = match (&args.username, terminal && !args.password_stdin) {
+        (Some(username), _) => username.clone(),
+        (None, true) => {
+            term.write_str("Username: ")?;
+            term.read_line()?.trim().to_owned()
+        }
+        (None, false) => return Err(missing("-u USER", "the user name")),
+    };
+    if username.is_empty() {
+        return Err(missing("-u USER", "the user name"));
+    }
     let password = match (&args.password, args.password_stdin) {
         (Some(_), true) => anyhow::bail!("give the password with -p or --password-stdin, not both"),
         (Some(password), false) => password.clone(),
@@ -59,7 +72,11 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
             std::io::stdin().read_to_string(&mut text)?;
             text.trim_end_matches(['\n', '\r']).to_owned()
         }
-        (None, false) => anyhow::bail!("give the password with --password-stdin (or -p)"),
+        (None, false) if terminal => {
+            term.write_str("Password: ")?;
+            term.read_secure_line()?
+        }
+        (None, false) => return Err(missing("--password-stdin", "the password")),
     };
     let password = Secret::new(password);
     let store = CredentialStore::from_environment(None);
@@ -68,11 +85,28 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
         password: password.clone(),
     }));
     block_on(async {
-        Client::new(args.registry.transport(), checking).check_login(&host).await?;
+        match Client::new(args.registry.transport(), checking).check_login(&host).await {
+            Err(hoist::Error::Registry(RegistryError::Unauthorized { message, .. })) => {
+                return Err(
+                    hoist::Error::LoginRefused { registry: host.clone(), username: username.clone(), message }.into()
+                )
+            }
+            other => other?,
+        }
         let path = store.store(&host, &username, &password).await?;
         eprintln!("Login to {host} succeeded; credentials stored for {} in {}", username, path.display());
         Ok(())
     })
+}
+
+/// A flag that is needed because hoist cannot ask (stdin or stderr is not a terminal).
+fn missing(flag: &str, what: &str) -> anyhow::Error {
+    hoist::Error::invalid(
+        "login",
+        flag,
+        format!("{what} is missing and stdin is not a terminal, so hoist cannot ask for it; give it with {flag}"),
+    )
+    .into()
 }
 
 /// Runs `hoist logout`.

@@ -1,22 +1,19 @@
 //! `hoist push`, and the push step of `hoist build --push`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use hoist::digest::Digest;
 use hoist::location::Location;
 use hoist::platform::Platform;
 use hoist::registry::RetryPolicy;
-use hoist::sink::{BlobOutcome, UploadOptions};
+use hoist::sink::UploadOptions;
 use hoist::source::Fallback;
-use hoist::transfer::{Observer, Report, TransferOptions};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use hoist::transfer::{Report, TransferOptions};
 
 use super::print_line;
+use super::progress::Progress;
 use super::registry::{block_on, RegistryArgs};
 
 /// Flags of every push.
@@ -228,130 +225,5 @@ fn one_image(root: &hoist::model::RawManifest, file: &std::path::Path) -> hoist:
     match images.as_slice() {
         [only] => Ok(only.platform.clone()),
         _ => Err(hoist::sink::one_platform(file, &hoist::model::descriptor::platform_list(&index.manifests))),
-    }
-}
-
-/// A blob's digest, its sent-bytes counter and its bar.
-type BlobProgress = (Digest, Arc<AtomicU64>, Option<ProgressBar>);
-
-/// Progress: bars on a terminal, a line per finished object (and one every 10 s) otherwise.
-struct Progress {
-    bars: Option<(MultiProgress, ProgressBar)>,
-    quiet: bool,
-    dry_run: bool,
-    total: u64,
-    counters: Mutex<Vec<BlobProgress>>,
-    last_line: Mutex<Instant>,
-}
-
-impl Progress {
-    fn new(total: u64, quiet: bool, dry_run: bool) -> Progress {
-        let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let multi = MultiProgress::new();
-            let overall = multi.add(ProgressBar::new(total));
-            overall.set_style(
-                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            (multi, overall)
-        });
-        Progress {
-            bars,
-            quiet,
-            dry_run,
-            total,
-            counters: Mutex::new(Vec::new()),
-            last_line: Mutex::new(Instant::now()),
-        }
-    }
-
-    fn sent(&self) -> u64 {
-        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        counters.iter().map(|(_, sent, _)| sent.load(Ordering::Relaxed)).sum()
-    }
-
-    fn tick(&self) {
-        if let Some((_, overall)) = &self.bars {
-            overall.set_position(self.sent().min(self.total));
-            let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-            for (_, sent, bar) in counters.iter() {
-                if let Some(bar) = bar {
-                    bar.set_position(sent.load(Ordering::Relaxed));
-                }
-            }
-        } else if !self.quiet {
-            let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed() >= Duration::from_secs(10) {
-                *last = Instant::now();
-                eprintln!("pushing: {} of {} bytes sent", self.sent(), self.total);
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some((multi, overall)) = &self.bars {
-            overall.finish_and_clear();
-            let _ = multi.clear();
-        }
-    }
-}
-
-impl Observer for Progress {
-    fn blob_started(&self, digest: &Digest, size: u64, sent: Arc<AtomicU64>) {
-        let bar = self.bars.as_ref().map(|(multi, _)| {
-            let bar = multi.add(ProgressBar::new(size));
-            bar.set_style(
-                ProgressStyle::with_template("  {msg} {bar:30} {bytes}/{total_bytes}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.set_message(digest.hex()[..12].to_owned());
-            bar
-        });
-        self.counters.lock().unwrap_or_else(|e| e.into_inner()).push((digest.clone(), sent, bar));
-        self.tick();
-    }
-
-    fn blob_finished(&self, digest: &Digest, size: u64, outcome: &BlobOutcome) {
-        {
-            let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((_, _, Some(bar))) = counters.iter().find(|(d, _, _)| d == digest) {
-                bar.finish_and_clear();
-            }
-        }
-        self.tick();
-        let what = match (outcome, self.dry_run) {
-            (BlobOutcome::Skipped, _) => "already there",
-            (BlobOutcome::Pushed, false) => "pushed",
-            (BlobOutcome::Pushed, true) => "would upload",
-            (BlobOutcome::Mounted(_), _) => "mounted from",
-        };
-        let from = match outcome {
-            BlobOutcome::Mounted(from) => format!(" {from}"),
-            _ => String::new(),
-        };
-        let line = format!("blob {digest} ({size} bytes): {what}{from}");
-        match &self.bars {
-            Some((multi, _)) => {
-                let _ = multi.println(line);
-            }
-            None if !self.quiet => eprintln!("{line}"),
-            None => {}
-        }
-    }
-
-    fn manifest_finished(&self, reference: &str, pushed: bool) {
-        let what = match (pushed, self.dry_run) {
-            (false, _) => "already there",
-            (true, false) => "pushed",
-            (true, true) => "would write",
-        };
-        let line = format!("manifest {reference}: {what}");
-        match &self.bars {
-            Some((multi, _)) => {
-                let _ = multi.println(line);
-            }
-            None if !self.quiet => eprintln!("{line}"),
-            None => {}
-        }
     }
 }

@@ -10,6 +10,7 @@ use hoist::secret::Secret;
 
 /// Registry connection flags.
 #[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Registry options")]
 pub struct RegistryArgs {
     /// Trust this CA certificate (PEM) for registries, besides the system's; repeatable.
     #[arg(long = "ca-cert", value_name = "FILE", global = true)]

@@ -182,6 +182,16 @@ pub enum Error {
         /// Read-merge-write rounds tried.
         tries: u32,
     },
+    /// A registry refused the user name and password given to `hoist login`.
+    #[error("registry {registry} refused the user name {username:?} or its password ({message}); check both (a token needs the registry's read scope)")]
+    LoginRefused {
+        /// `host[:port]`.
+        registry: String,
+        /// The user name tried.
+        username: String,
+        /// The registry's message.
+        message: String,
+    },
     /// An OCI document could not be assembled.
     #[error("building the OCI {what}: {source}")]
     Spec {
@@ -224,7 +234,7 @@ impl Error {
             | Error::NotALayout { .. }
             | Error::BuildFile { .. }
             | Error::PlatformNotFound { .. } => exit::BAD_INPUT,
-            Error::CredentialHelper { .. } => exit::AUTH,
+            Error::CredentialHelper { .. } | Error::LoginRefused { .. } => exit::AUTH,
             Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::CorruptLayout { .. }
@@ -311,6 +321,7 @@ mod tests {
             (Error::BuildFile { path: "/x".into(), message: s() }, 3),
             (Error::Json { what: s(), source: json() }, 1),
             (Error::CredentialHelper { helper: s(), message: s() }, 4),
+            (Error::LoginRefused { registry: r(), username: s(), message: s() }, 4),
             (Error::RetriesExhausted { what: s(), attempts: 7, last: Box::new(Error::invalid("a", "b", "c")) }, 75),
             (Error::Unsupported { what: s(), media_type: s() }, 1),
             (Error::PlatformNotFound { what: s(), platform: s(), available: s() }, 3),

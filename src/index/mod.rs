@@ -71,20 +71,36 @@ pub struct MergeOptions {
 
 /// Adds `added` to `existing`: an image replaces the entries for its platform (and their
 /// attestations) unless `keep_duplicates`; an entry with the same digest is not added twice.
+///
+/// Order is stable: a replacing image takes the place of the first entry it replaces, and an
+/// image already there stays where it is, so adding what is there changes nothing.
 pub fn merge(existing: Vec<Entry>, added: Vec<Entry>, options: MergeOptions) -> Vec<Entry> {
     let mut entries = existing;
     let (attestations, images): (Vec<Entry>, Vec<Entry>) = added.into_iter().partition(|e| e.attests().is_some());
     for image in images {
         let replaced: Vec<Digest> = match (image.platform(), options.keep_duplicates) {
-            (Some(platform), false) => {
-                entries.iter().filter(|e| e.is_image_for(platform)).map(|e| e.digest().clone()).collect()
-            }
+            (Some(platform), false) => entries
+                .iter()
+                .filter(|e| e.is_image_for(platform) && e.digest() != image.digest())
+                .map(|e| e.digest().clone())
+                .collect(),
             _ => Vec::new(),
         };
-        entries.retain(|e| {
-            !replaced.iter().any(|d| d == e.digest() || e.attests_digest(d)) && e.digest() != image.digest()
-        });
-        entries.push(image);
+        let goes = |e: &Entry| e.digest() == image.digest() || replaced.iter().any(|d| d == e.digest());
+        let slot = entries.iter().position(|e| goes(e) && e.attests().is_none());
+        let mut kept = Vec::with_capacity(entries.len() + 1);
+        for (at, entry) in entries.into_iter().enumerate() {
+            if Some(at) == slot {
+                kept.push(image.clone());
+            }
+            if !goes(&entry) && !replaced.iter().any(|d| entry.attests_digest(d)) {
+                kept.push(entry);
+            }
+        }
+        if slot.is_none() {
+            kept.push(image);
+        }
+        entries = kept;
     }
     if !options.no_attestations {
         for attestation in attestations {
@@ -231,9 +247,11 @@ mod tests {
     fn same_platform_replaces_and_never_duplicates() {
         let (amd_old, arm, amd_new) = (image("amd64", "a1"), image("arm64", "r1"), image("amd64", "a2"));
         let merged = merge(vec![amd_old.clone(), arm.clone()], vec![amd_new.clone()], DEFAULT);
-        assert_eq!(digests(&merged), digests(&[arm.clone(), amd_new.clone()]));
+        assert_eq!(digests(&merged), digests(&[amd_new.clone(), arm.clone()]), "replaced in place");
         let again = merge(merged.clone(), vec![amd_new.clone()], DEFAULT);
-        assert_eq!(digests(&again), digests(&merged), "adding the same image twice changes nothing");
+        assert_eq!(again, merged, "adding the same image twice changes nothing");
+        let first_again = merge(merged.clone(), vec![arm.clone(), amd_new.clone()], DEFAULT);
+        assert_eq!(first_again, merged, "re-adding every image keeps the order");
         let kept =
             merge(vec![amd_old.clone()], vec![amd_new.clone()], MergeOptions { keep_duplicates: true, ..DEFAULT });
         assert_eq!(kept.len(), 2);

@@ -100,6 +100,10 @@ pub struct IndexOptions {
     pub transfer: TransferOptions,
     /// How their blobs go up.
     pub upload: UploadOptions,
+    /// Annotations to set on the index (added to, or replacing, those it has).
+    pub annotations: BTreeMap<String, String>,
+    /// Write an index with no platform left when removals empty it (refused otherwise).
+    pub allow_empty: bool,
 }
 
 impl Default for IndexOptions {
@@ -112,12 +116,36 @@ impl Default for IndexOptions {
             settle: None,
             transfer: TransferOptions::default(),
             upload: UploadOptions::default(),
+            annotations: BTreeMap::new(),
+            allow_empty: false,
         }
     }
 }
 
 /// The entries and annotations of the index the target's tag names now (`None`: no such tag).
 pub async fn current(client: &Client, target: &Target) -> Result<Option<(Vec<Entry>, BTreeMap<String, String>)>> {
+    Ok(read_current(client, target).await?.map(|found| (found.entries, found.annotations)))
+}
+
+/// The index a tag names now, as an amend needs it.
+struct Found {
+    entries: Vec<Entry>,
+    annotations: BTreeMap<String, String>,
+    digest: Digest,
+    format: Format,
+}
+
+impl Found {
+    /// Whether writing `entries`, `annotations` in `format` would give this same index.
+    fn is(&self, entries: &[Entry], annotations: &BTreeMap<String, String>, format: Format) -> bool {
+        self.entries.len() == entries.len()
+            && self.entries.iter().zip(entries).all(|(a, b)| a.descriptor == b.descriptor)
+            && self.annotations == *annotations
+            && self.format == format
+    }
+}
+
+async fn read_current(client: &Client, target: &Target) -> Result<Option<Found>> {
     let reference = target.reference();
     // Straight from the registry, never a mirror: a stale copy would make an amend drop entries.
     let Some(digest) =
@@ -135,14 +163,23 @@ pub async fn current(client: &Client, target: &Target) -> Result<Option<(Vec<Ent
             "it is a single image manifest, not an index; make one with `hoist index create TARGET REF...`",
         ));
     }
+    let format = match manifest.media_type.is_docker() {
+        true => Format::Docker,
+        false => Format::Oci,
+    };
     let here = Location::Registry(Reference { tag: None, digest: None, ..reference });
-    Ok(Some(entries_of(&manifest.bytes, Some(&here))?))
+    let (entries, annotations) = entries_of(&manifest.bytes, Some(&here))?;
+    Ok(Some(Found { entries, annotations, digest: manifest.digest, format }))
 }
 
 /// Applies `change` to the target's index and publishes it, safely against concurrent writers:
 /// registries have no compare-and-swap, so after the tag is written hoist waits a moment, reads
 /// it back, and if another writer replaced it with an index that lacks this change, merges
 /// again onto what is there and writes again (up to `tries` times, with jitter).
+///
+/// A tag that does not exist yet is created when the change only adds (the first of several
+/// parallel `index add` runs). A change that leaves the index as it is writes nothing and
+/// returns the digest the tag already names.
 pub async fn amend(client: &Client, target: &Target, mut change: Change, options: &IndexOptions) -> Result<Digest> {
     bring_children(client, &mut change.add, target, options).await?;
     let sink = RegistrySink::new(client, &target.reference(), options.upload.clone());
@@ -151,26 +188,40 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
         let started = std::time::Instant::now();
         let found = match create {
             true => None,
-            false => current(client, target).await?,
+            false => read_current(client, target).await?,
         };
-        let (base, annotations) = match (create, found) {
-            (true, _) => (Vec::new(), BTreeMap::new()),
-            (false, Some(found)) => found,
-            (false, None) => {
-                return Err(RegistryError::NotFound {
-                    registry: target.registry.clone(),
-                    what: format!("index {}", target.reference()),
-                    message: "no such tag to amend; create it with `hoist index create`".into(),
-                }
-                .into())
+        if found.is_none() && !create && !change.remove.is_empty() {
+            return Err(RegistryError::NotFound {
+                registry: target.registry.clone(),
+                what: format!("index {}", target.reference()),
+                message: "no such tag, so there is no platform to remove".into(),
             }
-        };
+            .into());
+        }
+        // A missing tag is created: the first of several parallel `index add` runs.
+        let (base, mut annotations) =
+            found.as_ref().map(|f| (f.entries.clone(), f.annotations.clone())).unwrap_or_default();
         create = false;
+        annotations.extend(options.annotations.clone());
         let mut entries = merge(base, change.add.clone(), options.merge);
         for platform in &change.remove {
             entries = remove_platform(entries, platform)?;
         }
+        if entries.iter().all(|e| e.attests().is_some()) && !change.remove.is_empty() && !options.allow_empty {
+            return Err(Error::invalid(
+                "platform",
+                change.remove.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                format!(
+                    "removing it would leave {} with no platform, which no runtime can pull; pass --allow-empty to write an empty index anyway",
+                    target.reference()
+                ),
+            ));
+        }
         let format = options.format.unwrap_or_else(|| Format::for_entries(&entries));
+        if let Some(found) = found.filter(|f| f.is(&entries, &annotations, format)) {
+            tracing::info!("{} already has every change; nothing written", target.reference());
+            return Ok(found.digest);
+        }
         let bytes = render(&entries, format, &annotations)?;
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
             return Err(RegistryError::TooLarge {

@@ -6,6 +6,7 @@
 //! lists lives in [`read`].
 
 pub mod auth;
+pub mod delete;
 pub mod read;
 pub mod referrers;
 pub mod retry;

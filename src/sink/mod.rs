@@ -69,6 +69,11 @@ pub trait Sink: Send + Sync {
     fn retry_count(&self) -> u32 {
         0
     }
+
+    /// Bytes not sent again because a previous run's upload session was continued.
+    fn resumed_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// The sink for `location`; registry locations write through `client`. A layout's tag and a

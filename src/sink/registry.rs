@@ -20,6 +20,7 @@ use crate::model::{Descriptor, RawManifest};
 use crate::reference::Reference;
 use crate::registry::write::{ChunkOutcome, FinishOutcome, Started, UploadBody};
 use crate::registry::{Client, RegistryError};
+use crate::resume::{Saved, Sessions};
 use crate::source::Source;
 
 /// How blobs go up.
@@ -73,8 +74,13 @@ struct Upload {
 /// Remembered repositories tried for a mount, besides the source's own.
 const REMEMBERED_MOUNTS: usize = 2;
 
-/// The chunk size when a registry needs chunks and none was given.
-const DEFAULT_CHUNK: u64 = 8 << 20;
+/// Without `--chunk-size`, blobs up to this size go in one request and larger ones in chunks
+/// of at least this size, so that a run killed from outside loses at most one chunk.
+const DEFAULT_CHUNK: u64 = 64 << 20;
+
+/// Without `--chunk-size`, a large blob goes in at most this many chunks (fewer requests;
+/// a kill loses at most an eighth of it).
+const AUTOMATIC_CHUNKS: u64 = 8;
 
 /// The smallest chunk hoist shrinks to when a registry refuses larger ones.
 const MIN_CHUNK: u64 = 1 << 20;
@@ -93,6 +99,10 @@ pub struct RegistrySink<'a> {
     mounts_refused: AtomicBool,
     /// The largest chunk the registry took, once it refused a larger one.
     chunk_cap: AtomicU64,
+    /// Upload sessions remembered across runs.
+    sessions: Option<Sessions>,
+    /// Bytes not sent again because a previous run's session was continued.
+    resumed: AtomicU64,
 }
 
 impl<'a> RegistrySink<'a> {
@@ -106,6 +116,8 @@ impl<'a> RegistrySink<'a> {
             uploads: Mutex::new(HashMap::new()),
             mounts_refused: AtomicBool::new(false),
             chunk_cap: AtomicU64::new(u64::MAX),
+            sessions: Sessions::from_environment().inspect(Sessions::clean),
+            resumed: AtomicU64::new(0),
         }
     }
 
@@ -144,9 +156,12 @@ impl<'a> RegistrySink<'a> {
         let (client, registry, repository) = (self.client, self.registry.as_str(), self.repository.as_str());
         let digest = &descriptor.digest;
         if !upload.started {
+            let automatic = DEFAULT_CHUNK.max(descriptor.size.div_ceil(AUTOMATIC_CHUNKS));
             upload.chunk =
-                self.options.chunk_size.unwrap_or(DEFAULT_CHUNK).max(1).min(self.chunk_cap.load(Ordering::Relaxed));
-            upload.whole = self.options.chunk_size.is_none();
+                self.options.chunk_size.unwrap_or(automatic).max(1).min(self.chunk_cap.load(Ordering::Relaxed));
+            if self.continue_saved(descriptor, upload).await {
+                return self.attempt_from_session(descriptor, source, upload, progress).await;
+            }
             for from in self.mount_candidates(source, digest) {
                 match client.start_upload(registry, repository, Some((digest, &from))).await {
                     Ok(Started::Mounted) => return Ok(BlobOutcome::Mounted(from)),
@@ -164,10 +179,73 @@ impl<'a> RegistrySink<'a> {
                 }
             }
             upload.started = true;
-            // A source that cannot start anywhere cheaply (another registry) streams in one
-            // request.
-            upload.whole |= !source.seekable();
         }
+        self.attempt_from_session(descriptor, source, upload, progress).await
+    }
+
+    /// Takes over the session a previous run left for this blob, when the registry still holds
+    /// it: the upload goes on from the offset the registry reports (never from the saved
+    /// number alone). Returns whether it did.
+    async fn continue_saved(&self, descriptor: &Descriptor, upload: &mut Upload) -> bool {
+        let (client, registry, repository) = (self.client, self.registry.as_str(), self.repository.as_str());
+        let Some(sessions) = &self.sessions else { return false };
+        let Some(saved) = sessions.claim(registry, repository, &descriptor.digest) else { return false };
+        let Ok(endpoint) = client.endpoint(registry).await else { return false };
+        let Some(url) = Url::parse(&saved.url).ok().filter(|u| crate::registry::same_origin(u, &endpoint.base)) else {
+            sessions.forget(registry, repository, &descriptor.digest);
+            return false;
+        };
+        match client.upload_offset(registry, repository, &url).await {
+            Ok(Some((held, next))) if held > 0 && held <= descriptor.size => {
+                tracing::warn!(
+                    "{}: continuing the upload a previous run left, from byte {held} of {}",
+                    descriptor.digest,
+                    descriptor.size
+                );
+                upload.session = Some(next);
+                upload.offset = held;
+                upload.sent = held;
+                upload.resumed = true;
+                upload.started = true;
+                self.resumed.fetch_add(held, Ordering::Relaxed);
+                true
+            }
+            _ => {
+                sessions.forget(registry, repository, &descriptor.digest);
+                false
+            }
+        }
+    }
+
+    /// Remembers the session after an accepted chunk, for a run that follows a kill.
+    fn save_session(&self, digest: &Digest, url: &Url, confirmed: u64) {
+        if let Some(sessions) = &self.sessions {
+            sessions.save(&Saved {
+                registry: self.registry.clone(),
+                repository: self.repository.clone(),
+                digest: digest.clone(),
+                url: url.to_string(),
+                confirmed,
+            });
+        }
+    }
+
+    /// Forgets the saved session: the blob is committed or present.
+    fn forget_session(&self, digest: &Digest) {
+        if let Some(sessions) = &self.sessions {
+            sessions.forget(&self.registry, &self.repository, digest);
+        }
+    }
+
+    async fn attempt_from_session(
+        &self,
+        descriptor: &Descriptor,
+        source: &dyn Source,
+        upload: &mut Upload,
+        progress: &Arc<AtomicU64>,
+    ) -> Result<BlobOutcome> {
+        let (client, registry, repository) = (self.client, self.registry.as_str(), self.repository.as_str());
+        let digest = &descriptor.digest;
         // Every way of recovering inside one attempt (a new session, asking the offset, a
         // switch between one request and chunks) is counted: a registry that keeps sending
         // hoist back without progress ends the attempt, and the engine's retries bound it.
@@ -280,6 +358,7 @@ impl<'a> RegistrySink<'a> {
                         upload.offset = offset + length;
                         upload.sent = upload.sent.max(upload.offset);
                         upload.session = Some(url.clone());
+                        self.save_session(digest, &url, upload.offset);
                         upload.hashed = running
                             .and_then(|h| Arc::try_unwrap(h).ok())
                             .and_then(|h| h.into_inner().ok())
@@ -312,7 +391,10 @@ impl<'a> RegistrySink<'a> {
             }
             self.verify_before_commit(descriptor, source, upload.hashed.take()).await?;
             match client.finish_upload(registry, repository, &url, digest, None).await? {
-                FinishOutcome::Done => return Ok(BlobOutcome::Pushed),
+                FinishOutcome::Done => {
+                    self.forget_session(digest);
+                    return Ok(BlobOutcome::Pushed);
+                }
                 FinishOutcome::SessionGone | FinishOutcome::TooLarge => upload.session = None,
                 FinishOutcome::DigestInvalid if upload.resumed && !upload.restarted => {
                     // A resume trusted an offset the registry got wrong: once more from zero.
@@ -412,6 +494,7 @@ impl Sink for RegistrySink<'_> {
             let exists = self.client.blob_exists(&self.registry, &self.repository, &descriptor.digest).await?;
             if exists {
                 self.remember(&descriptor.digest);
+                self.forget_session(&descriptor.digest);
             }
             Ok(exists)
         })
@@ -476,5 +559,9 @@ impl Sink for RegistrySink<'_> {
 
     fn retry_count(&self) -> u32 {
         self.client.retry_count()
+    }
+
+    fn resumed_bytes(&self) -> u64 {
+        self.resumed.load(Ordering::Relaxed)
     }
 }

@@ -76,6 +76,8 @@ pub enum Fault {
     CutAfter(usize),
     /// Read this many body bytes, then stop reading for the duration, then drop the connection.
     StallAfter(usize, Duration),
+    /// Read the body at this many bytes a second (a slow link), then forward it.
+    Throttle(u64),
 }
 
 type Rewrite = dyn Fn(&str, &mut Response) + Send + Sync;
@@ -88,6 +90,7 @@ struct Hooks {
     rewrite: Box<Rewrite>,
     count: AtomicUsize,
     log: Arc<Mutex<Vec<String>>>,
+    forwarded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A running proxy.
@@ -95,6 +98,7 @@ pub struct Proxy {
     port: u16,
     /// Every request line received, in order.
     pub requests: Arc<Mutex<Vec<String>>>,
+    forwarded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Proxy {
@@ -121,8 +125,15 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let hooks =
-            Arc::new(Hooks { on_request, fault, rewrite, count: AtomicUsize::new(0), log: Arc::clone(&requests) });
+        let forwarded = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let hooks = Arc::new(Hooks {
+            on_request,
+            fault,
+            rewrite,
+            count: AtomicUsize::new(0),
+            log: Arc::clone(&requests),
+            forwarded: Arc::clone(&forwarded),
+        });
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let upstream = upstream.clone();
@@ -132,12 +143,17 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, requests }
+        Proxy { port, requests, forwarded }
     }
 
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Request body bytes passed on to the registry so far.
+    pub fn body_bytes(&self) -> u64 {
+        self.forwarded.load(Ordering::SeqCst)
     }
 
     /// How many requests so far had this method and a path containing `part`.
@@ -183,6 +199,27 @@ pub fn read_body(stream: &mut TcpStream, body: &mut Vec<u8>, length: usize) -> s
     Ok(())
 }
 
+/// Like [`read_body`], at most `rate` bytes a second, in small reads so the sender sees a
+/// steady flow rather than bursts.
+fn read_throttled(stream: &mut TcpStream, body: &mut Vec<u8>, length: usize, rate: u64) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    let step = (rate / 20).clamp(1024, 64 * 1024) as usize;
+    let mut chunk = vec![0u8; step];
+    while body.len() < length {
+        let want = step.min(length - body.len());
+        let n = stream.read(&mut chunk[..want])?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+        let due = Duration::from_secs_f64(body.len() as f64 / rate.max(1) as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(())
+}
+
 fn serve(mut client: TcpStream, upstream: &str, hooks: &Hooks) -> std::io::Result<()> {
     let (mut head, mut body) = read_head(&mut client)?;
     (hooks.on_request)(&mut head);
@@ -219,12 +256,19 @@ fn serve(mut client: TcpStream, upstream: &str, hooks: &Hooks) -> std::io::Resul
             let _ = client.shutdown(Shutdown::Both);
             return Ok(());
         }
+        Fault::Throttle(rate) => read_throttled(&mut client, &mut body, length, rate)?,
         Fault::Forward => {}
     }
     read_body(&mut client, &mut body, length)?;
+    if body.len() < length {
+        // The client went away mid-body: like a reverse proxy that buffers request bodies
+        // (nginx's default), pass nothing on.
+        return Ok(());
+    }
     let mut server = TcpStream::connect(upstream)?;
     server.write_all(forwarded_head.as_bytes())?;
     server.write_all(&body)?;
+    hooks.forwarded.fetch_add(body.len() as u64, Ordering::SeqCst);
     let mut raw = Vec::new();
     server.read_to_end(&mut raw)?;
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
