@@ -347,6 +347,6 @@ mod tests {
         for (error, code) in &table {
             assert_eq!(error.exit_code(), *code, "{error}");
         }
-        assert_eq!(table.len(), 34, "one row per kind");
+        assert_eq!(table.len(), 35, "one row per kind");
     }
 }
