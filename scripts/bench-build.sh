@@ -124,10 +124,10 @@ for run in $(seq "$RUNS"); do
       rm -rf "$OUT/result"/*
       if [ "$compression" = gzip ]; then
         measure "$tree tar | pigz -p2 -6" "$OUT/result/out.tar.gz" bash -c \
-          "tar -C '$dir' --exclude .complete --exclude .list-sha256 -cf - . | pigz -p2 -6 > '$OUT/result/out.tar.gz'"
+          "tar -C '$dir' --sort=name --exclude .complete --exclude .list-sha256 -cf - . | pigz -p2 -6 > '$OUT/result/out.tar.gz'"
       else
         measure "$tree tar | zstd -3 -T2" "$OUT/result/out.tar.zst" bash -c \
-          "tar -C '$dir' --exclude .complete --exclude .list-sha256 -cf - . | zstd -q -3 -T2 > '$OUT/result/out.tar.zst'"
+          "tar -C '$dir' --sort=name --exclude .complete --exclude .list-sha256 -cf - . | zstd -q -3 -T2 > '$OUT/result/out.tar.zst'"
       fi
     done
   done

@@ -27,6 +27,7 @@ use tempfile::NamedTempFile;
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::offload::Writeback;
 
 /// The default bound on the blobs' total size: 10 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 10 << 30;
@@ -206,7 +207,8 @@ impl Cache {
     pub fn writer(&self) -> Result<CacheWriter> {
         let tmp = self.tmp();
         let file = NamedTempFile::new_in(&tmp).at("write in", &tmp)?;
-        Ok(CacheWriter { blobs: self.blobs(), inner: HashingWriter::new(BufWriter::with_capacity(READ_BUFFER, file)) })
+        let inner = HashingWriter::new(BufWriter::with_capacity(READ_BUFFER, file));
+        Ok(CacheWriter { blobs: self.blobs(), inner, writeback: Writeback::default() })
     }
 
     /// Stores a copy of `file`, which must hash to `digest` (checked before it is visible).
@@ -282,6 +284,12 @@ impl Cache {
         let mut entries = Vec::new();
         for entry in fs::read_dir(&blobs).at("read", &blobs)? {
             let entry = entry.at("read", &blobs)?;
+            // Only blobs: files being written by other processes have other names.
+            let name = entry.file_name();
+            let is_blob = name.len() == 64 && name.as_encoded_bytes().iter().all(u8::is_ascii_hexdigit);
+            if !is_blob {
+                continue;
+            }
             let Ok(meta) = entry.metadata() else { continue };
             let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             entries.push((used, entry.file_name(), meta.len()));
@@ -344,11 +352,15 @@ impl LayerKey {
 pub struct CacheWriter {
     blobs: PathBuf,
     inner: HashingWriter<BufWriter<NamedTempFile>>,
+    writeback: Writeback,
 }
 
 impl Write for CacheWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        let n = self.inner.write(buf)?;
+        let buffered = self.inner.get_ref();
+        self.writeback.wrote(n, buffered.buffer().len(), buffered.get_ref().as_file());
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -499,7 +511,12 @@ mod tests {
             File::open(cache.blob_path(digest)).unwrap().set_modified(base + Duration::from_secs(i as u64)).unwrap();
         }
         assert!(cache.get(&old).unwrap().is_some(), "using the oldest makes it the newest");
+        // Another process's file in the making is not a blob, whatever its age.
+        let writing = cache.blobs().join(".tmpWRITING");
+        fs::write(&writing, [0; 500]).unwrap();
+        File::open(&writing).unwrap().set_modified(base - Duration::from_secs(1)).unwrap();
         let eviction = cache.evict().unwrap();
+        assert!(writing.exists());
         assert_eq!((eviction.removed, eviction.freed, eviction.kept), (1, 100, 200));
         assert!(cache.get(&middle).unwrap().is_none());
         assert!(cache.get(&old).unwrap().is_some() && cache.get(&new).unwrap().is_some());

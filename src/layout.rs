@@ -15,6 +15,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::json;
 use crate::model::{Descriptor, ImageIndex, MediaType};
+use crate::offload::Writeback;
 
 /// The file that marks a directory as an OCI image layout.
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -145,11 +146,15 @@ pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
 /// A blob being written into a [`LayoutWriter`]'s staging area; hashed as it is written.
 pub struct BlobWriter {
     inner: HashingWriter<BufWriter<NamedTempFile>>,
+    writeback: Writeback,
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.inner.write(buf)
+        let n = self.inner.write(buf)?;
+        let buffered = self.inner.get_ref();
+        self.writeback.wrote(n, buffered.buffer().len(), buffered.get_ref().as_file());
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -199,7 +204,8 @@ impl LayoutWriter {
     /// Starts a new blob in the staging area.
     pub fn blob(&self) -> Result<BlobWriter> {
         let file = readable_temp(self.staging.path()).at("create a blob in", self.staging.path())?;
-        Ok(BlobWriter { inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)) })
+        let inner = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        Ok(BlobWriter { inner, writeback: Writeback::default() })
     }
 
     /// Finishes a blob: names it by the digest of what was written. Returns digest and size.

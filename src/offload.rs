@@ -78,6 +78,49 @@ impl<W: Write + Send + 'static> Write for OffloadWriter<W> {
     }
 }
 
+/// Bytes written to a file between two [`start_writeback`] calls.
+pub const WRITEBACK_STEP: u64 = 16 << 20;
+
+/// Asks the kernel to start writing `len` bytes of `file` from `offset` to disk, without
+/// waiting (Linux `sync_file_range`), so that the fsync that ends a blob has little left to
+/// wait for: the disk works while the compressors do. Best effort: errors are ignored, and
+/// the fsync still gives the guarantee.
+pub fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+        // SAFETY: the descriptor is open for as long as `file` is borrowed, and the call
+        // reads and writes no memory of ours.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
+/// Counts bytes written through a buffer into a file and starts their writeback every
+/// [`WRITEBACK_STEP`] bytes.
+#[derive(Debug, Default)]
+pub struct Writeback {
+    written: u64,
+    started: u64,
+}
+
+impl Writeback {
+    /// Records `n` more bytes written, of which `buffered` still wait in a buffer in front of
+    /// `file`; starts the writeback of what reached the file when a step is full.
+    pub fn wrote(&mut self, n: usize, buffered: usize, file: &std::fs::File) {
+        self.written += n as u64;
+        let in_file = self.written.saturating_sub(buffered as u64);
+        if in_file >= self.started + WRITEBACK_STEP {
+            start_writeback(file, self.started, in_file - self.started);
+            self.started = in_file;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,8 @@ pub const GZIP_BLOCK_SIZE: usize = 1 << 20;
 /// Uncompressed bytes per zstd block (one zstd frame each): large enough that the frames
 /// together come out no larger than `zstd -3`'s single stream.
 pub const ZSTD_BLOCK_SIZE: usize = 4 << 20;
+/// Uncompressed bytes queued for the workers, and compressed bytes queued for the writer.
+const QUEUED_BYTES: usize = 4 << 20;
 /// Above this many bits of entropy per byte, a gzip block is stored rather than compressed.
 const STORE_ENTROPY_BITS: f64 = 7.95;
 
@@ -106,6 +108,7 @@ pub struct ParallelCompressor<W: Write + Send + 'static> {
     block_size: usize,
     block: Vec<u8>,
     sequence: u64,
+    credits: Receiver<()>,
     jobs: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
     sink: Option<JoinHandle<io::Result<W>>>,
@@ -121,8 +124,18 @@ impl<W: Write + Send + 'static> ParallelCompressor<W> {
     /// Starts a compressor with `threads` workers; the output is the same for any number.
     pub fn with_threads(out: W, codec: BlockCodec, threads: usize) -> io::Result<ParallelCompressor<W>> {
         let threads = threads.max(1);
-        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads);
-        let (done_tx, done_rx) = mpsc::sync_channel::<Compressed>(threads);
+        // Blocks waiting for a worker, and compressed blocks waiting for the writer: 4 MiB of
+        // each whatever the block size, which bounds the memory.
+        let queued = (QUEUED_BYTES / codec.block_size()).max(1);
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(queued);
+        let (done_tx, done_rx) = mpsc::sync_channel::<Compressed>(queued);
+        // Credits for blocks between dispatch and write: without them a worker that loses its
+        // core would let the others run ahead, and their results pile up in the writer.
+        let in_flight = threads + 2 * queued;
+        let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(in_flight);
+        for _ in 0..in_flight {
+            credit_tx.send(()).map_err(|_| io::Error::other("compression credits"))?;
+        }
         let job_rx = Arc::new(Mutex::new(job_rx));
         let mut workers = Vec::with_capacity(threads);
         for _ in 0..threads {
@@ -132,12 +145,13 @@ impl<W: Write + Send + 'static> ParallelCompressor<W> {
             workers.push(std::thread::spawn(move || work(state, &jobs, &done)));
         }
         drop(done_tx);
-        let sink = std::thread::spawn(move || write_in_order(out, done_rx));
+        let sink = std::thread::spawn(move || write_in_order(out, done_rx, credit_tx));
         let block_size = codec.block_size();
         Ok(ParallelCompressor {
             block_size,
             block: Vec::with_capacity(block_size),
             sequence: 0,
+            credits: credit_rx,
             jobs: Some(job_tx),
             workers,
             sink: Some(sink),
@@ -147,6 +161,9 @@ impl<W: Write + Send + 'static> ParallelCompressor<W> {
     /// Hands the current block to the workers.
     fn dispatch(&mut self) -> io::Result<()> {
         let data = std::mem::replace(&mut self.block, Vec::with_capacity(self.block_size));
+        if self.credits.recv().is_err() {
+            return Err(self.sink_error());
+        }
         let job = Job { sequence: self.sequence, data };
         self.sequence += 1;
         let sent = self.jobs.as_ref().map(|jobs| jobs.send(job).is_ok());
@@ -215,8 +232,8 @@ fn work(mut state: Worker, jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Compre
     }
 }
 
-/// Writes each compressed block in sequence order.
-fn write_in_order<W: Write>(mut out: W, done: Receiver<Compressed>) -> io::Result<W> {
+/// Writes each compressed block in sequence order, returning a credit for each.
+fn write_in_order<W: Write>(mut out: W, done: Receiver<Compressed>, credits: SyncSender<()>) -> io::Result<W> {
     let mut next = 0u64;
     let mut waiting = BTreeMap::new();
     for (sequence, block) in done {
@@ -224,6 +241,7 @@ fn write_in_order<W: Write>(mut out: W, done: Receiver<Compressed>) -> io::Resul
         while let Some(block) = waiting.remove(&next) {
             out.write_all(&block?)?;
             next += 1;
+            let _ = credits.try_send(());
         }
     }
     Ok(out)
