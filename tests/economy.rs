@@ -7,24 +7,11 @@ use serde_json::Value;
 
 use crate::util::proxy::{Fault, Proxy};
 use crate::util::registry::Registry;
-use crate::util::{build_images, hoist, make_dist, ok};
+use crate::util::{hoist, ok};
 
 /// The two-platform app with a 1 MiB incompressible file per platform.
 fn app(work: &Path) -> std::path::PathBuf {
-    make_dist(work);
-    let mut state = 0x1234_5678_9ABC_DEF1u64;
-    let noise: Vec<u8> = (0..1 << 20)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    for arch in ["amd64", "arm64"] {
-        std::fs::write(work.join(format!("dist/linux_{arch}/noise.bin")), &noise).unwrap();
-    }
-    build_images(work).0
+    crate::util::build_noisy_images(work, 1 << 20)
 }
 
 fn json(text: &str) -> Value {

@@ -31,20 +31,7 @@ fn layout_with_app(work: &Path) -> std::path::PathBuf {
 
 /// The app with a 64 KiB incompressible file, so its layers go up in 1K chunks.
 fn layout_with_big_app(work: &Path) -> std::path::PathBuf {
-    make_dist(work);
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let noise: Vec<u8> = (0..64 << 10)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    for arch in ["amd64", "arm64"] {
-        fs::write(work.join(format!("dist/linux_{arch}/noise.bin")), &noise).unwrap();
-    }
-    build_images(work).0
+    crate::util::build_noisy_images(work, 64 << 10)
 }
 
 /// 1 and 3: an upload Location on another host gets no credentials; a token realm on another

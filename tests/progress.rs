@@ -14,15 +14,7 @@ use crate::util::{hoist, ok};
 fn big_layout(work: &Path, size: usize) -> String {
     let src = work.join("src");
     std::fs::create_dir_all(&src).unwrap();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let bytes: Vec<u8> = (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let bytes = crate::util::noise(size, 0x9e37_79b9_7f4a_7c15);
     std::fs::write(src.join("data.bin"), bytes).unwrap();
     let layout = work.join("layout");
     ok(hoist().current_dir(work).args([
@@ -173,15 +165,7 @@ fn build_shows_the_bytes_compressed_as_it_goes() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let bytes: Vec<u8> = (0..(16 << 20))
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let bytes = crate::util::noise(16 << 20, 0x2545_f491_4f6c_dd1d);
     std::fs::write(src.join("data.bin"), bytes).unwrap();
     let out = hoist()
         .current_dir(work.path())

@@ -19,15 +19,7 @@ const REPO: &str = "team/app";
 /// Returns the layout, tagged `multi` (index) and `single` (one manifest), and the index digest.
 fn build_big(work: &Path) -> (PathBuf, String) {
     make_dist(work);
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let noise: Vec<u8> = (0..3 << 20)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let noise = crate::util::noise(3 << 20, 0x2545_F491_4F6C_DD1D);
     for arch in ["amd64", "arm64"] {
         fs::write(work.join(format!("dist/linux_{arch}/data.bin")), &noise).unwrap();
     }

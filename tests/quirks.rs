@@ -2,7 +2,7 @@
 //! the real registry: a two-platform image with 12 MB layers goes through and reads back byte
 //! for byte with skopeo, or fails with the documented error.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::util::proxy::{Fault, Proxy, Response};
@@ -10,21 +10,8 @@ use crate::util::registry::Registry;
 use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool};
 
 /// The two-platform app with a 12 MB incompressible file per platform.
-fn big_app(work: &Path) -> PathBuf {
-    make_dist(work);
-    let mut state = 0x0DDB_1A5E_5BAD_5EEDu64;
-    let noise: Vec<u8> = (0..12_000_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    for arch in ["amd64", "arm64"] {
-        std::fs::write(work.join(format!("dist/linux_{arch}/noise.bin")), &noise).unwrap();
-    }
-    build_images(work).0
+fn big_app(work: &Path) -> std::path::PathBuf {
+    crate::util::build_noisy_images(work, 12_000_000)
 }
 
 /// skopeo reads `reference` back: the index bytes equal the layout's and every blob equals

@@ -19,15 +19,7 @@ const CHUNK: u64 = 16 << 20;
 fn big_layout(work: &Path) -> PathBuf {
     let data = work.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let mut state = 0xA076_1D64_78BD_642Fu64;
-    let mut bytes = vec![0u8; SIZE as usize];
-    for chunk in bytes.chunks_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let word = state.to_le_bytes();
-        chunk.copy_from_slice(&word[..chunk.len()]);
-    }
+    let bytes = crate::util::noise(SIZE as usize, 0xA076_1D64_78BD_642F);
     std::fs::write(data.join("blob.bin"), &bytes).unwrap();
     let layout = work.join("layout");
     ok(hoist().args([
@@ -75,6 +67,22 @@ fn kill_after(state: &Path, bytes: u64, mut child: Child) {
     child.wait().unwrap();
 }
 
+/// A proxy in front of `upstream` that passes request bodies on at 40 MB/s (the 200 MB layer
+/// takes about 5 s) and counts them.
+fn throttled(upstream: String) -> Proxy {
+    Proxy::with_faults(upstream, |request| match request.method() {
+        "PATCH" | "PUT" => Fault::Throttle(40_000_000),
+        _ => Fault::Forward,
+    })
+}
+
+/// `hoist VERB --json --chunk-size 16M FROM TO` with its state in `state`.
+fn send(state: &Path, verb: &str, from: &str, to: &str) -> std::process::Command {
+    let mut command = hoist();
+    command.env("XDG_STATE_HOME", state).args([verb, "-q", "--json", "--chunk-size", "16M", from, to]);
+    command
+}
+
 fn run(command: &mut std::process::Command) -> Child {
     command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
 }
@@ -85,24 +93,9 @@ fn a_killed_push_and_copy_go_on_from_where_the_registry_is() {
     let layout = big_layout(work.path());
     let state = work.path().join("state");
     let registry = Registry::start();
-    // 40 MB/s: the 200 MB layer takes about 5 s.
-    let proxy = Proxy::with_faults(registry.host(), |request| match request.method() {
-        "PATCH" | "PUT" => Fault::Throttle(40_000_000),
-        _ => Fault::Forward,
-    });
-    let push = |to: &str| {
-        let mut command = hoist();
-        command.env("XDG_STATE_HOME", &state).args([
-            "push",
-            "-q",
-            "--json",
-            "--chunk-size",
-            "16M",
-            &format!("oci:{}:v1", layout.display()),
-            to,
-        ]);
-        command
-    };
+    let proxy = throttled(registry.host());
+    let source = format!("oci:{}:v1", layout.display());
+    let push = |to: &str| send(&state, "push", &source, to);
     let target = format!("{}/team/big:v1", proxy.host());
     kill_after(&state, SIZE / 2, run(&mut push(&target)));
     let saved: Vec<_> = std::fs::read_dir(state.join("hoist/uploads")).unwrap().collect();
@@ -130,23 +123,9 @@ fn a_killed_push_and_copy_go_on_from_where_the_registry_is() {
 
     // A copy from that registry to another, killed halfway, goes on the same way.
     let other = Registry::start();
-    let into = Proxy::with_faults(other.host(), |request| match request.method() {
-        "PATCH" | "PUT" => Fault::Throttle(40_000_000),
-        _ => Fault::Forward,
-    });
-    let copy = || {
-        let mut command = hoist();
-        command.env("XDG_STATE_HOME", &state).args([
-            "copy",
-            "-q",
-            "--json",
-            "--chunk-size",
-            "16M",
-            &format!("{}/team/big:v1", registry.host()),
-            &format!("{}/team/big:v1", into.host()),
-        ]);
-        command
-    };
+    let into = throttled(other.host());
+    let (from, to) = (format!("{}/team/big:v1", registry.host()), format!("{}/team/big:v1", into.host()));
+    let copy = || send(&state, "copy", &from, &to);
     kill_after(&state, SIZE / 2, run(&mut copy()));
     let before = into.body_bytes();
     let report: Value = serde_json::from_str(&ok(copy())).unwrap();
@@ -164,22 +143,9 @@ fn a_session_the_registry_lost_or_another_registrys_is_not_used() {
     let layout = big_layout(work.path());
     let state = work.path().join("state");
     let registry = Registry::start();
-    let proxy = Proxy::with_faults(registry.host(), |request| match request.method() {
-        "PATCH" | "PUT" => Fault::Throttle(40_000_000),
-        _ => Fault::Forward,
-    });
-    let push = || {
-        let mut command = hoist();
-        command.env("XDG_STATE_HOME", &state).args([
-            "push",
-            "-q",
-            "--chunk-size",
-            "16M",
-            &format!("oci:{}:v1", layout.display()),
-            &format!("{}/team/big:v1", proxy.host()),
-        ]);
-        command
-    };
+    let proxy = throttled(registry.host());
+    let (source, target) = (format!("oci:{}:v1", layout.display()), format!("{}/team/big:v1", proxy.host()));
+    let push = || send(&state, "push", &source, &target);
     kill_after(&state, SIZE / 2, run(&mut push()));
     let dir = state.join("hoist/uploads");
     let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();

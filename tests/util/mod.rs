@@ -78,6 +78,30 @@ pub fn fails_with(mut command: impl std::borrow::BorrowMut<Command>, code: Optio
     lines[0].to_owned()
 }
 
+/// `len` bytes that do not compress (xorshift from `seed`): the same for the same seed.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut bytes = vec![0u8; len];
+    for chunk in bytes.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    bytes
+}
+
+/// [`build_images`] of the example app with a `noise.bin` of `len` incompressible bytes in
+/// each platform's tree, so that its layers are large; returns the layout.
+pub fn build_noisy_images(work: &Path, len: usize) -> PathBuf {
+    make_dist(work);
+    let bytes = noise(len, 0x9E37_79B9_7F4A_7C15 ^ len as u64);
+    for arch in ["amd64", "arm64"] {
+        fs::write(work.join(format!("dist/linux_{arch}/noise.bin")), &bytes).unwrap();
+    }
+    build_images(work).0
+}
+
 /// Writes `content` at `path` with `mode`, creating parents.
 pub fn write(path: &Path, content: &str, mode: u32) {
     fs::create_dir_all(path.parent().expect("a parent")).unwrap();
