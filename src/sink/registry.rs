@@ -359,10 +359,10 @@ impl<'a> RegistrySink<'a> {
                         upload.sent = upload.sent.max(upload.offset);
                         upload.session = Some(url.clone());
                         self.save_session(digest, &url, upload.offset);
-                        upload.hashed = running
-                            .and_then(|h| Arc::try_unwrap(h).ok())
-                            .and_then(|h| h.into_inner().ok())
-                            .map(|h| (upload.offset, h));
+                        // The registry took the whole body, so the hash has every byte of it
+                        // (the body stream may still hold its handle: copy the state).
+                        upload.hashed =
+                            running.and_then(|h| h.lock().ok().map(|h| h.clone())).map(|h| (upload.offset, h));
                     }
                     ChunkOutcome::SessionGone => {
                         upload.session = None;
