@@ -447,6 +447,9 @@ impl<'a> RegistrySink<'a> {
                     }),
                 }
             }
+            // After a resume, a local blob is read once more to check it; a blob from another
+            // registry was checked there, and the registry committing it checks it again.
+            _ if !source.seekable() => Ok(()),
             _ => {
                 let mut whole = source.blob(descriptor, 0).await?;
                 while whole.next_chunk().await?.is_some() {}
