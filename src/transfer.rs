@@ -43,6 +43,8 @@ impl Default for TransferOptions {
 
 /// Told about a transfer as it goes, for progress displays.
 pub trait Observer: Send + Sync {
+    /// The plan is made: `bytes` of blobs to look at.
+    fn planned(&self, _bytes: u64) {}
     /// A blob starts; `sent` counts its bytes as they go out.
     fn blob_started(&self, _digest: &Digest, _size: u64, _sent: Arc<AtomicU64>) {}
     /// A blob is done.
@@ -98,6 +100,7 @@ pub async fn transfer(
     observer: &dyn Observer,
 ) -> Result<Report> {
     let started = Instant::now();
+    observer.planned(plan.blob_bytes());
     let retries = AtomicU32::new(0);
     let root = plan.root();
     let mut report = Report { digest: root.digest.to_string(), dry_run: options.dry_run, ..Report::default() };
@@ -194,7 +197,7 @@ fn names_any(manifest: &RawManifest, digests: &HashSet<Digest>) -> bool {
 
 /// Whether the sink already names `root` under every one of `tags` (by digest when there are
 /// none): then there is nothing to send. One HEAD per tag.
-pub async fn up_to_date(sink: &dyn Sink, root: &RawManifest, tags: &[String]) -> Result<bool> {
+async fn up_to_date(sink: &dyn Sink, root: &RawManifest, tags: &[String]) -> Result<bool> {
     let digest = root.digest.to_string();
     let references: Vec<&str> = match tags.is_empty() {
         true => vec![digest.as_str()],
@@ -209,21 +212,41 @@ pub async fn up_to_date(sink: &dyn Sink, root: &RawManifest, tags: &[String]) ->
 }
 
 /// A report for a transfer that found the destination up to date.
-pub fn nothing_to_do(root: &RawManifest, tags: &[String], dry_run: bool) -> Report {
+fn nothing_to_do(root: &RawManifest, tags: &[String], dry_run: bool) -> Report {
     Report { digest: root.digest.to_string(), tags: tags.to_vec(), up_to_date: true, dry_run, ..Report::default() }
 }
 
-/// Plans and transfers what `source`'s root names (with `platform`, that image of an index)
-/// to `sink`, tagging it with `tags`: `hoist copy` and `hoist push`.
+/// Sends `root` (read from `source`; with `platform`, that image of an index) to `sink` and
+/// points `tags` at it: what push, copy and build --push do. A local source is planned (and
+/// so checked) first; when the sink's tags already name what would be sent, nothing else
+/// happens (unless `options.verify`).
 pub async fn copy(
     source: &dyn Source,
     sink: &dyn Sink,
+    root: RawManifest,
     platform: Option<&crate::platform::Platform>,
     tags: &[String],
     options: &TransferOptions,
     observer: &dyn Observer,
 ) -> Result<Report> {
-    let root = source.root().await?;
-    let plan = crate::graph::plan(source, root, platform).await?;
+    let local = match source.seekable() {
+        true => Some(crate::graph::plan(source, root.clone(), platform).await?),
+        false => None,
+    };
+    // What the tags will name: the plan's root (one platform's image with a platform).
+    let target = match (&local, platform) {
+        (Some(plan), _) => Some(plan.root().clone()),
+        (None, None) => Some(root.clone()),
+        (None, Some(_)) => None,
+    };
+    if let Some(target) = target.filter(|_| !options.verify) {
+        if up_to_date(sink, &target, tags).await? {
+            return Ok(nothing_to_do(&target, tags, options.dry_run));
+        }
+    }
+    let plan = match local {
+        Some(plan) => plan,
+        None => crate::graph::plan(source, root, platform).await?,
+    };
     transfer(&plan, source, sink, tags, options, observer).await
 }

@@ -50,7 +50,7 @@ struct State {
     quiet: bool,
     dry_run: bool,
     /// Bytes of every blob of the plan.
-    planned: u64,
+    planned: AtomicU64,
     /// Bytes of blobs that were already there or mounted: never sent.
     not_sent: AtomicU64,
     /// Bytes of blobs uploaded and finished.
@@ -61,7 +61,7 @@ struct State {
 
 impl State {
     fn total(&self) -> u64 {
-        self.planned.saturating_sub(self.not_sent.load(Ordering::Relaxed))
+        self.planned.load(Ordering::Relaxed).saturating_sub(self.not_sent.load(Ordering::Relaxed))
     }
 
     /// Bytes sent so far, each blob counting at most its size.
@@ -121,11 +121,12 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A display for a transfer of `total` blob bytes; silent when `quiet`.
-    pub fn new(total: u64, quiet: bool, dry_run: bool) -> Progress {
+    /// A display for a transfer (its size comes with [`Observer::planned`]); silent when
+    /// `quiet`.
+    pub fn new(quiet: bool, dry_run: bool) -> Progress {
         let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-            let overall = multi.add(ProgressBar::new(total));
+            let overall = multi.add(ProgressBar::new(0));
             overall.set_style(
                 ProgressStyle::with_template(
                     "{prefix} {bytes}/{total_bytes} ({percent}%) {bytes_per_sec}, eta {eta} {wide_bar}",
@@ -140,7 +141,7 @@ impl Progress {
             bars,
             quiet,
             dry_run,
-            planned: total,
+            planned: AtomicU64::new(0),
             not_sent: AtomicU64::new(0),
             done: AtomicU64::new(0),
             active: Mutex::new(Vec::new()),
@@ -205,6 +206,10 @@ fn tick(state: &State, stop: &(Mutex<bool>, Condvar)) {
 }
 
 impl Observer for Progress {
+    fn planned(&self, bytes: u64) {
+        self.state.planned.store(bytes, Ordering::Relaxed);
+    }
+
     fn blob_started(&self, digest: &Digest, size: u64, sent: Arc<AtomicU64>) {
         let bar = self.state.bars.as_ref().filter(|_| !self.state.dry_run).map(|(multi, _)| {
             let bar = multi.add(ProgressBar::new(size));

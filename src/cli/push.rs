@@ -167,28 +167,9 @@ pub fn send(
             _ => None,
         };
         let platform = platform.or(single.as_ref());
-        // A local source is planned (and checked) first: bad input fails before any request.
-        let local = match source.seekable() {
-            true => Some(hoist::graph::plan(source.as_ref(), root.clone(), platform).await?),
-            false => None,
-        };
-        // What the tags will name: the plan's root (one platform's image with --platform).
-        let target = match (&local, platform) {
-            (Some(plan), _) => Some(plan.root().clone()),
-            (None, None) => Some(root.clone()),
-            (None, Some(_)) => None,
-        };
-        if let Some(target) = target.filter(|_| !options.verify) {
-            if hoist::transfer::up_to_date(sink.as_ref(), &target, &tags).await? {
-                return Ok(hoist::transfer::nothing_to_do(&target, &tags, options.dry_run));
-            }
-        }
-        let plan = match local {
-            Some(plan) => plan,
-            None => hoist::graph::plan(source.as_ref(), root, platform).await?,
-        };
-        let observer = Progress::new(plan.blob_bytes(), quiet, flags.dry_run);
-        let report = hoist::transfer::transfer(&plan, source.as_ref(), sink.as_ref(), &tags, &options, &observer).await;
+        let observer = Progress::new(quiet, flags.dry_run);
+        let report =
+            hoist::transfer::copy(source.as_ref(), sink.as_ref(), root, platform, &tags, &options, &observer).await;
         observer.finish();
         Ok(report?)
     })?;

@@ -86,11 +86,6 @@ impl Client {
         &self.retry
     }
 
-    /// Retries made so far, by this client and by callers that count with it.
-    pub fn retries(&self) -> &AtomicU32 {
-        &self.retries
-    }
-
     /// Retries made so far.
     pub fn retry_count(&self) -> u32 {
         self.retries.load(Ordering::Relaxed)

@@ -10,8 +10,7 @@ use super::{api_url, pull_scope, resolve_url, same_origin, status_error, transpo
 use crate::blob::BlobStream;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-pub use crate::model::MAX_MANIFEST_BYTES;
-use crate::model::{Descriptor, MediaType, RawManifest};
+use crate::model::{Descriptor, MediaType, RawManifest, MAX_MANIFEST_BYTES};
 use crate::reference::Reference;
 
 /// What a HEAD of a manifest tells.
@@ -24,6 +23,9 @@ pub struct ManifestHead {
     /// Size in bytes.
     pub size: u64,
 }
+
+/// Listings (tags, catalog) follow at most this many pages.
+const MAX_PAGES: usize = 10_000;
 
 /// The tag or digest a reference points at, for URLs.
 fn target(reference: &Reference) -> &str {
@@ -303,6 +305,12 @@ impl Client {
         while let Some(url) = next.take() {
             if !seen.insert(url.to_string()) {
                 break;
+            }
+            if seen.len() > MAX_PAGES {
+                return Err(Error::Malformed {
+                    what: format!("the listing of {what} from {registry}"),
+                    reason: format!("it goes on past {MAX_PAGES} pages"),
+                });
             }
             let response = self
                 .idempotent(what, || async {

@@ -203,9 +203,9 @@ impl Client {
             .await?;
         match response.status() {
             StatusCode::ACCEPTED | StatusCode::NO_CONTENT | StatusCode::CREATED => {
-                let next = location(&response, &endpoint.base).unwrap_or_else(|| url.clone());
-                let held = uploaded(&response).unwrap_or(offset.saturating_add(body.length));
-                Ok(ChunkOutcome::Accepted { url: next, held })
+                // The next offset is what was sent: some registries answer a stale Range here,
+                // so it is not read; it is asked for only to recover after a failure.
+                Ok(ChunkOutcome::Accepted { url: location(&response, &endpoint.base).unwrap_or_else(|| url.clone()) })
             }
             StatusCode::NOT_FOUND => Ok(ChunkOutcome::SessionGone),
             StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
@@ -320,12 +320,10 @@ impl Client {
 /// What a PATCH came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChunkOutcome {
-    /// Stored; continue at `url`, the registry holds `held` bytes.
+    /// Stored; continue at `url`.
     Accepted {
         /// Next upload URL.
         url: Url,
-        /// Bytes the registry holds.
-        held: u64,
     },
     /// The session no longer exists.
     SessionGone,

@@ -351,7 +351,7 @@ impl<'a> RegistrySink<'a> {
                 };
                 let sent = client.upload_chunk(registry, repository, &url, offset, UploadBody::new(body, length));
                 match self.guard(progress, sent).await? {
-                    ChunkOutcome::Accepted { url: next, .. } => {
+                    ChunkOutcome::Accepted { url: next } => {
                         // After a 202 the next offset is what was sent: some registries report
                         // a stale Range here. The Range is asked for only to recover.
                         url = next;
