@@ -11,7 +11,8 @@
 # For each tree and compression: hoist's first build (empty layer cache), its rebuild of the
 # unchanged tree into a new layout (the cache filled by the first), and the peer. Prints a
 # Markdown table: median of RUNS runs of wall seconds, CPU seconds (user + sys), throughput,
-# output size and peak RSS.
+# output size and peak RSS; then hoist's first build against its peer, as the median of per-run
+# ratios.
 #
 #   scripts/bench-build.sh            # RUNS=5 by default; BENCH_DIR=target/bench; TREES="real synthetic"
 set -euo pipefail
@@ -159,5 +160,26 @@ for tree in $TREES; do
     label=${name//|/\\|}
     awk -v t="$tree" -v n="$label" -v s="$seconds" -v c="$cpu" -v r="$rss" -v b="$bytes" -v i="$input" \
       'BEGIN { printf "| %s | `%s` | %.2f | %.2f | %.0f | %d | %.1f |\n", t, n, s, c, i / s / 1e6, b, r / 1024 }'
+  done
+done
+# Speed against the peer, run by run (each run measures both within seconds of each other, so
+# a ratio taken per run is less disturbed by other work on the machine than a ratio of medians).
+echo
+echo "| tree | hoist first build against its peer | speed-up, wall (median, range) | speed-up, CPU (median, range) |"
+echo "|---|---|---:|---:|"
+for tree in $TREES; do
+  for pair in "gzip|tar | pigz -p2 -6" "zstd|tar | zstd -3 -T2"; do
+    compression=${pair%%|*} peer=${pair#*|}
+    python3 - "$tree" "$compression" "$peer" "$OUT/$tree hoist $compression first.runs" "$OUT/$tree $peer.runs" <<'PY'
+import statistics, sys
+tree, compression, peer, ours, theirs = sys.argv[1:]
+rows = lambda path: [list(map(float, line.split())) for line in open(path)]
+pairs = list(zip(rows(ours), rows(theirs)))
+def cell(column):
+    ratios = sorted(them[column] / us[column] for us, them in pairs)
+    return f"{statistics.median(ratios):.2f}× ({ratios[0]:.2f}–{ratios[-1]:.2f})"
+label = peer.replace("|", "\\|")
+print(f"| {tree} | `hoist {compression}` against `{label}` | {cell(0)} | {cell(1)} |")
+PY
   done
 done

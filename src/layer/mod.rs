@@ -111,44 +111,6 @@ impl FromStr for Compression {
     }
 }
 
-/// A writer that compresses into `W` with the chosen algorithm.
-enum Compressor<W: Write + Send + 'static> {
-    Blocks(ParallelCompressor<W>),
-    None(W),
-}
-
-impl<W: Write + Send + 'static> Compressor<W> {
-    fn new(compression: Compression, level: u32, out: W) -> io::Result<Self> {
-        Ok(match compression.codec(level) {
-            Some(codec) => Compressor::Blocks(ParallelCompressor::new(out, codec)?),
-            None => Compressor::None(out),
-        })
-    }
-
-    fn finish(self) -> io::Result<W> {
-        match self {
-            Compressor::Blocks(blocks) => blocks.finish(),
-            Compressor::None(out) => Ok(out),
-        }
-    }
-}
-
-impl<W: Write + Send + 'static> Write for Compressor<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Compressor::Blocks(blocks) => blocks.write(buf),
-            Compressor::None(out) => out.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Compressor::Blocks(blocks) => blocks.flush(),
-            Compressor::None(out) => out.flush(),
-        }
-    }
-}
-
 /// Writes the compressed layer of `source` placed at `dest` into `out`.
 ///
 /// Returns the diff_id (sha256 of the uncompressed tar) and the writer, which has received
@@ -162,16 +124,25 @@ pub fn write_layer<W: Write + Send + 'static>(
     level: u32,
     out: W,
 ) -> Result<(Digest, W)> {
-    // Stages on threads of their own: reading files into a tar; hashing the tar and feeding the
-    // compressor (gzip and zstd add workers of their own); then `out`, on its own thread.
-    let stored = OffloadWriter::new(out);
-    let compressor = Compressor::new(compression, level, stored).at("start compressing", source)?;
-    let hashed = OffloadWriter::new(HashingWriter::new(compressor));
-    let tar = write_tree(source, dest, excludes, options, hashed)?;
-    let (diff_id, _, compressor) = tar.finish().at("compress layer of", source)?.finish();
-    let stored = compressor.finish().at("compress layer of", source)?;
-    let out = stored.finish().at("store layer of", source)?;
-    Ok((diff_id, out))
+    match compression.codec(level) {
+        // This thread reads files into a tar, cut into blocks; workers compress the blocks;
+        // a writer thread hashes the tar and passes the compressed blocks in order to `out`,
+        // which hashes and stores them on a thread of its own.
+        Some(codec) => {
+            let stored = OffloadWriter::new(out);
+            let compressor = ParallelCompressor::new(stored, codec).at("start compressing", source)?;
+            let tar = write_tree(source, dest, excludes, options, compressor)?;
+            let (diff_id, stored) = tar.finish().at("compress layer of", source)?;
+            Ok((diff_id, stored.finish().at("store layer of", source)?))
+        }
+        // Hashing and storing on a thread of their own, beside the reading.
+        None => {
+            let hashed = OffloadWriter::new(HashingWriter::new(out));
+            let tar = write_tree(source, dest, excludes, options, hashed)?;
+            let (diff_id, _, out) = tar.finish().at("store layer of", source)?.finish();
+            Ok((diff_id, out))
+        }
+    }
 }
 
 /// The diff_id of the layer of `source` placed at `dest`: the sha256 of its tar, which is
