@@ -17,7 +17,7 @@ use crate::base::BaseImage;
 use crate::cache::{Cache, CachedLayer, LayerKey};
 use crate::config::{image_config, timestamp, ConfigLayer, ImageSettings};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::layer::{diff_id, write_layer, Compression, TarOptions};
 use crate::layout::LayoutWriter;
 use crate::platform::Platform;
@@ -325,18 +325,27 @@ fn build_layer(options: &BuildOptions, path: &Path, dest: &str, writer: &mut Lay
     let source = source_key(options, path, dest, &compression);
     // When this source became a cached blob last time, it probably did not change: hash the
     // tar first (cheap) and compress only on a miss. Otherwise compress in the same pass.
-    let predicted_hit = match cache.source_hint(&source) {
-        Some(previous) => cache.layer(&key(&previous))?.is_some(),
-        None => false,
+    let predicted = match cache.source_hint(&source) {
+        Some(previous) => cache.layer(&key(&previous))?.map(|cached| (previous, cached)),
+        None => None,
     };
-    if predicted_hit {
-        let diff_id = diff_id(path, dest, &options.excludes, &options.tar)?;
-        if let Some(cached) = cache.layer(&key(&diff_id))? {
-            if let Some(size) = cache.link_into(&cached.digest, writer.staging_dir())? {
-                writer.add_staged(&cached.digest)?;
-                tracing::info!("layer {} -> {dest}: {} from the cache", path.display(), cached.digest);
-                return Ok(layer(cached.digest, size, diff_id, true));
-            }
+    if let Some((previous, predicted)) = predicted {
+        let (diff_id, linked) =
+            hash_and_link_predicted(options, path, dest, cache, (&previous, &predicted.digest), writer)?;
+        let hit = match linked {
+            Some(size) if diff_id == previous => Some((predicted.digest, size)),
+            // Changed since last time, but perhaps back to content cached before.
+            _ => match cache.layer(&key(&diff_id))? {
+                Some(cached) => {
+                    cache.link_into(&cached.digest, writer.staging_dir())?.map(|size| (cached.digest, size))
+                }
+                None => None,
+            },
+        };
+        if let Some((digest, size)) = hit {
+            writer.add_staged(&digest)?;
+            tracing::info!("layer {} -> {dest}: {digest} from the cache", path.display());
+            return Ok(layer(digest, size, diff_id, true));
         }
         tracing::info!("layer {} -> {dest} changed: compressing it", path.display());
     }
@@ -347,6 +356,37 @@ fn build_layer(options: &BuildOptions, path: &Path, dest: &str, writer: &mut Lay
     cache.record_layer(&key(&diff_id), &CachedLayer { digest: stored.digest.clone(), size: stored.size })?;
     cache.record_source_hint(&source, &diff_id)?;
     Ok(layer(stored.digest, stored.size, diff_id, false))
+}
+
+/// Hashes the tar of a layer (its diff_id) and, on another thread meanwhile, links the blob
+/// that the same source made last time from the cache into the staging area, verifying it:
+/// the reading of the files leaves a core free for that. Returns the diff_id, and the blob's
+/// size when it was linked. When the tar turns out to have changed, a blob linked for nothing
+/// is taken away again.
+fn hash_and_link_predicted(
+    options: &BuildOptions,
+    path: &Path,
+    dest: &str,
+    cache: &Cache,
+    (previous, predicted): (&Digest, &Digest),
+    writer: &LayoutWriter,
+) -> Result<(Digest, Option<u64>)> {
+    let staging = writer.staging_dir();
+    let staged_before = writer.is_staged(predicted);
+    let (diff_id, linked) = std::thread::scope(|scope| {
+        let linking = scope.spawn(|| cache.link_into(predicted, staging));
+        let diff_id = diff_id(path, dest, &options.excludes, &options.tar);
+        let linked = linking.join().unwrap_or_else(|_| {
+            Err(Error::io("verify the cached layer of", path, std::io::Error::other("the thread panicked")))
+        });
+        (diff_id, linked)
+    });
+    let (diff_id, linked) = (diff_id?, linked?);
+    if linked.is_some() && &diff_id != previous && !staged_before {
+        let file = staging.join(predicted.hex());
+        std::fs::remove_file(&file).at("remove", &file)?;
+    }
+    Ok((diff_id, linked))
 }
 
 /// Names a layer source and every setting that shapes its tar, for the cache's hint.

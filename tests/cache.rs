@@ -69,14 +69,32 @@ fn a_rebuild_reuses_every_layer_and_writes_the_same_bytes_as_without_the_cache()
         assert_eq!(blobs(&work.path().join(format!("{compression}-1"))), reference, "{compression}");
         assert_eq!(blobs(&work.path().join(format!("{compression}-2"))), reference, "{compression}");
     }
-    // A changed file is a miss for its layer only.
-    write(&work.path().join("dist/linux_arm64/server"), "#!/bin/sh\necho new\n", 0o755);
+    // A changed file is a miss for its layer only, and the blob its source made last time,
+    // linked while the tar was hashed, does not stay.
+    let server = work.path().join("dist/linux_arm64/server");
+    let original = fs::read_to_string(&server).unwrap();
+    write(&server, "#!/bin/sh\necho new\n", 0o755);
     let changed = summary(&mut build(work.path(), cache.path(), "changed", &[]));
     assert_eq!(changed["cached_layers"], 1);
     let layers: Vec<bool> =
         changed["images"].as_array().unwrap().iter().map(|i| i["layers"][0]["cached"].as_bool().unwrap()).collect();
     assert_eq!(layers, [true, false], "amd64 reused, arm64 compressed again");
     assert_verified(&work.path().join("changed"));
+    let reference = summary(&mut build(work.path(), cache.path(), "changed-no-cache", &["--no-cache"]));
+    assert_eq!(changed["digest"], reference["digest"]);
+    assert_eq!(blobs(&work.path().join("changed")), blobs(&work.path().join("changed-no-cache")), "no blob more");
+    // Changed back: the content cached two builds ago is found by its diff_id, although the
+    // source last made another blob.
+    write(&server, &original, 0o755);
+    let back = summary(&mut build(work.path(), cache.path(), "back", &[]));
+    assert_eq!(back["cached_layers"], 2, "{back}");
+    assert_eq!(back["digest"], first_gzip_digest(work.path()));
+}
+
+/// The index digest of the first gzip build of the test above.
+fn first_gzip_digest(work: &Path) -> serde_json::Value {
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(work.join("gzip-1/index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"].clone()
 }
 
 #[test]
