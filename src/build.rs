@@ -342,6 +342,10 @@ fn build_layer(options: &BuildOptions, path: &Path, dest: &str, writer: &mut Lay
                 None => None,
             },
         };
+        if hit.is_some() && diff_id != previous {
+            // Next time, predict this content rather than the one the source had in between.
+            cache.record_source_hint(&source, &diff_id)?;
+        }
         if let Some((digest, size)) = hit {
             writer.add_staged(&digest)?;
             tracing::info!("layer {} -> {dest}: {digest} from the cache", path.display());
@@ -358,9 +362,10 @@ fn build_layer(options: &BuildOptions, path: &Path, dest: &str, writer: &mut Lay
     Ok(layer(stored.digest, stored.size, diff_id, false))
 }
 
-/// Hashes the tar of a layer (its diff_id) and, on another thread meanwhile, links the blob
-/// that the same source made last time from the cache into the staging area, verifying it:
-/// the reading of the files leaves a core free for that. Returns the diff_id, and the blob's
+/// Hashes the tar of a layer (its diff_id) and, on another thread meanwhile, hard-links the
+/// blob that the same source made last time from the cache into the staging area, verifying
+/// it: the reading of the files leaves a core free for that. (Across file systems, where it
+/// would be a copy, nothing is linked here: a guess should cost no more than a read.) Returns the diff_id, and the blob's
 /// size when it was linked. When the tar turns out to have changed, a blob linked for nothing
 /// is taken away again.
 fn hash_and_link_predicted(
@@ -372,9 +377,9 @@ fn hash_and_link_predicted(
     writer: &LayoutWriter,
 ) -> Result<(Digest, Option<u64>)> {
     let staging = writer.staging_dir();
-    let staged_before = writer.is_staged(predicted);
+    let staged_before = writer.has_staged(predicted);
     let (diff_id, linked) = std::thread::scope(|scope| {
-        let linking = scope.spawn(|| cache.link_into(predicted, staging));
+        let linking = scope.spawn(|| cache.hard_link_into(predicted, staging));
         let diff_id = diff_id(path, dest, &options.excludes, &options.tar);
         let linked = linking.join().unwrap_or_else(|_| {
             Err(Error::io("verify the cached layer of", path, std::io::Error::other("the thread panicked")))

@@ -153,6 +153,16 @@ impl Cache {
     /// concurrent eviction cannot take it away afterwards. Returns the blob's size, or `None`
     /// (and nothing in `dir`) when the blob is absent or damaged; a damaged blob is deleted.
     pub fn link_into(&self, digest: &Digest, dir: &Path) -> Result<Option<u64>> {
+        self.link(digest, dir, true)
+    }
+
+    /// [`Cache::link_into`], but `None` (and nothing in `dir`) where a hard link is impossible
+    /// and it would copy: for a guess, which should cost no more than a read.
+    pub fn hard_link_into(&self, digest: &Digest, dir: &Path) -> Result<Option<u64>> {
+        self.link(digest, dir, false)
+    }
+
+    fn link(&self, digest: &Digest, dir: &Path, copy_across: bool) -> Result<Option<u64>> {
         let source = self.blob_path(digest);
         let target = dir.join(digest.hex());
         match fs::hard_link(&source, &target) {
@@ -177,6 +187,7 @@ impl Cache {
                 fs::remove_file(&target).at("remove", &target)?;
                 Ok(None)
             }
+            Err(_) if !copy_across => Ok(None),
             Err(_) => {
                 // Another file system: copy, hashing on the way, and name the copy when it
                 // proves right.
@@ -445,6 +456,25 @@ mod tests {
         let mut writer = cache.writer().unwrap();
         writer.write_all(bytes).unwrap();
         writer.commit(None, None).unwrap().digest
+    }
+
+    /// Across file systems (the cache on disk, the layout in tmpfs), `link_into` copies and
+    /// `hard_link_into` leaves nothing.
+    #[test]
+    fn across_file_systems_a_blob_is_copied_or_for_a_guess_left_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        let digest = stored(&cache, b"layer bytes");
+        let other = tempfile::tempdir_in("/dev/shm").unwrap();
+        let device = |path: &Path| fs::metadata(path).unwrap().dev();
+        assert_ne!(device(dir.path()), device(other.path()), "/dev/shm is a file system of its own");
+        assert_eq!(cache.hard_link_into(&digest, other.path()).unwrap(), None);
+        assert_eq!(fs::read_dir(other.path()).unwrap().count(), 0, "nothing copied for a guess");
+        assert_eq!(cache.link_into(&digest, other.path()).unwrap(), Some(11));
+        assert_eq!(fs::read(other.path().join(digest.hex())).unwrap(), b"layer bytes");
+        let same = tempfile::tempdir_in(dir.path()).unwrap();
+        assert_eq!(cache.hard_link_into(&digest, same.path()).unwrap(), Some(11));
     }
 
     #[test]

@@ -249,11 +249,6 @@ impl LayoutWriter {
         Ok(())
     }
 
-    /// Whether the blob `digest` is already added (and so in the staging area).
-    pub fn is_staged(&self, digest: &Digest) -> bool {
-        self.staged.contains(digest)
-    }
-
     /// The staging directory, where blobs wait as `<hex>` files until the commit.
     pub fn staging_dir(&self) -> &Path {
         self.staging.path()

@@ -89,6 +89,15 @@ fn a_rebuild_reuses_every_layer_and_writes_the_same_bytes_as_without_the_cache()
     let back = summary(&mut build(work.path(), cache.path(), "back", &[]));
     assert_eq!(back["cached_layers"], 2, "{back}");
     assert_eq!(back["digest"], first_gzip_digest(work.path()));
+    // The source's hint now names the content it has again: the next build does not read the
+    // blob of the content in between (which would also keep it from eviction).
+    let between = changed["images"][1]["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let between = cache.path().join("hoist/blobs/sha256").join(between);
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(10_000);
+    fs::File::options().write(true).open(&between).unwrap().set_modified(long_ago).unwrap();
+    let again = summary(&mut build(work.path(), cache.path(), "again", &[]));
+    assert_eq!(again["cached_layers"], 2);
+    assert_eq!(fs::metadata(&between).unwrap().modified().unwrap(), long_ago, "the blob in between was not used");
 }
 
 /// The index digest of the first gzip build of the test above.
