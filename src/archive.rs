@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
-use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::digest::Digest;
@@ -126,22 +125,11 @@ impl TarIndex {
         let (offset, size) = self.require(name)?;
         let mut file = File::open(&self.path).at("open", &self.path)?;
         file.seek(SeekFrom::Start(offset)).at("read", &self.path)?;
-        let mut reader = file.take(size);
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; READ_CHUNK as usize];
-        let mut total = 0u64;
-        loop {
-            let n = reader.read(&mut buffer).at("read", &self.path)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-            total += n as u64;
-        }
+        let (digest, total) = Digest::of_reader(file.take(size)).at("read", &self.path)?;
         if total != size {
             return Err(self.corrupt(format!("{name} is cut short")));
         }
-        Ok((Digest::of_hasher(hasher), size))
+        Ok((digest, size))
     }
 }
 

@@ -364,10 +364,10 @@ fn build_layer(options: &BuildOptions, path: &Path, dest: &str, writer: &mut Lay
 
 /// Hashes the tar of a layer (its diff_id) and, on another thread meanwhile, hard-links the
 /// blob that the same source made last time from the cache into the staging area, verifying
-/// it: the reading of the files leaves a core free for that. (Across file systems, where it
-/// would be a copy, nothing is linked here: a guess should cost no more than a read.) Returns the diff_id, and the blob's
-/// size when it was linked. When the tar turns out to have changed, a blob linked for nothing
-/// is taken away again.
+/// it: the reading of the files leaves a core free for that. Across file systems, where it
+/// would be a copy, nothing is linked: a guess should cost no more than a read. Returns the
+/// diff_id, and the blob's size when it was linked. When the tar turns out to have changed, a
+/// blob linked for nothing is taken away again.
 fn hash_and_link_predicted(
     options: &BuildOptions,
     path: &Path,

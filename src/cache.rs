@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
 use crate::digest::{Digest, HashingWriter};
@@ -419,21 +418,8 @@ fn touch(path: &Path) {
     }
 }
 
-fn hash_reader(mut file: File, path: &Path) -> Result<(Digest, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; READ_BUFFER];
-    let mut size = 0u64;
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => return Ok((Digest::of_hasher(hasher), size)),
-            Ok(n) => {
-                hasher.update(&buffer[..n]);
-                size += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("read", path, e)),
-        }
-    }
+fn hash_reader(file: File, path: &Path) -> Result<(Digest, u64)> {
+    Digest::of_reader(file).at("read", path)
 }
 
 fn copy_all(mut input: File, out: &mut impl Write, path: &Path) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Content digests (`sha256:<hex>`) and writers that compute them while data streams through.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
@@ -18,6 +18,24 @@ impl Digest {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Digest {
         Digest::from_hasher(Sha256::new_with_prefix(bytes))
+    }
+
+    /// The digest and size of everything `reader` gives, read through once in 1 MiB chunks.
+    pub fn of_reader(mut reader: impl Read) -> io::Result<(Digest, u64)> {
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            match reader.read(&mut buffer) {
+                Ok(0) => return Ok((Digest::from_hasher(hasher), size)),
+                Ok(n) => {
+                    hasher.update(&buffer[..n]);
+                    size += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The digest a running sha256 hasher has reached.

@@ -133,7 +133,7 @@ pub struct ParallelCompressor<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> ParallelCompressor<W> {
-    /// Starts a compressor writing to `out`, with one worker per core.
+    /// Starts a compressor writing to `out`, with one worker per core, up to `MAX_WORKERS`.
     pub fn new(out: W, codec: BlockCodec) -> io::Result<ParallelCompressor<W>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS);
         ParallelCompressor::with_threads(out, codec, threads)

@@ -139,7 +139,7 @@ pub fn write_layer<W: Write + Send + 'static>(
         None => {
             let hashed = OffloadWriter::new(HashingWriter::new(out));
             let tar = write_tree(source, dest, excludes, options, hashed)?;
-            let (diff_id, _, out) = tar.finish().at("store layer of", source)?.finish();
+            let (diff_id, _, out) = tar.finish().at("hash layer of", source)?.finish();
             Ok((diff_id, out))
         }
     }
@@ -148,9 +148,6 @@ pub fn write_layer<W: Write + Send + 'static>(
 /// The diff_id of the layer of `source` placed at `dest`: the sha256 of its tar, which is
 /// written and hashed but neither compressed nor stored.
 pub fn diff_id(source: &Path, dest: &str, excludes: &[String], options: &TarOptions) -> Result<Digest> {
-    // Hashing on a thread of its own, beside the reading.
-    let hashed = OffloadWriter::new(HashingWriter::new(io::sink()));
-    let tar = write_tree(source, dest, excludes, options, hashed)?;
-    let (diff_id, _, _) = tar.finish().at("hash layer of", source)?.finish();
+    let (diff_id, _) = write_layer(source, dest, excludes, options, Compression::None, 0, io::sink())?;
     Ok(diff_id)
 }
