@@ -13,6 +13,7 @@ declare -A packages=(
   [zstd]=zstd
   [gzip]=gzip
   [setpriv]=util-linux
+  [taskset]=util-linux
   [mkfifo]=coreutils
   [docker-registry]=docker-registry
   [docker]=docker.io

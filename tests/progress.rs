@@ -180,3 +180,88 @@ fn build_shows_the_bytes_compressed_as_it_goes() {
     assert!(lines.iter().all(|l| l.contains("of layers compressed at") && l.ends_with("/s")), "{text}");
     assert!(lines.iter().any(|l| !l.starts_with("building: 0 B")), "the count grows: {text}");
 }
+
+/// `command` run by `taskset -c 0`, with the same environment.
+fn on_one_core(command: Command) -> Command {
+    let mut pinned = Command::new("taskset");
+    pinned.args(["-c", "0"]).arg(command.get_program());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => pinned.env(key, value),
+            None => pinned.env_remove(key),
+        };
+    }
+    pinned
+}
+
+/// Runs `command` piped with progress lines an hour apart and returns its exit code and stderr
+/// once it exits, or fails the test if it is still running after a minute: an error exit must never
+/// wait for the display's next line (it used to, when the display's thread missed its wake-up).
+fn ends_before_the_next_progress_line(mut command: Command) -> (Option<i32>, String) {
+    let mut child = command
+        .env("HOIST_PROGRESS_INTERVAL", "3600")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("still running a minute after the error: the display held the exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn errors_exit_at_once_whatever_the_progress_interval() {
+    let work = tempfile::tempdir().unwrap();
+    // A build that fails inside its display's lifetime: arm64's layer source is missing. On one
+    // core the build usually fails before the display's thread first runs, which is when the
+    // old display missed its wake-up and slept a whole interval (about one run in six).
+    std::fs::create_dir_all(work.path().join("dist/amd64")).unwrap();
+    std::fs::write(work.path().join("dist/amd64/server"), "binary").unwrap();
+    for _ in 0..30 {
+        let mut build = on_one_core(hoist());
+        build.current_dir(work.path()).args([
+            "build",
+            "--no-cache",
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+            "--layer",
+            "dist/{arch}/:/app/",
+            "--output",
+            "oci:out",
+        ]);
+        let (code, stderr) = ends_before_the_next_progress_line(build);
+        assert_eq!(code, Some(3), "{stderr}");
+        assert!(stderr.contains("dist/arm64") && stderr.contains("does not exist"), "{stderr}");
+    }
+
+    // A push that fails while its display runs: the registry refuses every blob.
+    let layout = format!("oci:{}:v1", work.path().join("layout").display());
+    ok(hoist().current_dir(work.path()).args(["build", "-q", "--layer", "dist/amd64/:/app/", "--output", &layout]));
+    let refusing = crate::util::hostile::Hostile::start(|head| match head.starts_with("GET /v2/ ") {
+        true => crate::util::hostile::Reply::json("200 OK", "{}"),
+        false => crate::util::hostile::Reply::json(
+            "403 Forbidden",
+            r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#,
+        ),
+    });
+    for _ in 0..5 {
+        let mut push = hoist();
+        push.args(["push", &layout, &format!("{}/team/app:v1", refusing.host())]);
+        let (code, stderr) = ends_before_the_next_progress_line(push);
+        assert_eq!(code, Some(4), "{stderr}");
+    }
+}

@@ -9,7 +9,8 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hoist::digest::Digest;
@@ -116,8 +117,7 @@ impl State {
 /// The display, told about the transfer as an [`Observer`].
 pub struct Progress {
     state: Arc<State>,
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    ticker: Option<std::thread::JoinHandle<()>>,
+    ticker: Option<Ticker>,
 }
 
 impl Progress {
@@ -147,60 +147,57 @@ impl Progress {
             active: Mutex::new(Vec::new()),
             started: Instant::now(),
         });
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let ticker = (!quiet && !dry_run).then(|| {
-            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
-            std::thread::spawn(move || tick(&state, &stop))
+            let interval = if state.bars.is_some() { REDRAW } else { log_interval() };
+            let state = Arc::clone(&state);
+            Ticker::start(interval, move || match state.bars {
+                Some(_) => state.redraw(),
+                None => {
+                    let line = state.log_line();
+                    let _ = writeln!(std::io::stderr().lock(), "{line}");
+                }
+            })
         });
-        Progress { state, stop, ticker }
+        Progress { state, ticker }
     }
 
     /// Stops the ticker and clears the bars.
     pub fn finish(mut self) {
-        self.stop_ticker();
+        self.ticker.take();
         if let Some((multi, overall)) = &self.state.bars {
             *SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = None;
             overall.finish_and_clear();
             let _ = multi.clear();
         }
     }
-
-    fn stop_ticker(&mut self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        wake.notify_all();
-        if let Some(ticker) = self.ticker.take() {
-            let _ = ticker.join();
-        }
-    }
 }
 
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.stop_ticker();
-    }
+/// A thread that calls its task every interval until the ticker is dropped. Dropping it wakes
+/// the thread at once, whenever that happens (even before the thread first waits), and waits
+/// for it: an error exit is never held up by a display.
+struct Ticker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The ticker: redraws the bars several times a second, or writes a log line every interval.
-fn tick(state: &State, stop: &(Mutex<bool>, Condvar)) {
-    let interval = match state.bars {
-        Some(_) => REDRAW,
-        None => log_interval(),
-    };
-    let (stopped, wake) = stop;
-    let mut guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let (next, _) = wake.wait_timeout(guard, interval).unwrap_or_else(|e| e.into_inner());
-        guard = next;
-        if *guard {
-            return;
-        }
-        match state.bars {
-            Some(_) => state.redraw(),
-            None => {
-                let line = state.log_line();
-                let _ = writeln!(std::io::stderr().lock(), "{line}");
+impl Ticker {
+    fn start(interval: Duration, mut task: impl FnMut() + Send + 'static) -> Ticker {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // Nothing is ever sent: the sender's drop ends the wait with `Disconnected`.
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                task();
             }
+        });
+        Ticker { stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -264,81 +261,58 @@ impl Observer for Progress {
 /// The display of a build: the bytes of compressed layers written, with their rate; a spinner
 /// on a terminal, a line every interval in a log.
 pub struct BuildDisplay {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    ticker: Option<std::thread::JoinHandle<()>>,
+    spinner: Option<ProgressBar>,
+    ticker: Option<Ticker>,
 }
 
 impl BuildDisplay {
     /// Shows `written` (bytes) as it grows; nothing when `quiet`.
     pub fn start(written: Arc<AtomicU64>, quiet: bool) -> BuildDisplay {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let ticker = (!quiet).then(|| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || build_ticker(&written, &stop))
+        if quiet {
+            return BuildDisplay { spinner: None, ticker: None };
+        }
+        let spinner = std::io::stderr().is_terminal().then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+            let spinner = multi.add(ProgressBar::new_spinner());
+            spinner.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} building: {bytes} of layers compressed ({bytes_per_sec}) {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            *SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(multi);
+            spinner
         });
-        BuildDisplay { stop, ticker }
+        let interval = if spinner.is_some() { REDRAW } else { log_interval() };
+        let (started, shown) = (Instant::now(), spinner.clone());
+        let ticker = Ticker::start(interval, move || {
+            let bytes = written.load(Ordering::Relaxed);
+            match &shown {
+                Some(spinner) => spinner.set_position(bytes),
+                None => {
+                    let seconds = started.elapsed().as_secs_f64().max(0.001);
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "building: {} of layers compressed at {}/s",
+                        HumanBytes(bytes),
+                        HumanBytes((bytes as f64 / seconds) as u64)
+                    );
+                }
+            }
+        });
+        BuildDisplay { spinner, ticker: Some(ticker) }
     }
 
     /// Stops the display and clears the spinner.
-    pub fn finish(mut self) {
-        self.stop_ticker();
-    }
-
-    fn stop_ticker(&mut self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        wake.notify_all();
-        if let Some(ticker) = self.ticker.take() {
-            let _ = ticker.join();
-        }
-    }
+    pub fn finish(self) {}
 }
 
 impl Drop for BuildDisplay {
     fn drop(&mut self) {
-        self.stop_ticker();
-    }
-}
-
-fn build_ticker(written: &AtomicU64, stop: &(Mutex<bool>, Condvar)) {
-    let started = Instant::now();
-    let spinner = std::io::stderr().is_terminal().then(|| {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-        let spinner = multi.add(ProgressBar::new_spinner());
-        spinner.set_style(
-            ProgressStyle::with_template(
-                "{spinner} building: {bytes} of layers compressed ({bytes_per_sec}) {elapsed}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        *SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(multi);
-        spinner
-    });
-    let interval = if spinner.is_some() { REDRAW } else { log_interval() };
-    let (stopped, wake) = stop;
-    let mut guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let (next, _) = wake.wait_timeout(guard, interval).unwrap_or_else(|e| e.into_inner());
-        guard = next;
-        let bytes = written.load(Ordering::Relaxed);
-        if *guard {
-            if let Some(spinner) = &spinner {
-                *SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                spinner.finish_and_clear();
-            }
-            return;
-        }
-        match &spinner {
-            Some(spinner) => spinner.set_position(bytes),
-            None => {
-                let seconds = started.elapsed().as_secs_f64().max(0.001);
-                let _ = writeln!(
-                    std::io::stderr().lock(),
-                    "building: {} of layers compressed at {}/s",
-                    HumanBytes(bytes),
-                    HumanBytes((bytes as f64 / seconds) as u64)
-                );
-            }
+        self.ticker.take();
+        if let Some(spinner) = self.spinner.take() {
+            *SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            spinner.finish_and_clear();
         }
     }
 }
