@@ -31,6 +31,8 @@ missing=()
 for command in "${!packages[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
 done
+# Debian's python3 makes virtual environments (for the SPDX validator) only with python3-venv.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -60,6 +62,19 @@ PY
   rm -rf "$wheels"
 fi
 "$tools/actionlint" -version >/dev/null
+
+# The SPDX reference validator (pyspdxtools, PyPI spdx-tools), pinned, in a virtual environment
+# of its own under target/tools; the tests find it on PATH through target/tools/bin.
+spdx_tools_version=0.8.5
+if [ "$("$tools/spdx/bin/pip" show spdx-tools 2>/dev/null | sed -n 's/^Version: //p')" != "$spdx_tools_version" ]; then
+  echo "installing spdx-tools $spdx_tools_version" >&2
+  rm -rf "$tools/spdx"
+  python3 -m venv "$tools/spdx"
+  "$tools/spdx/bin/pip" install --quiet --disable-pip-version-check "spdx-tools==$spdx_tools_version"
+fi
+mkdir -p "$tools/bin"
+ln -sf "$tools/spdx/bin/pyspdxtools" "$tools/bin/pyspdxtools"
+export PATH="$tools/bin:$PATH"
 
 # Lints. actionlint also runs shellcheck over every `run:` block of the workflows.
 shellcheck scripts/*.sh

@@ -76,31 +76,38 @@ pub fn attach_sboms(
     Ok(subjects)
 }
 
-/// A file's checksums as SPDX writes them.
+/// A file's checksums.
 #[derive(Clone, Debug)]
 struct Sums {
-    sha1: String,
-    sha256: String,
+    sha1: [u8; 20],
+    sha256: [u8; 32],
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes the SPDX 2.3 JSON document of `image` to `out`.
-pub fn write_spdx(image: &SbomImage, out: impl Write) -> Result<()> {
-    let mut out = BufWriter::new(out);
-    let what = "SBOM";
-    let io = |e: std::io::Error| Error::io("write", what, e);
-    let json = |source| Error::Json { what: what.to_owned(), source };
-    let created =
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(image.created));
+/// SPDX's package verification code: the SHA-1 of the sorted, concatenated hex SHA-1s of the
+/// package's files (SPDX 2.3, clause 7.9). Sorting the raw sums sorts their hex the same way.
+fn verification_code(mut sha1s: Vec<[u8; 20]>) -> String {
+    sha1s.sort_unstable();
+    let mut code = Sha1::new();
+    for sum in &sha1s {
+        code.update(hex(sum).as_bytes());
+    }
+    hex(&code.finalize())
+}
+
+/// The image's package (and its base's): the image contains every file listed, so its files
+/// are analysed and it carries their verification code; the base is named, not analysed.
+fn packages(image: &SbomImage, sha1s: Vec<[u8; 20]>) -> serde_json::Value {
     let mut packages = vec![json!({
         "SPDXID": "SPDXRef-Image",
         "name": image.name,
         "versionInfo": image.manifest.to_string(),
         "downloadLocation": "NOASSERTION",
-        "filesAnalyzed": false,
+        "filesAnalyzed": true,
+        "packageVerificationCode": { "packageVerificationCodeValue": verification_code(sha1s) },
         "primaryPackagePurpose": "CONTAINER",
         "checksums": [{ "algorithm": "SHA256", "checksumValue": image.manifest.hex() }],
         "comment": format!("platform {}", image.platform),
@@ -116,6 +123,19 @@ pub fn write_spdx(image: &SbomImage, out: impl Write) -> Result<()> {
             "checksums": [{ "algorithm": "SHA256", "checksumValue": digest.hex() }],
         }));
     }
+    serde_json::Value::Array(packages)
+}
+
+/// Writes the SPDX 2.3 JSON document of `image` to `out`: the head, then the files as the
+/// layers stream, then the packages (whose verification code needs every file's sum) and the
+/// relationships. The pyspdxtools validator accepts it.
+pub fn write_spdx(image: &SbomImage, out: impl Write) -> Result<()> {
+    let mut out = BufWriter::new(out);
+    let what = "SBOM";
+    let io = |e: std::io::Error| Error::io("write", what, e);
+    let json = |source| Error::Json { what: what.to_owned(), source };
+    let created =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(image.created));
     let head = json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
@@ -123,14 +143,13 @@ pub fn write_spdx(image: &SbomImage, out: impl Write) -> Result<()> {
         "name": format!("{} {}", image.name, image.platform),
         "documentNamespace": format!("urn:hoist:spdx:{}", image.manifest),
         "creationInfo": { "created": created.to_string(), "creators": [format!("Tool: hoist-{}", env!("CARGO_PKG_VERSION"))] },
-        "packages": packages,
     });
     // The head object without its closing brace, then the streamed arrays.
     let head = serde_json::to_string(&head).map_err(json)?;
     out.write_all(&head.as_bytes()[..head.len() - 1]).map_err(io)?;
     out.write_all(br#","files":["#).map_err(io)?;
     let mut counts = Vec::new();
-    let mut first = true;
+    let mut sha1s = Vec::new();
     for (number, (descriptor, path)) in image.layers.iter().enumerate() {
         let mut count = 0usize;
         each_file(descriptor, path, |name, sums| {
@@ -139,19 +158,22 @@ pub fn write_spdx(image: &SbomImage, out: impl Write) -> Result<()> {
                 "SPDXID": format!("SPDXRef-File-{}-{count}", number + 1),
                 "fileName": format!("./{name}"),
                 "checksums": [
-                    { "algorithm": "SHA1", "checksumValue": sums.sha1 },
-                    { "algorithm": "SHA256", "checksumValue": sums.sha256 },
+                    { "algorithm": "SHA1", "checksumValue": hex(&sums.sha1) },
+                    { "algorithm": "SHA256", "checksumValue": hex(&sums.sha256) },
                 ],
                 "comment": format!("layer {} ({})", number + 1, descriptor.digest),
             });
-            if !std::mem::take(&mut first) {
+            if !sha1s.is_empty() {
                 out.write_all(b",").map_err(io)?;
             }
+            sha1s.push(sums.sha1);
             serde_json::to_writer(&mut out, &entry).map_err(json)
         })?;
         counts.push(count);
     }
-    out.write_all(br#"],"relationships":["#).map_err(io)?;
+    out.write_all(br#"],"packages":"#).map_err(io)?;
+    serde_json::to_writer(&mut out, &packages(image, sha1s)).map_err(json)?;
+    out.write_all(br#","relationships":["#).map_err(io)?;
     let relationship =
         |a: &str, kind: &str, b: &str| json!({ "spdxElementId": a, "relationshipType": kind, "relatedSpdxElement": b });
     serde_json::to_writer(&mut out, &relationship("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-Image")).map_err(json)?;
@@ -209,7 +231,7 @@ fn each_file(
                 sha1.update(&buffer[..n]);
                 sha256.update(&buffer[..n]);
             }
-            Sums { sha1: hex(&sha1.finalize()), sha256: hex(&sha256.finalize()) }
+            Sums { sha1: sha1.finalize().into(), sha256: sha256.finalize().into() }
         } else if kind.is_hard_link() {
             let target = entry.link_name().at("read the layer", path)?.unwrap_or_default();
             match seen.get(target.to_string_lossy().trim_start_matches("./")) {
@@ -268,5 +290,11 @@ mod tests {
         assert_eq!(files[1]["checksums"], files[0]["checksums"]);
         assert_eq!(document["creationInfo"]["created"], "1970-01-01T00:00:00Z");
         assert_eq!(document["relationships"].as_array().unwrap().len(), 4, "describes, base, two files");
+        let image = &document["packages"][0];
+        assert_eq!(image["filesAnalyzed"], true, "the image contains the files listed");
+        let hello_sha1 = files[0]["checksums"][0]["checksumValue"].as_str().unwrap();
+        let code = hex(&Sha1::digest(format!("{hello_sha1}{hello_sha1}")));
+        assert_eq!(image["packageVerificationCode"]["packageVerificationCodeValue"], code);
+        assert_eq!(document["packages"][1]["filesAnalyzed"], false, "the base is named, not analysed");
     }
 }

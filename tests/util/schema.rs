@@ -78,4 +78,11 @@ pub fn assert_valid_spdx(document: &Value) {
     let validator = jsonschema::options().build(&schema).unwrap_or_else(|e| panic!("SPDX schema: {e}"));
     let errors: Vec<String> = validator.iter_errors(document).map(|e| format!("{e} at {}", e.instance_path)).collect();
     assert!(errors.is_empty(), "the SPDX 2.3 schema rejects the SBOM:\n{}", errors.join("\n"));
+    // The schema checks shapes only; the SPDX reference validator checks the rules between
+    // elements too (a package's files, its verification code).
+    let file = tempfile::Builder::new().suffix(".spdx.json").tempfile().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(document).unwrap()).unwrap();
+    let out = crate::util::tool("pyspdxtools").arg("-i").arg(file.path()).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !said.contains("invalid"), "pyspdxtools rejects the SBOM:\n{said}");
 }
