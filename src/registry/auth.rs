@@ -126,34 +126,8 @@ pub async fn fetch_token(
     credential: Option<&Credential>,
     deadline: Deadline,
 ) -> Result<Authorization> {
-    let TokenRequest { realm, service, scopes } = asked;
-    let http = &endpoint.http;
-    let request = match credential {
-        Some(Credential::IdentityToken(token)) => {
-            let mut form: Vec<(&str, &str)> =
-                vec![("grant_type", "refresh_token"), ("refresh_token", token.expose()), ("client_id", "hoist")];
-            if let Some(service) = service {
-                form.push(("service", service));
-            }
-            let joined = scopes.join(" ");
-            if !scopes.is_empty() {
-                form.push(("scope", &joined));
-            }
-            http.post(realm.clone()).form(&form).build()
-        }
-        other => {
-            let mut query: Vec<(&str, &str)> = Vec::new();
-            if let Some(service) = service {
-                query.push(("service", service));
-            }
-            query.extend(scopes.iter().map(|s| ("scope", s.as_str())));
-            if let Some(Credential::Basic { username, .. }) = other {
-                query.push(("account", username));
-            }
-            http.get(realm.clone()).query(&query).build()
-        }
-    };
-    let request = request.map_err(|e| super::transport_error(registry, &e))?;
+    let TokenRequest { realm, scopes, .. } = asked;
+    let request = token_request(&endpoint.http, asked, credential).map_err(|e| super::transport_error(registry, &e))?;
     let header = match credential {
         Some(Credential::Basic { username, password }) => Some(basic(username, password)),
         _ => None,
@@ -202,6 +176,41 @@ pub async fn fetch_token(
         message: "the answer has neither token nor access_token".into(),
     })?;
     Ok(Authorization { header: Secret::new(format!("Bearer {token}")), expires: Some(expiry(reply.expires_in)) })
+}
+
+/// The request for a token: the OAuth2 refresh grant (a POST) for an identity token, else a
+/// GET with the scopes in its query (its Basic credential is added as it is sent).
+fn token_request(
+    http: &reqwest::Client,
+    asked: TokenRequest<'_>,
+    credential: Option<&Credential>,
+) -> reqwest::Result<reqwest::Request> {
+    let TokenRequest { realm, service, scopes } = asked;
+    match credential {
+        Some(Credential::IdentityToken(token)) => {
+            let mut form: Vec<(&str, &str)> =
+                vec![("grant_type", "refresh_token"), ("refresh_token", token.expose()), ("client_id", "hoist")];
+            if let Some(service) = service {
+                form.push(("service", service));
+            }
+            let joined = scopes.join(" ");
+            if !scopes.is_empty() {
+                form.push(("scope", &joined));
+            }
+            http.post(realm.clone()).form(&form).build()
+        }
+        other => {
+            let mut query: Vec<(&str, &str)> = Vec::new();
+            if let Some(service) = service {
+                query.push(("service", service));
+            }
+            query.extend(scopes.iter().map(|s| ("scope", s.as_str())));
+            if let Some(Credential::Basic { username, .. }) = other {
+                query.push(("account", username));
+            }
+            http.get(realm.clone()).query(&query).build()
+        }
+    }
 }
 
 /// The longest a token is kept, whatever the server says.

@@ -47,7 +47,8 @@ impl Deadline {
     }
 
     /// A blob transfer: no whole-request deadline (the stall rules cut it instead), but an
-    /// error answer's body, a document, is read within `limit`.
+    /// error answer's body, a document, is read within `limit`, and so is the head of the
+    /// answer to a request without a body (a blob GET).
     pub fn transfer(limit: Duration) -> Deadline {
         Deadline { at: None, limit }
     }
@@ -65,7 +66,7 @@ impl Deadline {
         RegistryError::Timeout {
             registry: registry.to_owned(),
             detail: format!(
-                "no whole answer within {} s, the deadline for documents (${})",
+                "no complete answer within {} s, the document deadline (${})",
                 self.limit.as_secs(),
                 super::transport::DOCUMENT_TIMEOUT_ENV
             ),
@@ -87,12 +88,7 @@ pub async fn send(
         authorize(registry, &mut request, credentials)?;
         *request.timeout_mut() = deadline.remaining(registry)?;
         let again = Hop { method: request.method().clone(), url: request.url().clone(), request: request.try_clone() };
-        let response = endpoint.http.execute(request).await.map_err(|e| {
-            crate::blob::BodyError::find(&e).unwrap_or_else(|| super::transport_error(registry, &e).into())
-        })?;
-        if let Some(remaining) = response.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()) {
-            tracing::info!("{registry}: pull limit remaining {remaining}");
-        }
+        let response = execute(registry, endpoint, request, deadline).await?;
         let Some(to) = redirect_target(&response, &again.url) else {
             return settle(registry, response, deadline).await;
         };
@@ -119,6 +115,23 @@ pub async fn send(
         tracing::debug!("{registry}: redirected to {}", shown(&to));
         visited.push(to);
     }
+}
+
+/// Sends one request. A body-less transfer (a blob GET) gets its answer's head within the
+/// document deadline too; an upload's wait is for the stall rules and the read timeout.
+async fn execute(registry: &str, endpoint: &Endpoint, request: Request, deadline: Deadline) -> Result<Response> {
+    let head_deadline = (deadline.at.is_none() && request.body().is_none()).then_some(deadline.limit);
+    let sending = endpoint.http.execute(request);
+    let sent = match head_deadline {
+        Some(limit) => tokio::time::timeout(limit, sending).await.map_err(|_| deadline.expired(registry))?,
+        None => sending.await,
+    };
+    let response = sent
+        .map_err(|e| crate::blob::BodyError::find(&e).unwrap_or_else(|| super::transport_error(registry, &e).into()))?;
+    if let Some(remaining) = response.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()) {
+        tracing::info!("{registry}: pull limit remaining {remaining}");
+    }
+    Ok(response)
 }
 
 /// What is needed to send a request again after a redirect.
@@ -213,4 +226,76 @@ async fn settle(registry: &str, response: Response, deadline: Deadline) -> Resul
     *answer.version_mut() = version;
     *answer.headers_mut() = headers;
     Ok(Response::from(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(method: Method, url: &str, body: Option<&'static str>) -> Hop {
+        let url = Url::parse(url).unwrap();
+        let mut request = Request::new(method.clone(), url.clone());
+        *request.body_mut() = body.map(reqwest::Body::from);
+        request.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        Hop { method, url, request: Some(request) }
+    }
+
+    #[test]
+    fn a_body_goes_again_only_to_its_own_origin() {
+        let same = Url::parse("https://auth.example/token2").unwrap();
+        let next = hop(Method::POST, "https://auth.example/token", Some("refresh_token=x"))
+            .next(StatusCode::TEMPORARY_REDIRECT, &same)
+            .unwrap();
+        assert_eq!((next.method(), next.url()), (&Method::POST, &same));
+        assert!(next.body().is_some());
+        for other in ["http://auth.example/token", "https://elsewhere.example/token", "https://auth.example:444/"] {
+            let other = Url::parse(other).unwrap();
+            let hop = hop(Method::POST, "https://auth.example/token", Some("refresh_token=x"));
+            assert!(hop.next(StatusCode::PERMANENT_REDIRECT, &other).is_none(), "{other}");
+        }
+    }
+
+    #[test]
+    fn see_other_and_a_moved_post_become_a_get_without_body() {
+        let to = Url::parse("https://elsewhere.example/x").unwrap();
+        for (method, status) in [
+            (Method::POST, StatusCode::SEE_OTHER),
+            (Method::PUT, StatusCode::SEE_OTHER),
+            (Method::POST, StatusCode::FOUND),
+            (Method::POST, StatusCode::MOVED_PERMANENTLY),
+        ] {
+            let next = hop(method.clone(), "https://r.example/a", Some("x")).next(status, &to).unwrap();
+            assert_eq!(next.method(), Method::GET, "{method} {status}");
+            assert!(next.body().is_none() && next.headers().get(CONTENT_TYPE).is_none(), "{method} {status}");
+        }
+        let head = hop(Method::HEAD, "https://r.example/a", None).next(StatusCode::SEE_OTHER, &to).unwrap();
+        assert_eq!(head.method(), Method::HEAD);
+        let streamed = Hop { method: Method::PUT, url: to.clone(), request: None };
+        assert!(streamed.next(StatusCode::TEMPORARY_REDIRECT, &to).is_none(), "a stream goes once");
+    }
+
+    #[test]
+    fn credentials_go_only_to_their_origin() {
+        let home = Url::parse("https://r.example:5000/").unwrap();
+        let header = Secret::new("Basic YWxpY2U6cHc=");
+        let credentials = Some(Credentials { header: &header, home: &home });
+        for (url, sent) in [
+            ("https://r.example:5000/v2/a/blobs/x", true),
+            ("http://r.example:5000/v2/a/blobs/x", false),
+            ("https://r.example/v2/a/blobs/x", false),
+            ("https://storage.example:5000/x", false),
+        ] {
+            let mut request = Request::new(Method::GET, Url::parse(url).unwrap());
+            request.headers_mut().insert(AUTHORIZATION, HeaderValue::from_static("Bearer stale"));
+            authorize("r", &mut request, credentials).unwrap();
+            let value = request.headers().get(AUTHORIZATION).map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(value.as_deref(), sent.then_some("Basic YWxpY2U6cHc="), "{url}");
+        }
+    }
+
+    #[test]
+    fn messages_show_urls_without_their_query() {
+        let url = Url::parse("https://s3.example/blob?X-Amz-Signature=secret").unwrap();
+        assert_eq!(shown(&url), "https://s3.example/blob");
+    }
 }

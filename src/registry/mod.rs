@@ -135,7 +135,8 @@ impl Client {
 
     /// Sends a request that moves a blob (a blob GET, an upload's PATCH or PUT): no
     /// whole-request deadline, since a large blob takes as long as it takes; the stall rules
-    /// cut it instead. An error answer's body is still read within the document deadline.
+    /// cut it instead. An error answer's body, and a blob GET's answer head, still come within
+    /// the document deadline.
     pub async fn send_transfer(
         &self,
         registry: &str,
