@@ -6,7 +6,9 @@
 //! never left for plain HTTP unless the registry is insecure by the user's configuration (or
 //! loopback, as docker treats it); a request body goes again only to the origin it was sent
 //! to; and a loop, or a chain longer than [`MAX_REDIRECTS`], stops at once. A document's
-//! deadline covers every hop and the reading of its body.
+//! deadline covers every hop and the reading of its body. The only request sent elsewhere is
+//! the ping that finds how to reach a registry ([`super::transport::connect`]): it carries no
+//! credential, follows nothing, and has the document deadline of its own.
 
 use std::time::{Duration, Instant};
 
