@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
 
 use crate::util::hostile::{Hostile, Reply};
 use crate::util::proxy::{Fault, Proxy, Response};
@@ -533,4 +534,159 @@ fn files_get_the_modes_users_expect() {
         assert_eq!(mode & 0o044, 0o044, "layout blobs are readable by others: {mode:o}");
     }
     assert_eq!(fs::metadata(layout.join("index.json")).unwrap().permissions().mode() & 0o044, 0o044);
+}
+
+/// Issue 21, 5: a registry that sends page after distinct page of valid tags is cut when the
+/// pages together pass the listing bound, with a clean error; so is the catalog.
+#[test]
+fn listings_are_bounded_in_bytes_not_only_in_pages() {
+    let page = |path: &str, field: &str| -> Reply {
+        // Distinct pages of about 4 MB each, forty of them: 160 MB in all.
+        let number: usize =
+            path.rsplit("last=p").next().and_then(|n| n.split(['&', ' ']).next()?.parse().ok()).unwrap_or(0);
+        let names: Vec<String> = (0..250_000).map(|i| format!("p{number}-{i:07}")).collect();
+        let body = json!({ "name": "a/b", field: names }).to_string();
+        let mut headers = vec!["Content-Type: application/json".to_owned()];
+        if number < 40 {
+            let next = match field {
+                "tags" => format!("/v2/a/b/tags/list?n=1000&last=p{}", number + 1),
+                _ => format!("/v2/_catalog?n=1000&last=p{}", number + 1),
+            };
+            headers.push(format!("Link: <{next}>; rel=\"next\""));
+        }
+        Reply::Send("200 OK".into(), headers, body.into_bytes())
+    };
+    let pages = registry_like(move |head| {
+        let path = head.split_whitespace().nth(1).unwrap_or_default();
+        match path.contains("/_catalog") {
+            true => page(path, "repositories"),
+            false => page(path, "tags"),
+        }
+    });
+    let tags = fails_with(hoist().args(["tags", &format!("{}/a/b", pages.host())]), Some(7));
+    assert!(tags.contains("the listing of repository") && tags.contains("larger than 33554432 bytes"), "{tags}");
+    let catalog = fails_with(hoist().args(["catalog", &pages.host()]), Some(7));
+    assert!(
+        catalog.contains("the listing of the catalog") && catalog.contains("larger than 33554432 bytes"),
+        "{catalog}"
+    );
+    let asked = pages.heads_with("/tags/list").len();
+    assert!(asked < 12, "cut after the bound, not at the last page: {asked} pages");
+}
+
+/// Issue 21, 6: the referrers GET, `login`'s `GET /v2/` and `DELETE` have the document
+/// deadline: a server that sends their answer a byte at a time is cut.
+#[test]
+fn referrers_login_and_delete_have_the_document_deadline() {
+    let digest = format!("sha256:{}", "a".repeat(64));
+    // Valid answers, head and body sent one byte every 200 ms: 30 s each, far past the 1 s
+    // deadline (a status alone is all login and delete wait for).
+    let trickle = |body: &str| {
+        let body = format!("{body:<60}").into_bytes();
+        let headers = vec!["Content-Type: application/json".into()];
+        Reply::TrickleAll("200 OK".into(), headers, body, Duration::from_millis(200))
+    };
+    let referrers = registry_like(move |_| trickle(r#"{"schemaVersion":2,"manifests":[]}"#));
+    let error = fails_with(
+        hoist().env("HOIST_DOCUMENT_TIMEOUT", "1").args(["referrers", &format!("{}/a/b@{digest}", referrers.host())]),
+        Some(6),
+    );
+    assert!(error.contains("did not answer in time"), "{error}");
+
+    // The first GET /v2/ finds the registry; the second is login's check.
+    let pings = std::sync::atomic::AtomicUsize::new(0);
+    let login = Hostile::start(move |_| match pings.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0 => Reply::json("200 OK", "{}"),
+        _ => trickle("{}"),
+    });
+    let config = tempfile::tempdir().unwrap();
+    let error = fails_with(
+        hoist().env("HOIST_DOCUMENT_TIMEOUT", "1").env("DOCKER_CONFIG", config.path()).args([
+            "login",
+            "-u",
+            "alice",
+            "-p",
+            "pw",
+            &login.host(),
+        ]),
+        Some(6),
+    );
+    assert!(error.contains("did not answer in time"), "{error}");
+    assert_eq!(login.heads_with("GET /v2/").len(), 2);
+    assert!(!config.path().join("config.json").exists(), "nothing stored");
+
+    // A DELETE is retried: the first is cut by the deadline, the second answered at once.
+    let deletes = std::sync::atomic::AtomicUsize::new(0);
+    let delete = registry_like(move |_| match deletes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0 => trickle("{}"),
+        _ => Reply::Send("202 Accepted".into(), vec![], vec![]),
+    });
+    let out = hoist()
+        .env("HOIST_DOCUMENT_TIMEOUT", "1")
+        .args(["delete", "--yes", &format!("{}/a/b@{digest}", delete.host())])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("did not answer in time") && stderr.contains("retrying"), "{stderr}");
+    assert_eq!(delete.heads_with("DELETE ").len(), 2, "{stderr}");
+
+    // A blob download has no whole-request deadline, but its answer's head and an error
+    // answer's body (documents both) do.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{:x}", Sha256::digest(config)),
+            "size": config.len(),
+        },
+        "layers": [],
+    })
+    .to_string();
+    for status in ["200 OK", "500 Internal Server Error"] {
+        let manifest = manifest.clone();
+        let blobs = registry_like(move |head| match head.contains("/manifests/") {
+            true => Reply::json("200 OK", &manifest),
+            false if status.starts_with("200") => {
+                Reply::TrickleAll(status.into(), vec![], config.to_vec(), Duration::from_millis(200))
+            }
+            false => Reply::Trickle(status.into(), vec![], vec![b' '; 150], Duration::from_millis(200)),
+        });
+        let error = fails_with(
+            hoist().env("HOIST_DOCUMENT_TIMEOUT", "1").args([
+                "inspect",
+                "--config",
+                &format!("{}/a/b:c", blobs.host()),
+            ]),
+            Some(6),
+        );
+        assert!(error.contains("did not answer in time"), "{status}: {error}");
+    }
+}
+
+/// Issue 21, 8: a redirect loop is permanent: one attempt, its own message and exit code; a
+/// chain of redirects is followed ten times at most.
+#[test]
+fn redirect_loops_stop_at_once() {
+    let looping = registry_like(|head| {
+        let path = head.split_whitespace().nth(1).unwrap_or_default();
+        Reply::Send("307 Temporary Redirect".into(), vec![format!("Location: {path}")], vec![])
+    });
+    // `hoist tag` retries transient failures: the loop is not one.
+    let error = fails_with(hoist().args(["tag", &format!("{}/a/b:c", looping.host()), "d"]), Some(6));
+    let url = format!("http://{}/v2/a/b/manifests/c", looping.host());
+    assert!(error.contains(&format!("redirects in a loop at {url}")) && error.contains("proxy"), "{error}");
+    assert_eq!(looping.heads_with("/manifests/").len(), 1, "one request, no retries");
+
+    let chain = registry_like(|head| {
+        let path = head.split_whitespace().nth(1).unwrap_or_default();
+        let hop: u32 = path.rsplit("hop=").next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let next = format!("/v2/a/b/manifests/c?hop={}", hop + 1);
+        Reply::Send("302 Found".into(), vec![format!("Location: {next}")], vec![])
+    });
+    let error = fails_with(hoist().args(["tag", &format!("{}/a/b:c", chain.host()), "d"]), Some(6));
+    assert!(error.contains("more than 10 redirects"), "{error}");
+    assert_eq!(chain.heads_with("/manifests/").len(), 11, "the request and ten redirects");
 }

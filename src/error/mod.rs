@@ -250,6 +250,8 @@ impl Error {
                 | R::Resolve { .. }
                 | R::Tls { .. }
                 | R::PlainHttp { .. }
+                | R::InsecureRedirect { .. }
+                | R::RedirectLoop { .. }
                 | R::Timeout { .. }
                 | R::Stalled { .. } => exit::NETWORK,
                 R::TooLarge { .. } => exit::INTEGRITY,
@@ -334,6 +336,8 @@ mod tests {
             (registry(RegistryError::Unreachable { registry: r(), detail: s() }), 6),
             (registry(RegistryError::Tls { registry: r(), detail: s() }), 6),
             (registry(RegistryError::PlainHttp { registry: r() }), 6),
+            (registry(RegistryError::InsecureRedirect { registry: r(), from: s(), to: s() }), 6),
+            (registry(RegistryError::RedirectLoop { registry: r(), url: s(), limit: 10 }), 6),
             (registry(RegistryError::Timeout { registry: r(), detail: s() }), 6),
             (registry(RegistryError::Stalled { registry: r(), seconds: 1 }), 6),
             (registry(RegistryError::Unauthorized { registry: r(), scope: s(), message: s() }), 4),
@@ -347,6 +351,6 @@ mod tests {
         for (error, code) in &table {
             assert_eq!(error.exit_code(), *code, "{error}");
         }
-        assert_eq!(table.len(), 35, "one row per kind");
+        assert_eq!(table.len(), 37, "one row per kind");
     }
 }

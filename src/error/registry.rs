@@ -49,6 +49,26 @@ pub enum RegistryError {
         /// `host[:port]`.
         registry: String,
     },
+    /// A redirect led from HTTPS to plain HTTP for a registry not insecure by configuration.
+    #[error("registry {registry} redirected {from} to plain HTTP ({to}); hoist does not leave HTTPS for HTTP, where the request and its credentials would travel unencrypted; have the registry redirect to https://, or, if it is meant to be reached over plain HTTP, mark it with --insecure-registry {registry}")]
+    InsecureRedirect {
+        /// `host[:port]`.
+        registry: String,
+        /// The HTTPS URL redirected (without its query).
+        from: String,
+        /// The plain-HTTP URL it pointed to (without its query).
+        to: String,
+    },
+    /// Redirects went round in a loop, or on past the most hoist follows.
+    #[error("registry {registry} redirects in a loop at {url} (back to an address already visited, or more than {limit} redirects); fix the redirect on the registry or on the proxy in front of it (often http/https or a host name rewritten back and forth), or give the address the registry is served at")]
+    RedirectLoop {
+        /// `host[:port]`.
+        registry: String,
+        /// The URL the loop came back to (without its query).
+        url: String,
+        /// The most redirects followed for one request.
+        limit: usize,
+    },
     /// No credentials, or the registry rejected them.
     #[error("registry {registry} refused the credentials for {scope} ({message}); run `hoist login {registry}` or pass --creds USER:PASS")]
     Unauthorized {

@@ -4,9 +4,13 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use reqwest::Url;
+
 use super::error::{Envelope, RegistryError};
-use super::transport::chain;
+use super::exchange::{Credentials, Deadline};
+use super::transport::Endpoint;
 use crate::credentials::Credential;
+use crate::error::Result;
 use crate::secret::Secret;
 
 /// Tokens without `expires_in` last this long (the distribution spec's default).
@@ -101,51 +105,36 @@ struct TokenReply {
     expires_in: Option<u64>,
 }
 
-/// Gets a bearer token for `scopes` from the challenge's realm, with `credential` (Basic to the
-/// token endpoint, or the OAuth2 refresh grant for an identity token) or anonymously.
+/// What a token is asked for: the challenge's realm and service, and the scopes.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenRequest<'a> {
+    /// The token endpoint's URL.
+    pub realm: &'a Url,
+    /// The service named in the challenge.
+    pub service: Option<&'a str>,
+    /// The scopes wanted; none for a login check.
+    pub scopes: &'a [String],
+}
+
+/// Gets a bearer token for `asked` from its realm, with `credential` (Basic to the token
+/// endpoint, or the OAuth2 refresh grant for an identity token) or anonymously, sent as every
+/// request is ([`super::exchange`]): the credential goes only to the realm's own origin.
 pub async fn fetch_token(
-    http: &reqwest::Client,
+    endpoint: &Endpoint,
     registry: &str,
-    realm: &str,
-    service: Option<&str>,
-    scopes: &[String],
+    asked: TokenRequest<'_>,
     credential: Option<&Credential>,
-    deadline: Duration,
-) -> Result<Authorization, RegistryError> {
-    let request = match credential {
-        Some(Credential::IdentityToken(token)) => {
-            let mut form: Vec<(&str, &str)> =
-                vec![("grant_type", "refresh_token"), ("refresh_token", token.expose()), ("client_id", "hoist")];
-            if let Some(service) = service {
-                form.push(("service", service));
-            }
-            let joined = scopes.join(" ");
-            if !scopes.is_empty() {
-                form.push(("scope", &joined));
-            }
-            http.post(realm).form(&form).timeout(deadline)
-        }
-        other => {
-            let mut query: Vec<(&str, &str)> = Vec::new();
-            if let Some(service) = service {
-                query.push(("service", service));
-            }
-            query.extend(scopes.iter().map(|s| ("scope", s.as_str())));
-            if let Some(Credential::Basic { username, .. }) = other {
-                query.push(("account", username));
-            }
-            let mut request = http.get(realm).query(&query).timeout(deadline);
-            if let Some(Credential::Basic { username, password }) = other {
-                request = request.header(reqwest::header::AUTHORIZATION, basic(username, password).expose());
-            }
-            request
-        }
+    deadline: Deadline,
+) -> Result<Authorization> {
+    let TokenRequest { realm, scopes, .. } = asked;
+    let request = token_request(&endpoint.http, asked, credential).map_err(|e| super::transport_error(registry, &e))?;
+    let header = match credential {
+        Some(Credential::Basic { username, password }) => Some(basic(username, password)),
+        _ => None,
     };
+    let credentials = header.as_ref().map(|header| Credentials { header, home: realm });
     let scope_text = if scopes.is_empty() { "login".to_owned() } else { scopes.join(" ") };
-    let response = request.send().await.map_err(|e| RegistryError::Connect {
-        registry: format!("{registry} (token server {realm})"),
-        detail: chain(&e),
-    })?;
+    let response = super::exchange::send(registry, endpoint, request, credentials, deadline).await?;
     let status = response.status();
     let too_large = response.content_length().is_some_and(|n| n > MAX_TOKEN_ANSWER as u64);
     let body = super::body_prefix(response, MAX_TOKEN_ANSWER + 1).await;
@@ -154,14 +143,16 @@ pub async fn fetch_token(
             registry: registry.to_owned(),
             what: format!("the token answer from {realm}"),
             limit: MAX_TOKEN_ANSWER as u64,
-        });
+        }
+        .into());
     }
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(RegistryError::Unauthorized {
             registry: registry.to_owned(),
             scope: scope_text,
             message: Envelope::parse(&body).message(&format!("token server answered {status}")),
-        });
+        }
+        .into());
     }
     if !status.is_success() {
         return Err(RegistryError::Status {
@@ -169,7 +160,8 @@ pub async fn fetch_token(
             status: status.as_u16(),
             request: format!("a token from {realm}"),
             message: Envelope::parse(&body).message(&crate::text::printable(&String::from_utf8_lossy(&body))),
-        });
+        }
+        .into());
     }
     let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| RegistryError::Status {
         registry: registry.to_owned(),
@@ -184,6 +176,41 @@ pub async fn fetch_token(
         message: "the answer has neither token nor access_token".into(),
     })?;
     Ok(Authorization { header: Secret::new(format!("Bearer {token}")), expires: Some(expiry(reply.expires_in)) })
+}
+
+/// The request for a token: the OAuth2 refresh grant (a POST) for an identity token, else a
+/// GET with the scopes in its query (its Basic credential is added as it is sent).
+fn token_request(
+    http: &reqwest::Client,
+    asked: TokenRequest<'_>,
+    credential: Option<&Credential>,
+) -> reqwest::Result<reqwest::Request> {
+    let TokenRequest { realm, service, scopes } = asked;
+    match credential {
+        Some(Credential::IdentityToken(token)) => {
+            let mut form: Vec<(&str, &str)> =
+                vec![("grant_type", "refresh_token"), ("refresh_token", token.expose()), ("client_id", "hoist")];
+            if let Some(service) = service {
+                form.push(("service", service));
+            }
+            let joined = scopes.join(" ");
+            if !scopes.is_empty() {
+                form.push(("scope", &joined));
+            }
+            http.post(realm.clone()).form(&form).build()
+        }
+        other => {
+            let mut query: Vec<(&str, &str)> = Vec::new();
+            if let Some(service) = service {
+                query.push(("service", service));
+            }
+            query.extend(scopes.iter().map(|s| ("scope", s.as_str())));
+            if let Some(Credential::Basic { username, .. }) = other {
+                query.push(("account", username));
+            }
+            http.get(realm.clone()).query(&query).build()
+        }
+    }
 }
 
 /// The longest a token is kept, whatever the server says.

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod delete;
+pub mod exchange;
 pub mod read;
 pub mod referrers;
 pub mod retry;
@@ -21,8 +22,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use tokio::sync::Mutex;
 
-use self::auth::{basic, fetch_token, Authorization, Challenge};
+use self::auth::{basic, fetch_token, Authorization, Challenge, TokenRequest};
 use self::error::Envelope;
+use self::exchange::{Credentials, Deadline};
 pub use self::retry::RetryPolicy;
 use self::transport::{classify, connect, Endpoint, Failure, TransportOptions};
 use crate::credentials::{Credential, CredentialStore};
@@ -119,11 +121,38 @@ impl Client {
     }
 
     /// Sends the request `make` builds (from the client and base URL), authenticated for
-    /// `scopes`. On 401 it answers the challenge once and sends again.
+    /// `scopes`, as a document: the whole request, its redirects and the reading of its body
+    /// end within the document deadline (`$HOIST_DOCUMENT_TIMEOUT`). Every request is one,
+    /// except the few that move a blob ([`Client::send_transfer`]).
     pub async fn send(
         &self,
         registry: &str,
         scopes: &[String],
+        make: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> Result<Response> {
+        self.exchange(registry, scopes, Deadline::document(self.options.document_timeout), make).await
+    }
+
+    /// Sends a request that moves a blob (a blob GET, an upload's PATCH or PUT): no
+    /// whole-request deadline, since a large blob takes as long as it takes; the stall rules
+    /// cut it instead. An error answer's body, and a blob GET's answer head, still come within
+    /// the document deadline.
+    pub async fn send_transfer(
+        &self,
+        registry: &str,
+        scopes: &[String],
+        make: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> Result<Response> {
+        self.exchange(registry, scopes, Deadline::transfer(self.options.document_timeout), make).await
+    }
+
+    /// Sends a request, authenticated for `scopes`. On 401 it answers the challenge once and
+    /// sends again.
+    async fn exchange(
+        &self,
+        registry: &str,
+        scopes: &[String],
+        deadline: Deadline,
         make: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
     ) -> Result<Response> {
         let endpoint = self.endpoint(registry).await?;
@@ -132,15 +161,15 @@ impl Client {
             let authorizations = self.authorizations.lock().await;
             authorizations.get(&key).filter(|a| a.is_fresh()).cloned()
         };
-        let response = self.attempt(registry, &endpoint, &make, cached.as_ref()).await?;
+        let response = self.attempt(registry, &endpoint, &make, cached.as_ref(), deadline).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let authorization = self.answer(registry, &endpoint, scopes, &response).await?;
+        let authorization = self.answer(registry, &endpoint, scopes, &response, deadline).await?;
         self.authorizations.lock().await.insert(key, authorization.clone());
-        let retried = self.attempt(registry, &endpoint, &make, Some(&authorization)).await?;
+        let retried = self.attempt(registry, &endpoint, &make, Some(&authorization), deadline).await?;
         if retried.status() == StatusCode::UNAUTHORIZED {
-            let body = retried.bytes().await.unwrap_or_default();
+            let body = body_prefix(retried, MAX_ERROR_BODY).await;
             return Err(RegistryError::Unauthorized {
                 registry: registry.to_owned(),
                 scope: scopes.join(" "),
@@ -151,39 +180,20 @@ impl Client {
         Ok(retried)
     }
 
+    /// One request with `authorization`, which goes only to the registry's own origin.
     async fn attempt(
         &self,
         registry: &str,
         endpoint: &Endpoint,
         make: &impl Fn(&reqwest::Client, &str) -> RequestBuilder,
         authorization: Option<&Authorization>,
+        deadline: Deadline,
     ) -> Result<Response> {
-        let mut request = make(&endpoint.http, &endpoint.base).build().map_err(|e| transport_error(registry, &e))?;
-        if let Some(authorization) = authorization {
-            if same_origin(request.url(), &endpoint.base) {
-                let value = reqwest::header::HeaderValue::from_str(authorization.header.expose()).map_err(|_| {
-                    RegistryError::Unauthorized {
-                        registry: registry.to_owned(),
-                        scope: String::new(),
-                        message: "the stored credential cannot go in an HTTP header".into(),
-                    }
-                })?;
-                request.headers_mut().insert(reqwest::header::AUTHORIZATION, value);
-            } else {
-                tracing::info!(
-                    "{registry}: not sending credentials to {}",
-                    request.url().origin().ascii_serialization()
-                );
-            }
-        }
-        let response =
-            endpoint.http.execute(request).await.map_err(|e| {
-                crate::blob::BodyError::find(&e).unwrap_or_else(|| transport_error(registry, &e).into())
-            })?;
-        if let Some(remaining) = response.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()) {
-            tracing::info!("{registry}: pull limit remaining {remaining}");
-        }
-        Ok(response)
+        let request = make(&endpoint.http, &endpoint.base).build().map_err(|e| transport_error(registry, &e))?;
+        let home = Url::parse(&endpoint.base)
+            .map_err(|e| crate::Error::invalid("registry URL", &endpoint.base, e.to_string()))?;
+        let credentials = authorization.map(|a| Credentials { header: &a.header, home: &home });
+        exchange::send(registry, endpoint, request, credentials, deadline).await
     }
 
     /// Answers a 401's challenge: Basic with the stored credential, or a Bearer token.
@@ -193,6 +203,7 @@ impl Client {
         endpoint: &Endpoint,
         scopes: &[String],
         response: &Response,
+        deadline: Deadline,
     ) -> Result<Authorization> {
         let challenge = response
             .headers()
@@ -209,17 +220,9 @@ impl Client {
         };
         match challenge {
             Some(Challenge::Bearer { realm, service }) => {
-                let credential = credential_for_realm(registry, &endpoint.base, &realm, credential)?;
-                Ok(fetch_token(
-                    &endpoint.http,
-                    registry,
-                    &realm,
-                    service.as_deref(),
-                    scopes,
-                    credential.as_ref(),
-                    self.options.document_timeout,
-                )
-                .await?)
+                let (realm, credential) = credential_for_realm(registry, &endpoint.base, &realm, credential)?;
+                let asked = TokenRequest { realm: &realm, service: service.as_deref(), scopes };
+                fetch_token(endpoint, registry, asked, credential.as_ref(), deadline).await
             }
             Some(Challenge::Basic) => match credential {
                 Some(Credential::Basic { username, password }) => {
@@ -244,15 +247,15 @@ impl Client {
     }
 }
 
-/// The credential a token realm may receive: only over HTTPS, unless the registry itself is
-/// plain HTTP (by the user's choice: loopback or insecure). A realm on another host is allowed
-/// (Docker Hub, GHCR and ECR use one) and said at `-v`.
+/// The token realm's URL and the credential it may receive: only over HTTPS, unless the
+/// registry itself is plain HTTP (by the user's choice: loopback or insecure). A realm on
+/// another host is allowed (Docker Hub, GHCR and ECR use one) and said at `-v`.
 fn credential_for_realm(
     registry: &str,
     base: &str,
     realm: &str,
     credential: Option<Credential>,
-) -> Result<Option<Credential>> {
+) -> Result<(Url, Option<Credential>)> {
     let realm_url = Url::parse(realm).map_err(|_| RegistryError::Unauthorized {
         registry: registry.to_owned(),
         scope: String::new(),
@@ -274,7 +277,7 @@ fn credential_for_realm(
     if base_url.is_some_and(|b| b.origin() != realm_url.origin()) {
         tracing::info!("{registry}: asking {} for a token", realm_url.origin().ascii_serialization());
     }
-    Ok(credential)
+    Ok((realm_url, credential))
 }
 
 /// Whether `url` is on the registry's own scheme, host and port (`base`): the only place its

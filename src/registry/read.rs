@@ -27,6 +27,10 @@ pub struct ManifestHead {
 /// Listings (tags, catalog) follow at most this many pages.
 const MAX_PAGES: usize = 10_000;
 
+/// A listing's pages together are at most this many bytes (about a million tags): each page is
+/// bounded, and so is their sum, since a registry can send page after distinct page.
+pub const MAX_LISTING_BYTES: u64 = 32 << 20;
+
 /// The tag or digest a reference points at, for URLs.
 fn target(reference: &Reference) -> &str {
     reference.digest.as_deref().or(reference.tag.as_deref()).unwrap_or("latest")
@@ -103,7 +107,7 @@ impl Client {
         let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
         let response = self
             .send(registry, &[pull_scope(&reference.repository)], |http, _| {
-                http.get(url.clone()).header(ACCEPT, accept()).timeout(self.options.document_timeout)
+                http.get(url.clone()).header(ACCEPT, accept())
             })
             .await?;
         if !response.status().is_success() {
@@ -170,11 +174,8 @@ impl Client {
         let registry = &reference.registry;
         let endpoint = self.endpoint(registry).await?;
         let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
-        let response = self
-            .send(registry, &[scope.to_owned()], |http, _| {
-                http.head(url.clone()).header(ACCEPT, accept()).timeout(self.options.document_timeout)
-            })
-            .await?;
+        let response =
+            self.send(registry, &[scope.to_owned()], |http, _| http.head(url.clone()).header(ACCEPT, accept())).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -222,7 +223,7 @@ impl Client {
         let endpoint = self.endpoint(registry).await?;
         let url = api_url(&endpoint.base, repository, &["blobs", &digest])?;
         let response = self
-            .send(registry, &[pull_scope(repository)], |http, _| match offset {
+            .send_transfer(registry, &[pull_scope(repository)], |http, _| match offset {
                 0 => http.get(url.clone()),
                 _ => http.get(url.clone()).header(RANGE, format!("bytes={offset}-")),
             })
@@ -296,10 +297,11 @@ impl Client {
     }
 
     /// Follows `Link: <…>; rel="next"` pages on the registry's own origin only; a page seen
-    /// before ends the listing.
+    /// before ends the listing, and more than [`MAX_LISTING_BYTES`] in all is refused.
     async fn list(&self, registry: &str, scope: &str, first: Url, field: &str, what: &str) -> Result<Vec<String>> {
         let endpoint = self.endpoint(registry).await?;
         let mut items = Vec::new();
+        let mut total = 0u64;
         let mut seen = std::collections::HashSet::new();
         let mut next = Some(first);
         while let Some(url) = next.take() {
@@ -314,11 +316,7 @@ impl Client {
             }
             let response = self
                 .idempotent(what, || async {
-                    let response = self
-                        .send(registry, &[scope.to_owned()], |http, _| {
-                            http.get(url.clone()).timeout(self.options.document_timeout)
-                        })
-                        .await?;
+                    let response = self.send(registry, &[scope.to_owned()], |http, _| http.get(url.clone())).await?;
                     match response.status().is_success() {
                         true => Ok(response),
                         false => Err(status_error(registry, what, "list", response).await.into()),
@@ -333,6 +331,15 @@ impl Client {
                 same
             });
             let bytes = read_limited(registry, what, response, MAX_MANIFEST_BYTES).await?;
+            total += bytes.len() as u64;
+            if total > MAX_LISTING_BYTES {
+                return Err(RegistryError::TooLarge {
+                    registry: registry.to_owned(),
+                    what: format!("the listing of {what} ({} pages together)", seen.len()),
+                    limit: MAX_LISTING_BYTES,
+                }
+                .into());
+            }
             let page: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: what.to_owned(), source })?;
             if let Some(list) = page.get(field).and_then(|v| v.as_array()) {
@@ -370,7 +377,7 @@ fn next_in_link(link: &str) -> Option<String> {
 }
 
 /// Reads a body of at most `limit` bytes, refusing a larger one without reading it all.
-async fn read_limited(registry: &str, what: &str, response: Response, limit: u64) -> Result<Vec<u8>> {
+pub(super) async fn read_limited(registry: &str, what: &str, response: Response, limit: u64) -> Result<Vec<u8>> {
     let too_large = || RegistryError::TooLarge { registry: registry.to_owned(), what: what.to_owned(), limit };
     if response.content_length().is_some_and(|n| n > limit) {
         return Err(too_large().into());

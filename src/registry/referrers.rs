@@ -5,7 +5,7 @@
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
 
-use super::{api_url, pull_scope, status_error, Client, RegistryError};
+use super::{api_url, pull_scope, status_error, Client};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::model::media_type::OCI_INDEX;
@@ -33,27 +33,7 @@ impl Client {
             if !response.status().is_success() {
                 return Err(status_error(registry, &what, "GET referrers", response).await.into());
             }
-            if response.content_length().is_some_and(|n| n > MAX_MANIFEST_BYTES) {
-                return Err(RegistryError::TooLarge {
-                    registry: registry.to_owned(),
-                    what: what.clone(),
-                    limit: MAX_MANIFEST_BYTES,
-                }
-                .into());
-            }
-            let mut response = response;
-            let mut bytes = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| super::transport_error(registry, &e))? {
-                bytes.extend_from_slice(&chunk);
-                if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-                    return Err(RegistryError::TooLarge {
-                        registry: registry.to_owned(),
-                        what: what.clone(),
-                        limit: MAX_MANIFEST_BYTES,
-                    }
-                    .into());
-                }
-            }
+            let bytes = super::read::read_limited(registry, &what, response, MAX_MANIFEST_BYTES).await?;
             let index: ImageIndex =
                 serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: what.clone(), source })?;
             Ok(Some(index))

@@ -169,8 +169,13 @@ pub fn api_host(registry: &str) -> String {
 pub struct Endpoint {
     /// `https://host[:port]` or `http://host[:port]`.
     pub base: String,
-    /// The client, with this registry's certificates.
+    /// The client, with this registry's certificates; it follows no redirect by itself
+    /// ([`super::exchange`] does).
     pub http: reqwest::Client,
+    /// Whether the registry is insecure by the user's configuration (`--insecure-registry`,
+    /// `$HOIST_INSECURE_REGISTRIES`, daemon.json) or by docker's rule for loopback: only then
+    /// may a redirect lead from HTTPS to plain HTTP.
+    pub insecure: bool,
 }
 
 /// Finds how to talk to `registry`, by pinging `/v2/`.
@@ -185,7 +190,7 @@ pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpo
     let (https, handshakes) = client(registry, options, !insecure)?;
     let https_base = format!("https://{host}");
     let https_error = match https.get(format!("{https_base}/v2/")).timeout(options.document_timeout).send().await {
-        Ok(_) => return Ok(Endpoint { base: https_base, http: https }),
+        Ok(_) => return Ok(Endpoint { base: https_base, http: https, insecure }),
         Err(e) => e,
     };
     let kind = classify(&https_error);
@@ -205,7 +210,7 @@ pub async fn connect(registry: &str, options: &TransportOptions) -> Result<Endpo
     let (plain, _) = client(registry, options, true)?;
     let plain_base = format!("http://{host}");
     match plain.get(format!("{plain_base}/v2/")).timeout(options.document_timeout).send().await {
-        Ok(_) => Ok(Endpoint { base: plain_base, http: plain }),
+        Ok(_) => Ok(Endpoint { base: plain_base, http: plain, insecure }),
         Err(e) => Err(RegistryError::Unreachable {
             registry: registry.to_owned(),
             detail: format!("HTTPS: {}; HTTP: {}", chain(&https_error), chain(&e)),
@@ -251,8 +256,8 @@ async fn resolve(registry: &str, host: &str) -> Result<(), RegistryError> {
 
 /// An HTTP client for `registry`: its TLS configuration ([`tls::client_config`]: CAs, client
 /// certificate, and no verification of the registry's own host unless `verify`), timeouts,
-/// hoist's User-Agent, and redirects that drop the Authorization header when they leave the
-/// host (reqwest's policy).
+/// hoist's User-Agent, and no redirects followed by reqwest: its policy keeps credentials on a
+/// change of scheme, so [`super::exchange`] follows them instead.
 fn client(
     registry: &str,
     options: &TransportOptions,
@@ -264,6 +269,7 @@ fn client(
         .connect_timeout(options.connect_timeout)
         .read_timeout(options.read_timeout)
         .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| RegistryError::Connect { registry: registry.to_owned(), detail: chain(&e) })?;
     Ok((client, handshakes))

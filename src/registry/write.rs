@@ -115,10 +115,7 @@ impl Client {
         self.idempotent(&format!("blob {digest}"), || async {
             let endpoint = self.endpoint(registry).await?;
             let url = api_url(&endpoint.base, repository, &["blobs", &digest.to_string()])?;
-            let deadline = self.options.document_timeout;
-            let response = self
-                .send(registry, &[push_scope(repository)], |http, _| http.head(url.clone()).timeout(deadline))
-                .await?;
+            let response = self.send(registry, &[push_scope(repository)], |http, _| http.head(url.clone())).await?;
             match response.status() {
                 s if s.is_success() => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
@@ -142,11 +139,7 @@ impl Client {
             scopes.push(super::pull_scope(from));
             url.query_pairs_mut().append_pair("mount", &digest.to_string()).append_pair("from", from);
         }
-        let response = self
-            .send(registry, &scopes, |http, _| {
-                http.post(url.clone()).header(CONTENT_LENGTH, 0).timeout(self.options.document_timeout)
-            })
-            .await?;
+        let response = self.send(registry, &scopes, |http, _| http.post(url.clone()).header(CONTENT_LENGTH, 0)).await?;
         match response.status() {
             StatusCode::CREATED if mount.is_some() => Ok(Started::Mounted),
             StatusCode::ACCEPTED => {
@@ -167,9 +160,7 @@ impl Client {
     /// How many bytes an upload session holds; `None` when the session is gone (404).
     pub async fn upload_offset(&self, registry: &str, repository: &str, url: &Url) -> Result<Option<(u64, Url)>> {
         let endpoint = self.endpoint(registry).await?;
-        let deadline = self.options.document_timeout;
-        let response =
-            self.send(registry, &[push_scope(repository)], |http, _| http.get(url.clone()).timeout(deadline)).await?;
+        let response = self.send(registry, &[push_scope(repository)], |http, _| http.get(url.clone())).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => {
@@ -193,7 +184,7 @@ impl Client {
         let last = offset.checked_add(body.length).and_then(|end| end.checked_sub(1)).unwrap_or(offset);
         let range = format!("{offset}-{last}");
         let response = self
-            .send(registry, &[push_scope(repository)], |http, _| {
+            .send_transfer(registry, &[push_scope(repository)], |http, _| {
                 http.patch(url.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, body.length)
@@ -229,7 +220,7 @@ impl Client {
     ) -> Result<FinishOutcome> {
         let target = with_digest(url, digest);
         let response = self
-            .send(registry, &[push_scope(repository)], |http, _| {
+            .send_transfer(registry, &[push_scope(repository)], |http, _| {
                 let request = http.put(target.clone()).header(CONTENT_TYPE, "application/octet-stream");
                 match &body {
                     Some(body) => request.header(CONTENT_LENGTH, body.length).body(body.take()),
@@ -291,7 +282,6 @@ impl Client {
                     http.put(url.clone())
                         .header(CONTENT_TYPE, manifest.media_type.as_str())
                         .body(body.clone())
-                        .timeout(self.options.document_timeout)
                 })
                 .await?;
             let status = response.status();
