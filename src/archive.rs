@@ -42,7 +42,9 @@ pub struct TarIndex {
 impl TarIndex {
     /// Walks the headers of the tar at `path`.
     pub fn open(path: &Path) -> Result<TarIndex> {
-        let file = File::open(path).at("open", path)?;
+        // Blobs are read as byte ranges of the file: only a regular file will do, and a FIFO
+        // is refused at once rather than waited on.
+        let (file, _) = crate::small_file::open_regular(path).map_err(|e| e.into_error("archive", path))?;
         let corrupt = |e: std::io::Error| Error::CorruptArchive {
             path: path.to_path_buf(),
             reason: format!("not a readable tar: {e}"),
@@ -194,11 +196,32 @@ pub enum Item {
     Bytes(Vec<u8>),
 }
 
+/// Checks that an archive may be written at `target`: nothing is there, or a regular file
+/// (which is replaced). An archive is renamed into place whole, so a FIFO or a device there
+/// would be replaced rather than written into, and a symlink replaced rather than followed:
+/// all three are refused, as is a directory.
+pub fn check_target(target: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(target) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) => Err(Error::invalid(
+            "archive",
+            target.display().to_string(),
+            format!(
+                "it is a {}; an archive is written to a new or regular file, replaced whole (never streamed into a fifo or device, nor written through a symlink): name such a file",
+                crate::small_file::kind(meta.file_type())
+            ),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("read", target, e)),
+    }
+}
+
 /// Writes a tar of `items` (in order) to a temporary file beside `target`, synced, and renames
 /// it to `target` only when complete: a failure leaves `target` as it was. Entries are owned
 /// by root, dated 1970 and mode 0644 (0755 for directories), so the same content gives the
-/// same tar.
+/// same tar. A `target` that [`check_target`] refuses is left alone.
 pub fn write_tar(target: &Path, items: &[(String, Item)]) -> Result<()> {
+    check_target(target)?;
     let parent = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -243,6 +266,8 @@ pub fn write_tar(target: &Path, items: &[(String, Item)]) -> Result<()> {
     let readable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
     temp.as_file().set_permissions(readable).at("write", target)?;
     temp.as_file().sync_all().at("write", target)?;
+    // Once more just before the rename: something may have appeared there meanwhile.
+    check_target(target)?;
     temp.persist(target).map_err(|e| Error::io("write", target, e.error))?;
     Ok(())
 }

@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 use crate::layer::TarOptions;
 use crate::location::Location;
 
+/// The largest build file hoist reads.
+pub const MAX_BUILD_FILE_BYTES: u64 = 1 << 20;
+
 /// Every build setting, each optional so that flags and a build file can be merged.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -84,8 +87,10 @@ impl BuildSpec {
     /// Reads a build file. Relative paths in it (layer sources, output) are taken relative to
     /// the file's directory, so the file works from any working directory.
     pub fn load(path: &Path) -> Result<BuildSpec> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::BuildFile { path: path.to_path_buf(), message: format!("cannot read it: {e}") })?;
+        let cannot = |message: String| Error::BuildFile { path: path.to_path_buf(), message };
+        let bytes =
+            crate::small_file::read(path, MAX_BUILD_FILE_BYTES).map_err(|e| cannot(format!("cannot read it: {e}")))?;
+        let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
         let mut spec: BuildSpec = toml::from_str(&text).map_err(|e| Error::BuildFile {
             path: path.to_path_buf(),
             message: e.message().to_owned() + &line_of(&text, e.span()),
@@ -151,6 +156,7 @@ impl BuildSpec {
             .as_deref()
             .ok_or_else(|| Error::invalid("output", "", "give --output oci:DIR[:TAG]"))?
             .parse::<Location>()?;
+        output.check_output()?;
         let epoch = source_date_epoch()?.unwrap_or(0);
         let (uid, gid) = match &self.owner {
             Some(owner) => parse_owner(owner)?,
@@ -254,7 +260,10 @@ labels = { "org.opencontainers.image.source" = "https://example.com/repo" }
         assert_eq!(options.platforms.len(), 2);
         assert!(options.tar.normalize_modes, "normalize-modes from the file");
         assert_eq!(options.context, dir.path(), "layers from the file are relative to it");
-        assert_eq!(output, Location::Layout { dir: dir.path().join("out/layout"), tag: Some("v1".into()) });
+        assert_eq!(
+            output,
+            Location::Layout { dir: dir.path().join("out/layout"), tag: Some("v1".into()), digest: None }
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ use tempfile::NamedTempFile;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::offload::Writeback;
+use crate::small_file;
 
 /// The default bound on the blobs' total size: 10 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 10 << 30;
@@ -34,6 +35,8 @@ pub const DEFAULT_MAX_SIZE: u64 = 10 << 30;
 const STALE_TEMPORARY: Duration = Duration::from_secs(24 * 3600);
 /// Bytes per read when verifying or copying a blob.
 const READ_BUFFER: usize = 1 << 20;
+/// The largest layer record or source hint read; a larger one is not a record.
+const MAX_RECORD_BYTES: u64 = 64 << 10;
 
 /// A cache directory and its size bound.
 #[derive(Clone, Debug)]
@@ -237,13 +240,14 @@ impl Cache {
     /// not verified here: [`Cache::link_into`] does that when it is used.
     pub fn layer(&self, key: &LayerKey) -> Result<Option<CachedLayer>> {
         let path = self.layer_record(key);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read", &path, e)),
+        let bytes = match small_file::read(&path, MAX_RECORD_BYTES) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.is_missing() => return Ok(None),
+            Err(small_file::ReadError::Io(e)) => return Err(Error::io("read", &path, e)),
+            Err(_) => None,
         };
-        let parsed = serde_json::from_slice::<LayerRecord>(&bytes)
-            .ok()
+        let parsed = bytes
+            .and_then(|bytes| serde_json::from_slice::<LayerRecord>(&bytes).ok())
             .and_then(|r| Some(CachedLayer { digest: r.digest.parse().ok()?, size: r.size }));
         let Some(layer) = parsed else {
             let _ = fs::remove_file(&path);
@@ -269,7 +273,7 @@ impl Cache {
     /// compressing it; never a substitute for the diff_id itself.
     pub fn source_hint(&self, key: &str) -> Option<Digest> {
         let path = self.root.join("sources").join(Digest::of(key.as_bytes()).hex());
-        fs::read_to_string(path).ok()?.trim().parse().ok()
+        String::from_utf8(small_file::read(&path, MAX_RECORD_BYTES).ok()?).ok()?.trim().parse().ok()
     }
 
     /// Records the diff_id a layer source had, for [`Cache::source_hint`].

@@ -18,6 +18,8 @@ use crate::secret::Secret;
 pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 /// How long a credential helper may take.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest `config.json` hoist reads.
+const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
 /// What hoist presents to a registry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,7 +73,7 @@ impl CredentialStore {
         };
         let config = read_config(path)?;
         let key = config_key(registry);
-        if let Some(helper) = helper_for(&config, &key) {
+        if let Some(helper) = helper_for(&config, &key, path)? {
             return helper_get(&helper, &key).await;
         }
         let Some(auths) = config.get("auths").and_then(Value::as_object) else {
@@ -96,7 +98,7 @@ impl CredentialStore {
         let path = self.writable_config()?;
         let mut config = read_config(&path)?;
         let key = config_key(registry);
-        if let Some(helper) = helper_for(&config, &key) {
+        if let Some(helper) = helper_for(&config, &key, &path)? {
             let request = json!({ "ServerURL": key, "Username": username, "Secret": password.expose() });
             run_helper(&helper, "store", &request.to_string()).await?;
             return Ok(path);
@@ -114,7 +116,7 @@ impl CredentialStore {
         let path = self.writable_config()?;
         let mut config = read_config(&path)?;
         let key = config_key(registry);
-        if let Some(helper) = helper_for(&config, &key) {
+        if let Some(helper) = helper_for(&config, &key, &path)? {
             run_helper(&helper, "erase", &key).await?;
             return Ok(true);
         }
@@ -162,18 +164,19 @@ fn normalize_key(key: &str) -> String {
 }
 
 fn read_config(path: &Path) -> Result<Map<String, Value>> {
-    match std::fs::read(path) {
-        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(Map::new()),
-        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err(Error::invalid(
-                "docker config",
-                path.display().to_string(),
-                "it is not a JSON object; fix or remove it",
-            )),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
-        Err(e) => Err(Error::io("read", path, e)),
+    let Some(bytes) = crate::small_file::read_optional(path, MAX_CONFIG_BYTES, "docker config")? else {
+        return Ok(Map::new());
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Error::invalid(
+            "docker config",
+            path.display().to_string(),
+            "it is not a JSON object; fix or remove it",
+        )),
     }
 }
 
@@ -204,15 +207,30 @@ fn object_entry<'a>(config: &'a mut Map<String, Value>, key: &str) -> &'a mut Ma
     value.as_object_mut().expect("just made an object")
 }
 
-fn helper_for(config: &Map<String, Value>, key: &str) -> Option<String> {
+/// The credential helper for `key` in the config at `path`: `credHelpers[key]`, else
+/// `credsStore`. A helper is a plain name, run as `docker-credential-NAME` from `PATH`: a name
+/// with a `/` would run a program by its path (relative to the working directory), so it is
+/// refused before anything runs.
+fn helper_for(config: &Map<String, Value>, key: &str, path: &Path) -> Result<Option<String>> {
     let helpers: BTreeMap<String, String> =
         config.get("credHelpers").and_then(|h| serde_json::from_value(h.clone()).ok()).unwrap_or_default();
-    helpers
+    let helper = helpers
         .iter()
         .find(|(k, _)| normalize_key(k) == normalize_key(key))
         .map(|(_, v)| v.clone())
         .or_else(|| config.get("credsStore").and_then(Value::as_str).map(str::to_owned))
-        .filter(|h| !h.is_empty())
+        .filter(|h| !h.is_empty());
+    match helper {
+        Some(name) if name.contains('/') => Err(Error::invalid(
+            "credential helper",
+            name,
+            format!(
+                "a helper is a plain name, run as docker-credential-NAME from PATH, never a path; fix credHelpers or credsStore in {}",
+                path.display()
+            ),
+        )),
+        helper => Ok(helper),
+    }
 }
 
 fn decode_auth(path: &Path, auth: &str) -> Result<Credential> {

@@ -16,6 +16,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::json;
 use crate::model::{Descriptor, ImageIndex, MediaType};
 use crate::offload::Writeback;
+use crate::small_file;
 
 /// The file that marks a directory as an OCI image layout.
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -36,17 +37,21 @@ impl Layout {
     /// Opens the layout at `root`, checking its `oci-layout` marker.
     pub fn open(root: impl Into<PathBuf>) -> Result<Layout> {
         let root = root.into();
-        let marker = root.join(OCI_LAYOUT_FILE);
+        if let Err(e) = fs::metadata(&root) {
+            return Err(match e.kind() {
+                std::io::ErrorKind::NotFound => Error::invalid(
+                    "OCI layout",
+                    root.display().to_string(),
+                    "it does not exist; check the path, or write the layout first (hoist build --output oci:DIR)",
+                ),
+                _ => Error::io("read", &root, e),
+            });
+        }
         let not_a_layout = |reason: String| Error::NotALayout { path: root.clone(), reason };
         // A FIFO or a device would block or never end: only a small regular file is read.
-        match fs::symlink_metadata(&marker) {
-            Ok(meta) if meta.is_file() && meta.len() <= 4096 => {}
-            Ok(_) => return Err(not_a_layout(format!("{OCI_LAYOUT_FILE} is not a small regular file"))),
-            Err(e) => return Err(not_a_layout(format!("cannot read {OCI_LAYOUT_FILE}: {e}"))),
-        }
-        let text =
-            fs::read_to_string(&marker).map_err(|e| not_a_layout(format!("cannot read {OCI_LAYOUT_FILE}: {e}")))?;
-        let version: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::CorruptLayout {
+        let bytes = small_file::read_unlinked(&root.join(OCI_LAYOUT_FILE), 4096)
+            .map_err(|e| not_a_layout(format!("cannot read {OCI_LAYOUT_FILE}: {e}")))?;
+        let version: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLayout {
             path: root.clone(),
             reason: format!("{OCI_LAYOUT_FILE} is not JSON: {e}"),
         })?;
@@ -67,23 +72,20 @@ impl Layout {
     /// Reads `index.json`.
     pub fn index(&self) -> Result<ImageIndex> {
         let path = self.root.join(INDEX_FILE);
-        let meta = fs::symlink_metadata(&path).at("read", &path)?;
-        if !meta.is_file() {
-            return Err(Error::CorruptLayout {
-                path: self.root.clone(),
-                reason: format!("{INDEX_FILE} is not a regular file"),
-            });
-        }
-        if meta.len() > crate::model::MAX_MANIFEST_BYTES {
-            return Err(Error::CorruptLayout {
-                path: self.root.clone(),
-                reason: format!("{INDEX_FILE} is larger than {} bytes", crate::model::MAX_MANIFEST_BYTES),
-            });
-        }
-        let bytes = fs::read(&path).at("read", &path)?;
+        let bytes = self.read_small(&path, INDEX_FILE)?;
         serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLayout {
             path: self.root.clone(),
             reason: format!("{INDEX_FILE} is not a valid image index: {e}"),
+        })
+    }
+
+    /// Reads a file of the layout (`index.json`, a manifest; never through a symlink) of at
+    /// most [`MAX_MANIFEST_BYTES`](crate::model::MAX_MANIFEST_BYTES); one that is not a
+    /// regular file, or larger, means the layout is corrupt.
+    fn read_small(&self, path: &Path, what: &str) -> Result<Vec<u8>> {
+        small_file::read_unlinked(path, crate::model::MAX_MANIFEST_BYTES).map_err(|e| match e {
+            small_file::ReadError::Io(e) => Error::io("read", path, e),
+            refused => Error::CorruptLayout { path: self.root.clone(), reason: format!("{what}: {refused}") },
         })
     }
 
@@ -113,14 +115,8 @@ impl Layout {
 
     /// Reads a small blob (a manifest, index or config) and checks its digest.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let (path, size) = self.blob_file(digest)?;
-        if size > crate::model::MAX_MANIFEST_BYTES {
-            return Err(Error::CorruptLayout {
-                path: self.root.clone(),
-                reason: format!("blob {digest} is larger than {} bytes", crate::model::MAX_MANIFEST_BYTES),
-            });
-        }
-        let bytes = fs::read(&path).at("read", &path)?;
+        let (path, _) = self.blob_file(digest)?;
+        let bytes = self.read_small(&path, &format!("blob {digest}"))?;
         let found = Digest::of(&bytes);
         if &found != digest {
             return Err(Error::DigestMismatch {

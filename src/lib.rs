@@ -37,6 +37,7 @@ pub mod sbom;
 pub mod secret;
 pub mod sink;
 pub mod size;
+pub mod small_file;
 pub mod source;
 pub mod text;
 pub mod transfer;

@@ -1,32 +1,40 @@
-//! Where images are written or read: an OCI layout on disk (`oci:DIR[:TAG]`), a tar of one
-//! (`oci-archive:FILE[:TAG]`), a docker-archive tar as `docker save` writes and `docker load`
+//! Where images are written or read: an OCI layout on disk (`oci:DIR[:TAG]`, or
+//! `oci:DIR@sha256:…` to read an image by digest), a tar of one (`oci-archive:FILE[:TAG]`,
+//! `oci-archive:FILE@sha256:…`), a docker-archive tar as `docker save` writes and `docker load`
 //! reads (`docker-archive:FILE[:REF]`), or a registry (`registry/repository[:tag][@digest]`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::{is_tag, Reference};
 
 /// An image location.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
-    /// An OCI image layout directory, optionally with a tag in its `index.json`.
+    /// An OCI image layout directory, optionally with a tag in its `index.json` or the digest
+    /// of a manifest or index in it (never both).
     Layout {
         /// The layout directory.
         dir: PathBuf,
         /// The tag (`org.opencontainers.image.ref.name`).
         tag: Option<String>,
+        /// The digest of the image or index to read (a source only).
+        digest: Option<Digest>,
     },
     /// An image in a registry.
     Registry(Reference),
-    /// A tar of an OCI image layout, optionally with a tag in its `index.json`.
+    /// A tar of an OCI image layout, optionally with a tag in its `index.json` or the digest
+    /// of a manifest or index in it (never both).
     OciArchive {
         /// The tar file.
         file: PathBuf,
         /// The tag (`org.opencontainers.image.ref.name`).
         tag: Option<String>,
+        /// The digest of the image or index to read (a source only).
+        digest: Option<Digest>,
     },
     /// A docker-archive tar (`manifest.json`, `repositories`, blobs): one image.
     DockerArchive {
@@ -41,8 +49,8 @@ impl Location {
     /// The same location with a relative directory taken relative to `base`.
     pub fn relative_to(self, base: &Path) -> Location {
         match self {
-            Location::Layout { dir, tag } => Location::Layout { dir: base.join(dir), tag },
-            Location::OciArchive { file, tag } => Location::OciArchive { file: base.join(file), tag },
+            Location::Layout { dir, tag, digest } => Location::Layout { dir: base.join(dir), tag, digest },
+            Location::OciArchive { file, tag, digest } => Location::OciArchive { file: base.join(file), tag, digest },
             Location::DockerArchive { file, reference } => Location::DockerArchive { file: base.join(file), reference },
             registry => registry,
         }
@@ -53,8 +61,8 @@ impl FromStr for Location {
     type Err = Error;
 
     /// Parses `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]` (the part after the last `:` is a
-    /// tag when it is a valid one), `docker-archive:FILE[:REF]` (the file ends at the first
-    /// `:`), else an image reference.
+    /// tag when it is a valid one; after the last `@`, a digest when it starts `sha256:`),
+    /// `docker-archive:FILE[:REF]` (the file ends at the first `:`), else an image reference.
     fn from_str(s: &str) -> Result<Location> {
         if let Some(rest) = s.strip_prefix("docker-archive:") {
             let (file, reference) = match rest.split_once(':') {
@@ -68,11 +76,11 @@ impl FromStr for Location {
             return Ok(Location::DockerArchive { file: PathBuf::from(file), reference });
         }
         if let Some(rest) = s.strip_prefix("oci-archive:") {
-            let (file, tag) = split_tag(rest);
+            let (file, tag, digest) = split_tag_or_digest(rest)?;
             if file.is_empty() {
                 return Err(Error::invalid("image location", s, "the file is missing: oci-archive:FILE[:TAG]"));
             }
-            return Ok(Location::OciArchive { file: PathBuf::from(file), tag });
+            return Ok(Location::OciArchive { file: PathBuf::from(file), tag, digest });
         }
         let Some(rest) = s.strip_prefix("oci:") else {
             return Reference::parse(s).map(Location::Registry).map_err(|_| {
@@ -83,11 +91,23 @@ impl FromStr for Location {
                 )
             });
         };
-        let (dir, tag) = split_tag(rest);
+        let (dir, tag, digest) = split_tag_or_digest(rest)?;
         if dir.is_empty() {
             return Err(Error::invalid("image location", s, "the directory is missing: oci:DIR[:TAG]"));
         }
-        Ok(Location::Layout { dir: PathBuf::from(dir), tag })
+        Ok(Location::Layout { dir: PathBuf::from(dir), tag, digest })
+    }
+}
+
+/// `PATH[:TAG]` or `PATH@sha256:HEX`: a digest after the last `@` (the path is all before
+/// it), else a tag as [`split_tag`] finds one.
+fn split_tag_or_digest(rest: &str) -> Result<(&str, Option<String>, Option<Digest>)> {
+    match rest.rsplit_once('@') {
+        Some((path, digest)) if digest.starts_with("sha256:") => Ok((path, None, Some(digest.parse()?))),
+        _ => {
+            let (path, tag) = split_tag(rest);
+            Ok((path, tag, None))
+        }
     }
 }
 
@@ -123,20 +143,14 @@ pub fn name_and_tag(reference: &str) -> Option<(&str, &str)> {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Location::Layout { dir, tag } => {
+            Location::Layout { dir, tag, digest } => {
                 write!(f, "oci:{}", dir.display())?;
-                if let Some(tag) = tag {
-                    write!(f, ":{tag}")?;
-                }
-                Ok(())
+                write_tag_and_digest(f, tag, digest)
             }
             Location::Registry(reference) => write!(f, "{reference}"),
-            Location::OciArchive { file, tag } => {
+            Location::OciArchive { file, tag, digest } => {
                 write!(f, "oci-archive:{}", file.display())?;
-                if let Some(tag) = tag {
-                    write!(f, ":{tag}")?;
-                }
-                Ok(())
+                write_tag_and_digest(f, tag, digest)
             }
             Location::DockerArchive { file, reference } => {
                 write!(f, "docker-archive:{}", file.display())?;
@@ -147,6 +161,17 @@ impl fmt::Display for Location {
             }
         }
     }
+}
+
+/// `:TAG` and `@DIGEST` of a layout or oci-archive location, where there are.
+fn write_tag_and_digest(f: &mut fmt::Formatter<'_>, tag: &Option<String>, digest: &Option<Digest>) -> fmt::Result {
+    if let Some(tag) = tag {
+        write!(f, ":{tag}")?;
+    }
+    if let Some(digest) = digest {
+        write!(f, "@{digest}")?;
+    }
+    Ok(())
 }
 
 impl serde::Serialize for Location {
@@ -163,6 +188,21 @@ impl<'de> serde::Deserialize<'de> for Location {
 }
 
 impl Location {
+    /// Checks that it can be written to: a layout or oci-archive named by digest is a source
+    /// only (an output gets tags, and its digest is what is written).
+    pub fn check_output(&self) -> Result<()> {
+        match self {
+            Location::Layout { digest: Some(_), .. } | Location::OciArchive { digest: Some(_), .. } => {
+                Err(Error::invalid(
+                    "output",
+                    self.to_string(),
+                    "a digest picks an image to read; write to oci:DIR[:TAG] or oci-archive:FILE[:TAG]",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether it is the repository `reference` names (tags and digests aside).
     pub fn is_repository_of(&self, reference: &Reference) -> bool {
         matches!(self, Location::Registry(r) if r.registry == reference.registry && r.repository == reference.repository)
@@ -180,14 +220,17 @@ impl Location {
         }
     }
 
-    /// The same location naming `digest` instead of its tag (a registry) or as it is (a
-    /// layout, whose blobs are read by digest anyway).
-    pub fn at_digest(&self, digest: &crate::digest::Digest) -> Location {
+    /// The same location naming `digest` instead of its tag (a docker-archive, whose one
+    /// image has no digest to name, as it is).
+    pub fn at_digest(&self, digest: &Digest) -> Location {
+        let digest = Some(digest.clone());
         match self {
             Location::Registry(r) => {
-                Location::Registry(Reference { tag: None, digest: Some(digest.to_string()), ..r.clone() })
+                Location::Registry(Reference { tag: None, digest: digest.map(|d| d.to_string()), ..r.clone() })
             }
-            layout => layout.clone(),
+            Location::Layout { dir, .. } => Location::Layout { dir: dir.clone(), tag: None, digest },
+            Location::OciArchive { file, .. } => Location::OciArchive { file: file.clone(), tag: None, digest },
+            docker => docker.clone(),
         }
     }
 }
@@ -199,9 +242,9 @@ mod tests {
     #[test]
     fn parses_layout_and_registry_locations() {
         let loc: Location = "oci:out/layout:v1.2.3".parse().unwrap();
-        assert_eq!(loc, Location::Layout { dir: "out/layout".into(), tag: Some("v1.2.3".into()) });
+        assert_eq!(loc, Location::Layout { dir: "out/layout".into(), tag: Some("v1.2.3".into()), digest: None });
         let untagged: Location = "oci:out/layout".parse().unwrap();
-        assert_eq!(untagged, Location::Layout { dir: "out/layout".into(), tag: None });
+        assert_eq!(untagged, Location::Layout { dir: "out/layout".into(), tag: None, digest: None });
         assert_eq!(loc.to_string(), "oci:out/layout:v1.2.3");
         assert!(matches!("ghcr.io/a/b:1".parse::<Location>().unwrap(), Location::Registry(_)));
         let docker: Location = "docker-archive:out/app.tar:localhost:5000/app:v1".parse().unwrap();
@@ -214,7 +257,7 @@ mod tests {
             Location::DockerArchive { file: "app.tar".into(), reference: Some("localhost:5000/app:latest".into()) }
         );
         let oci: Location = "oci-archive:out/app.tar:v1".parse().unwrap();
-        assert_eq!(oci, Location::OciArchive { file: "out/app.tar".into(), tag: Some("v1".into()) });
+        assert_eq!(oci, Location::OciArchive { file: "out/app.tar".into(), tag: Some("v1".into()), digest: None });
         for bad in [
             "oci:",
             "oci::tag",
@@ -223,8 +266,26 @@ mod tests {
             "docker-archive:",
             "oci-archive:",
             "docker-archive:a.tar:Bad Ref",
+            "oci:dir@sha256:abc",
+            "oci:@sha256:0000000000000000000000000000000000000000000000000000000000000000",
         ] {
             assert!(bad.parse::<Location>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn layouts_and_oci_archives_name_images_by_digest_for_reading_only() {
+        let digest = crate::digest::Digest::of(b"manifest");
+        let layout: Location = format!("oci:out/my:layout@{digest}").parse().unwrap();
+        assert_eq!(layout, Location::Layout { dir: "out/my:layout".into(), tag: None, digest: Some(digest.clone()) });
+        assert_eq!(layout.to_string(), format!("oci:out/my:layout@{digest}"));
+        let archive: Location = format!("oci-archive:app.tar@{digest}").parse().unwrap();
+        assert_eq!(archive, Location::OciArchive { file: "app.tar".into(), tag: None, digest: Some(digest) });
+        assert!(layout.check_output().is_err() && archive.check_output().is_err());
+        assert!("oci:out/a@b:v1".parse::<Location>().unwrap().check_output().is_ok(), "an @ in a path is a path");
+        assert_eq!(
+            "oci:out/a@b:v1".parse::<Location>().unwrap(),
+            Location::Layout { dir: "out/a@b".into(), tag: Some("v1".into()), digest: None }
+        );
     }
 }

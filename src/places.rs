@@ -13,6 +13,8 @@ use crate::digest::Digest;
 
 /// Places remembered per blob.
 pub const KEEP: usize = 8;
+/// The largest record read; a larger one is ignored.
+const MAX_RECORD_BYTES: u64 = 16 << 10;
 
 /// The record of where blobs were seen.
 #[derive(Clone, Debug)]
@@ -31,8 +33,11 @@ impl BlobPlaces {
     }
 
     fn read(&self, digest: &Digest) -> Vec<(String, String)> {
-        let Ok(text) = read_small(&self.file(digest)) else { return Vec::new() };
-        text.lines()
+        let Ok(bytes) = crate::small_file::read_unlinked(&self.file(digest), MAX_RECORD_BYTES) else {
+            return Vec::new();
+        };
+        String::from_utf8_lossy(&bytes)
+            .lines()
             .filter_map(|line| line.split_once(' '))
             .filter(|(registry, repository)| is_name(registry) && is_name(repository))
             .map(|(registry, repository)| (registry.to_owned(), repository.to_owned()))
@@ -76,15 +81,6 @@ fn is_name(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b':' | b'[' | b']'))
-}
-
-/// A record file, refused when it is not a small regular file.
-fn read_small(path: &Path) -> std::io::Result<String> {
-    let meta = std::fs::symlink_metadata(path)?;
-    if !meta.is_file() || meta.len() > 16 << 10 {
-        return Err(std::io::Error::other("not a small regular file"));
-    }
-    std::fs::read_to_string(path)
 }
 
 #[cfg(test)]

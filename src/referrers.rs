@@ -240,14 +240,14 @@ pub async fn attach(
             let mut writer = LayoutWriter::begin(&dir)?;
             let manifest = stage(&mut writer, artifact, &subject)?;
             writer.commit(manifest.descriptor(), None)?;
-            let source = LayoutSource::open(&dir, None)?;
+            let source = LayoutSource::open(&dir, None, None)?;
             let sink = RegistrySink::new(client, reference, options.upload.clone());
             send_referrer(&source, &sink, &manifest, options).await?;
             let (discovery, fallback_tag) = publish(client, reference, &subject.digest, &manifest, options).await?;
             Ok(Attached { digest: manifest.digest, subject: subject.digest, discovery, fallback_tag })
         }
-        Location::Layout { dir, tag } => {
-            let source = LayoutSource::open(dir, tag.clone())?;
+        Location::Layout { dir, tag, digest } => {
+            let source = LayoutSource::open(dir, tag.clone(), digest.clone())?;
             let subject = source.root().await?.descriptor();
             let mut writer = LayoutWriter::begin(dir)?;
             let manifest = stage(&mut writer, artifact, &subject)?;

@@ -145,12 +145,9 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The session saved at `path`; `None` unless it is a small regular file holding one.
 fn read(path: &Path) -> Option<Saved> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > 16 << 10 {
-        return None;
-    }
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    serde_json::from_slice(&crate::small_file::read_unlinked(path, 16 << 10).ok()?).ok()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::util::registry::Registry;
-use crate::util::{fails_with, hoist, make_dist, ok, snapshot, tool, APP_BUILD};
+use crate::util::{fails_with, fails_without_hanging, hoist, make_dist, ok, snapshot, tool, APP_BUILD};
 
 /// podman with its own vfs storage under `root`: no daemon, nothing shared with the machine.
 fn podman(root: &Path) -> Command {
@@ -230,4 +230,88 @@ fn oci_archives_are_read_by_skopeo_and_umoci_and_archives_go_both_ways() {
     let error =
         fails_with(hoist().args(["inspect", &format!("docker-archive:{}:other:v9", docker.display())]), Some(3));
     assert!(error.contains("app:arm"), "{error}");
+}
+
+/// Makes a FIFO and a character device (the kernel's null device, made here rather than
+/// risking `/dev/null` itself) in `dir`.
+fn fifo_and_device(dir: &Path) -> (PathBuf, PathBuf) {
+    let (fifo, device) = (dir.join("pipe"), dir.join("null"));
+    ok(tool("mkfifo").arg(&fifo));
+    ok(tool("mknod").arg(&device).args(["c", "1", "3"]));
+    (fifo, device)
+}
+
+/// The node at `path` is still the kind of file it was.
+fn assert_still(path: &Path, kind: &str) {
+    use std::os::unix::fs::FileTypeExt;
+    let file_type = std::fs::symlink_metadata(path).unwrap().file_type();
+    let found = match () {
+        _ if file_type.is_fifo() => "fifo",
+        _ if file_type.is_char_device() => "character device",
+        _ if file_type.is_symlink() => "symlink",
+        _ => "something else",
+    };
+    assert_eq!(found, kind, "{} was replaced", path.display());
+}
+
+#[test]
+fn archives_are_never_written_onto_a_fifo_a_device_or_through_a_symlink() {
+    let work = tempfile::tempdir().unwrap();
+    make_dist(work.path());
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let (fifo, device) = fifo_and_device(&out);
+    let elsewhere = work.path().join("elsewhere.tar");
+    std::fs::write(&elsewhere, "keep").unwrap();
+    let link = out.join("link.tar");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let cache = work.path().join("cache");
+
+    // build: refused before any layer is built (nothing reaches the layer cache).
+    for (path, kind) in [(&fifo, "fifo"), (&device, "character device"), (&link, "symlink")] {
+        for format in ["oci-archive", "docker-archive"] {
+            let error = fails_without_hanging(
+                hoist()
+                    .current_dir(work.path())
+                    .env("XDG_CACHE_HOME", &cache)
+                    .args(["build", "--platform", "linux/amd64", "--layer", "dist/{os}_{arch}/:/app/"])
+                    .args(["--output", &format!("{format}:{}", path.display())]),
+                Some(3),
+            );
+            assert!(error.contains(&path.display().to_string()) && error.contains(kind), "{error}");
+            assert_still(path, kind);
+        }
+    }
+    assert!(!cache.exists(), "the build stopped before building anything");
+
+    // copy and push: refused before anything is read or staged.
+    ok(hoist().current_dir(work.path()).args([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--layer",
+        "dist/{os}_{arch}/:/app/",
+        "--output",
+        "oci:layout:v1",
+    ]));
+    for (path, kind) in [(&fifo, "fifo"), (&device, "character device"), (&link, "symlink")] {
+        for (verb, to) in [
+            ("copy", format!("oci-archive:{}", path.display())),
+            ("push", format!("docker-archive:{}:app:v1", path.display())),
+        ] {
+            let error =
+                fails_without_hanging(hoist().current_dir(work.path()).args([verb, "oci:layout:v1", &to]), Some(3));
+            assert!(error.contains(&path.display().to_string()) && error.contains(kind), "{error}");
+            assert_still(path, kind);
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep", "nothing was written through the link");
+    assert_no_leftovers(&out);
+    assert_no_leftovers(work.path());
+
+    // As a source, a FIFO is refused too, not waited on for a writer.
+    for format in ["oci-archive", "docker-archive"] {
+        let error = fails_without_hanging(hoist().args(["inspect", &format!("{format}:{}", fifo.display())]), Some(3));
+        assert!(error.contains(&fifo.display().to_string()) && error.contains("fifo"), "{error}");
+    }
 }

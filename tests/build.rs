@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::util::{
-    blob_json, blob_path, fails, hoist, index_platforms, listing, make_dist, ok, read_json, schema, snapshot, tool,
-    write, APP_BUILD,
+    blob_json, blob_path, fails, fails_without_hanging, hoist, index_platforms, listing, make_dist, ok, read_json,
+    schema, snapshot, tool, write, APP_BUILD,
 };
 
 const TAG: &str = "v1.2.3";
@@ -333,6 +333,36 @@ fn special_files_are_refused_by_name_or_skipped() {
     let out = build_app(work.path(), &layout, &["--skip-special"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("skipping fifo"));
+}
+
+/// `run` fails at once with an error naming `path` while it is a FIFO, and again while it is
+/// a symlink to `/dev/zero` (which never ends).
+fn refused_while_special(path: &Path, run: impl Fn() -> Command) {
+    ok(tool("mkfifo").arg(path));
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    for kind in ["fifo", "character device"] {
+        let error = fails_without_hanging(run(), Some(3));
+        assert!(error.contains(&name) && error.contains(kind), "{error}");
+        fs::remove_file(path).unwrap();
+        if kind == "fifo" {
+            std::os::unix::fs::symlink("/dev/zero", path).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_ignore_file_or_build_file_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    let work = tempfile::tempdir().unwrap();
+    make_dist(work.path());
+    let layout = work.path().join("layout");
+    // A checkout can bring a .hoistignore that is a symlink, to /dev/zero say.
+    refused_while_special(&work.path().join("dist/linux_amd64/.hoistignore"), || build_app(work.path(), &layout, &[]));
+    refused_while_special(&work.path().join("hoist.toml"), || {
+        let mut command = hoist();
+        command.current_dir(work.path()).args(["build", "-f", "hoist.toml"]);
+        command
+    });
+    assert!(!layout.exists(), "nothing built");
 }
 
 /// The app's build file, with `layers` as given.

@@ -201,3 +201,78 @@ fn a_name_that_does_not_resolve_exits_6_at_once() {
     assert!(error.contains("no-such-registry.invalid") && error.contains("resolve"), "{error}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "not retried: {:?}", started.elapsed());
 }
+
+/// The digest of what skopeo reads at `location` (`--raw`: the manifest's exact bytes).
+fn skopeo_digest(location: &str) -> String {
+    let raw = ok(tool("skopeo").args(["inspect", "--raw", "--tls-verify=false", location]));
+    hoist::Digest::of(raw.as_bytes()).to_string()
+}
+
+#[test]
+fn layouts_and_oci_archives_name_an_image_by_digest() {
+    let work = tempfile::tempdir().unwrap();
+    make_dist(work.path());
+    let (layout, index_digest) = build_images(work.path());
+    // The arm64 image is reachable from the index but is no entry of index.json.
+    let index = crate::util::blob_json(&layout, &index_digest);
+    let arm = index["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == "arm64");
+    let arm = arm.unwrap()["digest"].as_str().unwrap().to_owned();
+    let listed = crate::util::read_json(&layout.join("index.json")).to_string();
+    assert!(!listed.contains(&arm), "{listed}");
+    let at = |digest: &str| format!("oci:{}@{digest}", layout.display());
+
+    let registry = Registry::start();
+    let pushed = ok(hoist().args(["push", "-q", &at(&arm), &format!("{}/app:arm", registry.host())]));
+    assert_eq!(pushed.trim(), arm);
+    assert_eq!(skopeo_digest(&format!("docker://{}/app:arm", registry.host())), arm, "skopeo reads what was pushed");
+    let copied = work.path().join("copied");
+    ok(hoist().args(["copy", "-q", &at(&index_digest), &format!("oci:{}:v1", copied.display())]));
+    assert_eq!(skopeo_digest(&format!("oci:{}:v1", copied.display())), index_digest, "the index by its digest");
+    assert!(ok(hoist().args(["inspect", &at(&arm)])).contains("arm64"));
+
+    // The same in an oci-archive.
+    let archive = work.path().join("app.tar");
+    ok(hoist().args([
+        "copy",
+        "-q",
+        &format!("oci:{}:multi", layout.display()),
+        &format!("oci-archive:{}", archive.display()),
+    ]));
+    let from_archive = work.path().join("from-archive");
+    ok(hoist().args([
+        "copy",
+        "-q",
+        &format!("oci-archive:{}@{arm}", archive.display()),
+        &format!("oci:{}:arm", from_archive.display()),
+    ]));
+    assert_eq!(skopeo_digest(&format!("oci:{}:arm", from_archive.display())), arm);
+
+    // A digest that is not there, or names a config rather than an image, is refused by name;
+    // a digest on an output too.
+    let absent = hoist::Digest::of(b"absent").to_string();
+    for location in [at(&absent), format!("oci-archive:{}@{absent}", archive.display())] {
+        let error = fails_with(hoist().args(["inspect", &location]), Some(3));
+        assert!(error.contains(&absent) && error.contains("not in"), "{error}");
+    }
+    let config = crate::util::blob_json(&layout, &arm)["config"]["digest"].as_str().unwrap().to_owned();
+    let error = fails_with(hoist().args(["inspect", &at(&config)]), Some(3));
+    assert!(error.contains("not a manifest or index"), "{error}");
+    let out = work.path().join("out");
+    let error = fails_with(hoist().args(["copy", &at(&arm), &format!("oci:{}@{arm}", out.display())]), Some(3));
+    assert!(error.contains("oci:DIR[:TAG]"), "{error}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_missing_source_layout_is_said_not_to_exist() {
+    let work = tempfile::tempdir().unwrap();
+    let missing = format!("oci:{}:v1", work.path().join("never-built").display());
+    for args in
+        [vec!["inspect", &missing], vec!["copy", &missing, "oci:out"], vec!["push", &missing, "127.0.0.1:9/app:v1"]]
+    {
+        let error = fails_with(hoist().current_dir(work.path()).args(&args), Some(3));
+        assert!(error.contains("never-built") && error.contains("does not exist"), "{error}");
+        assert!(!error.contains("choose a new"), "{error}");
+    }
+    assert!(!work.path().join("out").exists());
+}

@@ -333,3 +333,65 @@ fn tag_lists_follow_link_pages_and_platforms_are_checked() {
     let error = fails_with(hoist().args(["inspect", "--platform", "linux/s390x", &format!("{repo}:multi")]), Some(3));
     assert!(error.contains("linux/amd64, linux/arm64"), "{error}");
 }
+
+#[test]
+fn credential_helpers_are_plain_names_and_a_path_is_refused_before_anything_runs() {
+    let secrets = tempfile::tempdir().unwrap();
+    let registry = with_htpasswd(secrets.path(), &[("alice", "wonderland")]);
+    let host = registry.host();
+    // `docker-credential-x/../evil`, taken as a path, is ./evil: a script that leaves a mark.
+    let work = tempfile::tempdir().unwrap();
+    fs::create_dir(work.path().join("docker-credential-x")).unwrap();
+    let evil = work.path().join("evil");
+    fs::write(
+        &evil,
+        "#!/bin/sh\ntouch \"$(dirname \"$0\")/ran\"\necho '{\"Username\":\"alice\",\"Secret\":\"wonderland\"}'\n",
+    )
+    .unwrap();
+    fs::set_permissions(&evil, fs::Permissions::from_mode(0o755)).unwrap();
+    let docker_config = tempfile::tempdir().unwrap();
+    let config_file = docker_config.path().join("config.json");
+    let reference = format!("{host}/team/app:v1");
+    for config in
+        [format!(r#"{{"credHelpers": {{"{host}": "x/../evil"}}}}"#), r#"{"credsStore": "x/../evil"}"#.to_owned()]
+    {
+        fs::write(&config_file, &config).unwrap();
+        let hoist_here = || {
+            let mut command = hoist();
+            command.current_dir(work.path()).env("DOCKER_CONFIG", docker_config.path());
+            command
+        };
+        let error = fails_with(hoist_here().args(["inspect", &reference]), Some(3));
+        assert!(error.contains("x/../evil") && error.contains("docker-credential-NAME"), "{error}");
+        assert!(error.contains(&config_file.display().to_string()), "the error names the file to fix: {error}");
+        fails_with(hoist_here().args(["login", "-u", "alice", "-p", "wonderland", &host]), Some(3));
+        fails_with(hoist_here().args(["logout", &host]), Some(3));
+        assert!(!work.path().join("ran").exists(), "the helper ran for {config}");
+        assert_eq!(fs::read_to_string(&config_file).unwrap(), config, "the config is left as it was");
+    }
+}
+
+#[test]
+fn a_docker_config_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    let secrets = tempfile::tempdir().unwrap();
+    let registry = with_htpasswd(secrets.path(), &[("alice", "wonderland")]);
+    let host = registry.host();
+    let docker_config = tempfile::tempdir().unwrap();
+    let config_file = docker_config.path().join("config.json");
+    ok(tool("mkfifo").arg(&config_file));
+    let with_config = |args: &[&str]| {
+        let mut command = hoist();
+        command.env("DOCKER_CONFIG", docker_config.path()).args(args);
+        command
+    };
+    let reference = format!("{host}/team/app:v1");
+    for kind in ["fifo", "character device"] {
+        for args in [vec!["inspect", &reference], vec!["logout", &host]] {
+            let error = crate::util::fails_without_hanging(with_config(&args), Some(3));
+            assert!(error.contains(&config_file.display().to_string()) && error.contains(kind), "{error}");
+        }
+        fs::remove_file(&config_file).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &config_file).unwrap();
+    }
+    assert_eq!(fs::read_link(&config_file).unwrap(), Path::new("/dev/zero"), "the link is left as it was");
+}

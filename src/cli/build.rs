@@ -184,6 +184,22 @@ fn check_layers(layers: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The archive `output` names, if it names one: checked at once, before any layer is built,
+/// for a path an archive may be written to.
+fn archive_output(output: Option<&str>) -> anyhow::Result<Option<Location>> {
+    let Some(location) = output.map(str::parse::<Location>).transpose()? else {
+        return Ok(None);
+    };
+    location.check_output()?;
+    match &location {
+        Location::OciArchive { file, .. } | Location::DockerArchive { file, .. } => {
+            hoist::archive::check_target(file)?;
+            Ok(Some(location))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Runs `hoist build`.
 pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let mut spec = args.spec()?;
@@ -193,13 +209,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let destination = args.push.as_deref().map(Reference::parse).transpose()?;
     // Pushing without --output: build into a temporary layout. Into an archive: build into a
     // temporary layout, then write the archive from it.
-    let archive = match &spec.output {
-        Some(output) => match output.parse::<Location>()? {
-            archive @ (Location::OciArchive { .. } | Location::DockerArchive { .. }) => Some(archive),
-            _ => None,
-        },
-        None => None,
-    };
+    let archive = archive_output(spec.output.as_deref())?;
     let scratch = match (&spec.output, &destination, &archive) {
         (None, Some(_), _) | (_, _, Some(_)) => Some(tempfile::tempdir()?),
         _ => None,
@@ -255,7 +265,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         options.base = bases;
         options.base_files = files;
     }
-    let Location::Layout { dir, tag } = &output else {
+    let Location::Layout { dir, tag, .. } = &output else {
         anyhow::bail!(
             "build writes an OCI layout or an archive: give --output oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE, and --push {output} to publish it"
         );
@@ -280,7 +290,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let output = match &archive {
         Some(archive) => {
-            let layout = Location::Layout { dir: dir.clone(), tag: tag.clone() };
+            let layout = Location::Layout { dir: dir.clone(), tag: tag.clone(), digest: None };
             let flags = PushFlags {
                 tags: Vec::new(),
                 push_by_digest: false,
@@ -294,7 +304,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         None => output.clone(),
     };
     if let Some(destination) = destination {
-        let layout = Location::Layout { dir: dir.clone(), tag: tag.clone() };
+        let layout = Location::Layout { dir: dir.clone(), tag: tag.clone(), digest: None };
         let target = Location::Registry(destination);
         let report = send(&layout, &target, None, elsewhere, &args.push_flags, &args.registry, quiet)?;
         if !sbom_subjects.is_empty() && !args.push_flags.dry_run {

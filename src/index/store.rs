@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Entry;
 use crate::error::{Error, IoContext, Result};
+use crate::model::MAX_MANIFEST_BYTES;
 
 /// A list being put together before `hoist manifest push`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -48,17 +49,15 @@ impl ListStore {
     /// The list `name`, if there is one.
     pub fn load(&self, name: &str) -> Result<Option<LocalList>> {
         let path = self.path(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::invalid(
-                    "local manifest list",
-                    path.display().to_string(),
-                    format!("it is damaged ({e}); remove it with `hoist manifest rm {name}`"),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("read", &path, e)),
-        }
+        let bytes = crate::small_file::read_optional(&path, MAX_MANIFEST_BYTES, "local manifest list")?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::invalid(
+                "local manifest list",
+                path.display().to_string(),
+                format!("it is damaged ({e}); remove it with `hoist manifest rm {name}`"),
+            )
+        })
     }
 
     /// Saves a list (temporary file, then rename).

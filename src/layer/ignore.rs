@@ -8,10 +8,12 @@ use std::path::Path;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
 /// The name of the exclusion file read from the root of a layer source.
 pub const IGNORE_FILE: &str = ".hoistignore";
+/// The largest `.hoistignore` hoist reads.
+pub const MAX_IGNORE_BYTES: u64 = 1 << 20;
 
 /// A compiled, ordered list of exclusion patterns.
 #[derive(Debug, Clone)]
@@ -53,11 +55,8 @@ impl Excludes {
     /// Reads `root/.hoistignore` (when present) followed by the `extra` patterns.
     pub fn for_source<S: AsRef<str>>(root: &Path, extra: &[S]) -> Result<Excludes> {
         let file = root.join(IGNORE_FILE);
-        let mut patterns: Vec<String> = match std::fs::read(&file) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).at("read", &file),
-        };
+        let bytes = crate::small_file::read_optional(&file, MAX_IGNORE_BYTES, "ignore file")?.unwrap_or_default();
+        let mut patterns: Vec<String> = String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect();
         patterns.extend(extra.iter().map(|p| p.as_ref().to_owned()));
         Excludes::new(&patterns)
     }

@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use tar::{EntryType, Header};
@@ -176,13 +176,7 @@ impl<'a, W: Write> TarStream<'a, W> {
             }
             return self.file(source, path, metadata);
         }
-        let kind = if file_type.is_socket() {
-            "socket"
-        } else if file_type.is_fifo() {
-            "fifo"
-        } else {
-            "device file"
-        };
+        let kind = crate::small_file::kind(file_type);
         if self.options.skip_special {
             tracing::warn!("skipping {kind} {}", source.display());
             return Ok(());

@@ -24,6 +24,10 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 
 use super::error::RegistryError;
 use super::transport::{api_host, split_host_port, TransportOptions};
+use crate::small_file;
+
+/// The largest CA, certificate or key file hoist reads (a system CA bundle is about 200 KiB).
+const MAX_PEM_BYTES: u64 = 4 << 20;
 
 /// What a client's TLS connections showed, for the error when a registry cannot be reached.
 #[derive(Clone, Debug, Default)]
@@ -123,8 +127,8 @@ fn user_certificates(
     let tls_error = |detail: String| RegistryError::Tls { registry: registry.to_owned(), detail };
     let mut certificates = Vec::new();
     for path in ca_files(registry, options) {
-        let pem =
-            std::fs::read(&path).map_err(|e| tls_error(format!("cannot read CA file {}: {e}", path.display())))?;
+        let pem = small_file::read(&path, MAX_PEM_BYTES)
+            .map_err(|e| tls_error(format!("cannot read CA file {}: {e}", path.display())))?;
         for certificate in CertificateDer::pem_slice_iter(&pem) {
             certificates
                 .push(certificate.map_err(|e| tls_error(format!("CA file {} is not PEM: {e}", path.display())))?);
@@ -163,7 +167,7 @@ fn client_identity(
             key.display()
         )));
     }
-    let pem = std::fs::read(certificate)
+    let pem = small_file::read(certificate, MAX_PEM_BYTES)
         .map_err(|e| tls_error(format!("cannot read client certificate {}: {e}", certificate.display())))?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -171,7 +175,9 @@ fn client_identity(
     if chain.is_empty() {
         return Err(tls_error(format!("client certificate {} holds no certificate", certificate.display())));
     }
-    let private = PrivateKeyDer::from_pem_file(&key)
+    let key_pem = small_file::read(&key, MAX_PEM_BYTES)
+        .map_err(|e| tls_error(format!("cannot read client key {}: {e}", key.display())))?;
+    let private = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| tls_error(format!("client key {} is not a PEM private key: {e}", key.display())))?;
     tracing::debug!("client certificate for {registry}: {}", certificate.display());
     Ok(Some((certificate.clone(), chain, private)))

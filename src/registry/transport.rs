@@ -15,6 +15,8 @@ use super::tls::{self, Handshakes};
 pub const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
 /// Docker daemon settings, read for `insecure-registries`.
 pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// The largest `daemon.json` hoist reads.
+const MAX_DAEMON_JSON_BYTES: u64 = 1 << 20;
 /// Environment variable listing Docker Hub mirrors (URLs), comma-separated.
 pub const MIRRORS_ENV: &str = "HOIST_REGISTRY_MIRRORS";
 /// Environment variable replacing Docker Hub's API host (tests, air-gapped set-ups).
@@ -73,8 +75,15 @@ impl TransportOptions {
         if let Ok(list) = std::env::var(MIRRORS_ENV) {
             self.mirrors.extend(list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
         }
-        if let Ok(text) = std::fs::read_to_string(daemon_json) {
-            if let Ok(settings) = serde_json::from_str::<serde_json::Value>(&text) {
+        // A daemon.json that cannot be read is skipped, as before; a FIFO or a device is
+        // refused, not read (said at debug level).
+        let bytes = crate::small_file::read(daemon_json, MAX_DAEMON_JSON_BYTES).inspect_err(|e| {
+            if !e.is_missing() {
+                tracing::debug!("not reading {}: {e}", daemon_json.display());
+            }
+        });
+        if let Ok(bytes) = bytes {
+            if let Ok(settings) = serde_json::from_slice::<serde_json::Value>(&bytes) {
                 let list = |key: &str| -> Vec<String> {
                     let values = settings.get(key).and_then(|v| v.as_array()).cloned().unwrap_or_default();
                     values.iter().filter_map(|v| v.as_str()).map(str::to_owned).collect()

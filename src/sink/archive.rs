@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use tempfile::TempDir;
 
 use super::{BlobOutcome, LayoutSink, Sink};
-use crate::archive::{blob_name, write_tar, Item};
+use crate::archive::{blob_name, check_target, write_tar, Item};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{Layout, INDEX_FILE, OCI_LAYOUT_FILE};
@@ -41,11 +41,10 @@ pub struct ArchiveSink {
 }
 
 impl ArchiveSink {
-    /// Prepares to write an archive of `format` at `file` (replaced if it exists).
+    /// Prepares to write an archive of `format` at `file` (a regular file there is replaced;
+    /// anything else is refused, see [`check_target`]).
     pub fn begin(format: ArchiveFormat, file: &Path) -> Result<ArchiveSink> {
-        if file.is_dir() {
-            return Err(Error::invalid("archive", file.display().to_string(), "it is a directory; name a file"));
-        }
+        check_target(file)?;
         let parent = match file.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),

@@ -79,6 +79,7 @@ pub trait Sink: Send + Sync {
 /// The sink for `location`; registry locations write through `client`. A layout's tag and a
 /// reference's tag are where [`Sink::tag`] points, with `extra_tags`.
 pub fn open<'a>(location: &Location, client: &'a Client, upload: UploadOptions) -> Result<Box<dyn Sink + 'a>> {
+    location.check_output()?;
     Ok(match location {
         Location::Layout { dir, .. } => Box::new(LayoutSink::begin(dir)?),
         Location::Registry(reference) => Box::new(RegistrySink::new(client, reference, upload)),

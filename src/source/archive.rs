@@ -38,18 +38,20 @@ fn entry_stream(
     Ok(BlobStream::new(chunks, descriptor, start, what))
 }
 
-/// A tar of an OCI image layout, and the tag in it, if any.
+/// A tar of an OCI image layout, and the tag or digest in it, if any.
 pub struct OciArchiveSource {
     tar: TarIndex,
     tag: Option<String>,
+    digest: Option<Digest>,
 }
 
 impl OciArchiveSource {
-    /// Opens the oci-archive `file`.
-    pub fn open(file: &Path, tag: Option<String>) -> Result<OciArchiveSource> {
+    /// Opens the oci-archive `file`, to read the image `tag` or `digest` names (neither: its
+    /// only one).
+    pub fn open(file: &Path, tag: Option<String>, digest: Option<Digest>) -> Result<OciArchiveSource> {
         let tar = TarIndex::open(file)?;
         tar.require("oci-layout")?;
-        Ok(OciArchiveSource { tar, tag })
+        Ok(OciArchiveSource { tar, tag, digest })
     }
 
     fn read_manifest(&self, digest: &Digest, media_type: Option<MediaType>) -> Result<RawManifest> {
@@ -65,24 +67,24 @@ impl OciArchiveSource {
         Ok(manifest)
     }
 
-    /// The entry of `index.json` the tag names (without a tag, the only one).
-    fn root_descriptor(&self) -> Result<Descriptor> {
+    /// The archive's `index.json`.
+    fn index(&self) -> Result<ImageIndex> {
         let bytes = self.tar.read_small(INDEX_FILE, MAX_MANIFEST_BYTES)?;
-        let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptArchive {
+        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptArchive {
             path: self.tar.path().to_path_buf(),
             reason: format!("{INDEX_FILE} is not a valid image index: {e}"),
-        })?;
+        })
+    }
+
+    /// The entry of `index.json` the tag names (without a tag, the only one).
+    fn root_descriptor(&self) -> Result<Descriptor> {
+        let index = self.index()?;
         let entries = &index.manifests;
+        let several = "the archive holds several images; name one as oci-archive:FILE:TAG or oci-archive:FILE@sha256:…";
         let found = match self.tag.as_deref() {
             Some(tag) => entries.iter().find(|d| ref_name(d) == Some(tag)),
             None if entries.len() == 1 => entries.first(),
-            None => {
-                return Err(Error::invalid(
-                    "archive reference",
-                    self.name(),
-                    "the archive holds several images; name one as oci-archive:FILE:TAG",
-                ))
-            }
+            None => return Err(Error::invalid("archive reference", self.name(), several)),
         };
         found.cloned().ok_or_else(|| {
             let tags: Vec<&str> = entries.iter().filter_map(ref_name).collect();
@@ -101,11 +103,20 @@ impl Source for OciArchiveSource {
     }
 
     fn location(&self) -> Location {
-        Location::OciArchive { file: self.tar.path().to_path_buf(), tag: self.tag.clone() }
+        Location::OciArchive { file: self.tar.path().to_path_buf(), tag: self.tag.clone(), digest: self.digest.clone() }
     }
 
     fn root(&self) -> BoxFuture<'_, Result<RawManifest>> {
         Box::pin(async move {
+            if let Some(digest) = &self.digest {
+                let listed = self.index()?.manifests.into_iter().find(|d| &d.digest == digest);
+                let size = self.tar.find(&blob_name(digest)).map(|(_, size)| size);
+                let place = format!("oci-archive:{}", self.tar.path().display());
+                let listed = listed.map(|d| d.media_type);
+                return super::root_by_digest(&place, digest, listed, size, |media_type| {
+                    self.read_manifest(digest, media_type)
+                });
+            }
             let root = self.root_descriptor()?;
             self.read_manifest(&root.digest, Some(root.media_type))
         })

@@ -10,16 +10,18 @@ use crate::layout::{ref_name, Layout};
 use crate::location::Location;
 use crate::model::{Descriptor, MediaType, RawManifest};
 
-/// An OCI layout and the tag in it, if any.
+/// An OCI layout and the tag or digest in it, if any.
 pub struct LayoutSource {
     layout: Layout,
     tag: Option<String>,
+    digest: Option<Digest>,
 }
 
 impl LayoutSource {
-    /// Opens the layout at `dir`.
-    pub fn open(dir: &std::path::Path, tag: Option<String>) -> Result<LayoutSource> {
-        Ok(LayoutSource { layout: Layout::open(dir)?, tag })
+    /// Opens the layout at `dir`, to read the image `tag` or `digest` names (neither: its only
+    /// one).
+    pub fn open(dir: &std::path::Path, tag: Option<String>, digest: Option<Digest>) -> Result<LayoutSource> {
+        Ok(LayoutSource { layout: Layout::open(dir)?, tag, digest })
     }
 
     /// The layout.
@@ -42,11 +44,20 @@ impl Source for LayoutSource {
     }
 
     fn location(&self) -> Location {
-        Location::Layout { dir: self.layout.root().to_path_buf(), tag: self.tag.clone() }
+        Location::Layout { dir: self.layout.root().to_path_buf(), tag: self.tag.clone(), digest: self.digest.clone() }
     }
 
     fn root(&self) -> BoxFuture<'_, Result<RawManifest>> {
         Box::pin(async move {
+            if let Some(digest) = &self.digest {
+                let listed = self.layout.index()?.manifests.into_iter().find(|d| &d.digest == digest);
+                let size = std::fs::symlink_metadata(self.layout.blob_path(digest)).ok().map(|m| m.len());
+                let place = format!("oci:{}", self.layout.root().display());
+                let listed = listed.map(|d| d.media_type);
+                return super::root_by_digest(&place, digest, listed, size, |media_type| {
+                    self.read_manifest(digest, media_type)
+                });
+            }
             let root = root_descriptor(&self.layout, self.tag.as_deref())?;
             self.read_manifest(&root.digest, Some(root.media_type))
         })
@@ -94,7 +105,7 @@ pub fn root_descriptor(layout: &Layout, tag: Option<&str>) -> Result<Descriptor>
             return Err(Error::invalid(
                 "layout reference",
                 layout.root().display().to_string(),
-                "the layout holds several images; name one as oci:DIR:TAG",
+                "the layout holds several images; name one as oci:DIR:TAG or oci:DIR@sha256:…",
             ))
         }
     };

@@ -66,6 +66,33 @@ pub fn fails(command: impl std::borrow::BorrowMut<Command>) -> String {
 pub fn fails_with(mut command: impl std::borrow::BorrowMut<Command>, code: Option<i32>) -> String {
     let command = command.borrow_mut();
     let out = output(command);
+    failure_line(command, out, code)
+}
+
+/// Like [`fails_with`] for a command that could hang (reading a FIFO, say): one still running
+/// after a minute is killed and fails the test, instead of hanging the suite.
+pub fn fails_without_hanging(mut command: impl std::borrow::BorrowMut<Command>, code: Option<i32>) -> String {
+    let command = command.borrow_mut();
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{command:?} still ran after a minute: it hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    failure_line(command, child.wait_with_output().unwrap(), code)
+}
+
+/// The one-line error of a failed command, checking its exit code when one is given.
+fn failure_line(command: &Command, out: Output, code: Option<i32>) -> String {
     if let Some(code) = code {
         assert_eq!(out.status.code(), Some(code), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
