@@ -47,7 +47,7 @@ impl Layout {
                 _ => Error::io("read", &root, e),
             });
         }
-        let not_a_layout = |reason: String| Error::NotALayout { path: root.clone(), reason };
+        let not_a_layout = |reason: String| Error::NotALayout { path: root.clone(), reason, output: false };
         // A FIFO or a device would block or never end: only a small regular file is read.
         let bytes = small_file::read_unlinked(&root.join(OCI_LAYOUT_FILE), 4096)
             .map_err(|e| not_a_layout(format!("cannot read {OCI_LAYOUT_FILE}: {e}")))?;
@@ -173,12 +173,18 @@ impl LayoutWriter {
     pub fn begin(target: &Path) -> Result<LayoutWriter> {
         match fs::symlink_metadata(target) {
             Ok(meta) if !meta.is_dir() => {
-                return Err(Error::NotALayout { path: target.to_path_buf(), reason: "it is not a directory".into() })
+                let reason = "it is not a directory".into();
+                return Err(Error::NotALayout { path: target.to_path_buf(), reason, output: true });
             }
             Ok(_) => {
                 let empty = fs::read_dir(target).at("read", target)?.next().is_none();
                 if !empty {
-                    Layout::open(target)?.index()?;
+                    // The same checks as for reading, with the fix for an output.
+                    let opened = Layout::open(target).map_err(|e| match e {
+                        Error::NotALayout { path, reason, .. } => Error::NotALayout { path, reason, output: true },
+                        other => other,
+                    });
+                    opened?.index()?;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -424,7 +430,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("notes.txt"), "mine").unwrap();
         let err = LayoutWriter::begin(dir.path()).unwrap_err();
-        assert!(matches!(err, Error::NotALayout { .. }), "{err}");
+        assert!(matches!(err, Error::NotALayout { output: true, .. }), "{err}");
+        assert!(err.to_string().contains("choose a new or empty directory"), "{err}");
+        let read = Layout::open(dir.path()).unwrap_err();
+        assert!(matches!(read, Error::NotALayout { output: false, .. }), "{read}");
+        assert!(read.to_string().contains("check the path"), "{read}");
         let file = dir.path().join("notes.txt");
         assert!(matches!(LayoutWriter::begin(&file).unwrap_err(), Error::NotALayout { .. }));
     }

@@ -84,7 +84,9 @@ pub fn stage(writer: &mut LayoutWriter, artifact: &Artifact, subject: &Descripto
         if !is_media_type(&file.media_type) {
             return Err(Error::invalid("media type", file.media_type.as_str(), "expected type/subtype"));
         }
-        let mut input = std::fs::File::open(&file.path).at("open", &file.path)?;
+        // A regular file only: a FIFO would wait for a writer, a device such as /dev/zero never ends.
+        let (mut input, _) =
+            crate::small_file::open_regular(&file.path).map_err(|e| e.into_error("artifact file", &file.path))?;
         let mut blob = writer.blob()?;
         std::io::copy(&mut input, &mut blob).at("read", &file.path)?;
         let (digest, size) = writer.add_blob(blob)?;

@@ -34,10 +34,13 @@ impl ReadError {
         matches!(self, ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound)
     }
 
-    /// The library's error for the file `what` (e.g. "docker config") at `path`: a refused
-    /// file is bad input, naming the file, why and the fix; anything else an I/O error.
+    /// The library's error for the file `what` (e.g. "docker config") at `path`: a missing or
+    /// refused file is bad input, naming the file, why and the fix; anything else an I/O error.
     pub fn into_error(self, what: &'static str, path: &Path) -> Error {
         let fix = match self {
+            ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Error::invalid(what, path.display().to_string(), "it does not exist; check the path")
+            }
             ReadError::Io(e) => return Error::io("read", path, e),
             ReadError::NotRegular(_) => "hoist reads it only as a regular file (or a symlink to one); replace it",
             ReadError::TooLarge(_) => "the most hoist reads of it; check that it is the right file",

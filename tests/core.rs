@@ -276,3 +276,38 @@ fn a_missing_source_layout_is_said_not_to_exist() {
     }
     assert!(!work.path().join("out").exists());
 }
+
+#[test]
+fn sources_that_are_not_what_they_claim_are_named_with_the_fix() {
+    let work = tempfile::tempdir().unwrap();
+    // A directory that is not a layout, read: check the path, not "choose a new directory".
+    std::fs::create_dir_all(work.path().join("notes")).unwrap();
+    std::fs::write(work.path().join("notes/todo.txt"), "mine").unwrap();
+    let error = fails_with(hoist().current_dir(work.path()).args(["copy", "oci:notes:v1", "oci:out"]), Some(3));
+    assert!(error.contains("notes") && error.contains("check the path") && !error.contains("choose a new"), "{error}");
+    // A missing archive: said not to exist, as bad input.
+    for source in ["oci-archive:gone.tar", "docker-archive:gone.tar"] {
+        let error = fails_with(hoist().current_dir(work.path()).args(["copy", source, "oci:out"]), Some(3));
+        assert!(error.contains("gone.tar") && error.contains("does not exist"), "{error}");
+    }
+    assert!(!work.path().join("out").exists());
+    // An artifact file that is a FIFO or a device is refused, not waited on or read without end.
+    make_dist(work.path());
+    let (layout, _) = build_images(work.path());
+    let subject = format!("oci:{}:single", layout.display());
+    let fifo = work.path().join("sbom.json");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for file in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+        let mut attach = hoist();
+        attach.args(["attach", &subject, "--artifact-type", "application/spdx+json"]).arg(file);
+        let error = crate::util::fails_without_hanging(attach, Some(3));
+        assert!(error.contains(&file.display().to_string()) && error.contains("not a regular file"), "{error}");
+    }
+    // A password on standard input is short; a stream without end is refused.
+    let mut login = hoist();
+    login
+        .args(["login", "-u", "me", "--password-stdin", "127.0.0.1:9"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap());
+    let error = fails_with(login, Some(3));
+    assert!(error.contains("password") && error.contains("longer than 1 MiB"), "{error}");
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::proxy::{Fault, Proxy};
 use crate::util::registry::Registry;
-use crate::util::{hoist, ok};
+use crate::util::{fails_without_hanging, hoist, ok};
 
 /// A layout tagged `v1` holding one uncompressed layer of `size` bytes that do not compress.
 fn big_layout(work: &Path, size: usize) -> String {
@@ -194,33 +194,6 @@ fn on_one_core(command: Command) -> Command {
     pinned
 }
 
-/// Runs `command` piped with progress lines an hour apart and returns its exit code and stderr
-/// once it exits, or fails the test if it is still running after a minute: an error exit must never
-/// wait for the display's next line (it used to, when the display's thread missed its wake-up).
-fn ends_before_the_next_progress_line(mut command: Command) -> (Option<i32>, String) {
-    let mut child = command
-        .env("HOIST_PROGRESS_INTERVAL", "3600")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("still running a minute after the error: the display held the exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    (status.code(), stderr)
-}
-
 #[test]
 fn errors_exit_at_once_whatever_the_progress_interval() {
     let work = tempfile::tempdir().unwrap();
@@ -243,9 +216,10 @@ fn errors_exit_at_once_whatever_the_progress_interval() {
             "--output",
             "oci:out",
         ]);
-        let (code, stderr) = ends_before_the_next_progress_line(build);
-        assert_eq!(code, Some(3), "{stderr}");
-        assert!(stderr.contains("dist/arm64") && stderr.contains("does not exist"), "{stderr}");
+        // Progress lines an hour apart: a display that holds the exit fails the test.
+        build.env("HOIST_PROGRESS_INTERVAL", "3600");
+        let error = fails_without_hanging(build, Some(3));
+        assert!(error.contains("dist/arm64") && error.contains("does not exist"), "{error}");
     }
 
     // A push that fails while its display runs: the registry refuses every blob.
@@ -260,8 +234,11 @@ fn errors_exit_at_once_whatever_the_progress_interval() {
     });
     for _ in 0..5 {
         let mut push = hoist();
-        push.args(["push", &layout, &format!("{}/team/app:v1", refusing.host())]);
-        let (code, stderr) = ends_before_the_next_progress_line(push);
-        assert_eq!(code, Some(4), "{stderr}");
+        push.env("HOIST_PROGRESS_INTERVAL", "3600").args([
+            "push",
+            &layout,
+            &format!("{}/team/app:v1", refusing.host()),
+        ]);
+        fails_without_hanging(push, Some(4));
     }
 }

@@ -9,6 +9,9 @@ use hoist::secret::Secret;
 
 use super::registry::{block_on, RegistryArgs};
 
+/// The most of a password read from standard input.
+const PASSWORD_LIMIT: u64 = 1 << 20;
+
 /// Flags of `hoist login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -68,8 +71,13 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
         (Some(_), true) => anyhow::bail!("give the password with -p or --password-stdin, not both"),
         (Some(password), false) => password.clone(),
         (None, true) => {
+            // A password or token is short: read at most 1 MiB of it, never a stream without end.
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text)?;
+            std::io::stdin().take(PASSWORD_LIMIT + 1).read_to_string(&mut text)?;
+            if text.len() as u64 > PASSWORD_LIMIT {
+                let reason = "it is longer than 1 MiB; pipe the password or token alone";
+                return Err(hoist::Error::invalid("password", "(standard input)", reason).into());
+            }
             text.trim_end_matches(['\n', '\r']).to_owned()
         }
         (None, false) if terminal => {

@@ -55,13 +55,18 @@ pub enum Error {
         /// Why it is invalid and how to fix it.
         reason: String,
     },
-    /// The output path exists but is not an OCI image layout.
-    #[error("{} exists and is not an OCI image layout ({reason}); choose a new or empty directory", path.display())]
+    /// A path given as an OCI image layout exists but is not one.
+    #[error("{} exists and is not an OCI image layout ({reason}); {}", path.display(), match output {
+        true => "choose a new or empty directory",
+        false => "check the path: a layout is a directory with oci-layout and index.json",
+    })]
     NotALayout {
-        /// The output path.
+        /// The path.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+        /// Whether it was to be written (the fix is another directory) or read.
+        output: bool,
     },
     /// An OCI layout on disk is damaged.
     #[error("OCI layout {} is corrupt: {reason}", path.display())]
@@ -315,7 +320,7 @@ mod tests {
             (Error::SpecialFile { path: "/x".into(), kind: "fifo" }, 3),
             (Error::FileChanged { path: "/x".into() }, 1),
             (Error::invalid("platform", "x", "y"), 3),
-            (Error::NotALayout { path: "/x".into(), reason: s() }, 3),
+            (Error::NotALayout { path: "/x".into(), reason: s(), output: true }, 3),
             (Error::CorruptLayout { path: "/x".into(), reason: s() }, 7),
             (Error::CorruptArchive { path: "/x".into(), reason: s() }, 7),
             (Error::DigestMismatch { what: s(), expected: s(), found: s() }, 7),
