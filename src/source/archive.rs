@@ -54,7 +54,7 @@ impl OciArchiveSource {
 
     fn read_manifest(&self, digest: &Digest, media_type: Option<MediaType>) -> Result<RawManifest> {
         let bytes = self.tar.read_small(&blob_name(digest), MAX_MANIFEST_BYTES)?;
-        let manifest = RawManifest::new(bytes, media_type);
+        let manifest = RawManifest::new(bytes, media_type, &format!("manifest {digest} in {}", self.name()))?;
         if &manifest.digest != digest {
             return Err(Error::DigestMismatch {
                 what: format!("manifest in {}", self.name()),
@@ -224,7 +224,8 @@ impl DockerArchiveSource {
         let manifest = RawManifest::new(
             crate::json::canonical(&document, "docker-archive manifest")?,
             Some(MediaType::OciManifest),
-        );
+            "docker-archive manifest",
+        )?;
         Ok(DockerArchiveSource { tar, reference, manifest, blobs })
     }
 
