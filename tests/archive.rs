@@ -231,3 +231,126 @@ fn oci_archives_are_read_by_skopeo_and_umoci_and_archives_go_both_ways() {
         fails_with(hoist().args(["inspect", &format!("docker-archive:{}:other:v9", docker.display())]), Some(3));
     assert!(error.contains("app:arm"), "{error}");
 }
+
+/// A layer: a tar of one file `name` holding `content`.
+fn layer_tar(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    builder.append_data(&mut header, name, content).unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// Writes a docker-archive the way older `docker save` and go-containerregistry's test
+/// archives do (`<id>/layer.tar`, `<hex>.json`, `RepoTags` as given, bare names included): one
+/// image per entry of `images`, each its tags and its layers, stored as they are. Returns each
+/// image's config digest.
+fn docker_save(path: &Path, images: &[(&[&str], Vec<Vec<u8>>)]) -> Vec<String> {
+    let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, bytes).unwrap();
+    };
+    let (mut entries, mut configs) = (Vec::new(), Vec::new());
+    for (tags, layers) in images {
+        let mut names = Vec::new();
+        let mut diff_ids = Vec::new();
+        for layer in layers {
+            let plain = match layer.starts_with(&[0x1f, 0x8b]) {
+                true => {
+                    let mut plain = Vec::new();
+                    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&layer[..]), &mut plain).unwrap();
+                    plain
+                }
+                false => layer.clone(),
+            };
+            diff_ids.push(hoist::Digest::of(&plain).to_string());
+            let name = format!("{}/layer.tar", hoist::Digest::of(layer).hex());
+            add(&name, layer);
+            names.push(name);
+        }
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": [format!("TAGS={}", tags.join(","))]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap();
+        let config_digest = hoist::Digest::of(&config);
+        add(&format!("{}.json", config_digest.hex()), &config);
+        configs.push(config_digest.to_string());
+        entries.push(
+            serde_json::json!({"Config": format!("{}.json", config_digest.hex()), "RepoTags": tags, "Layers": names}),
+        );
+    }
+    add("manifest.json", &serde_json::to_vec(&entries).unwrap());
+    builder.into_inner().unwrap();
+    configs
+}
+
+/// Two images with bare names in `RepoTags`, as go-containerregistry's test archives have.
+fn two_image_archive(path: &Path) -> Vec<String> {
+    docker_save(
+        path,
+        &[
+            (&["test_image_1"], vec![layer_tar("one.txt", b"first image\n")]),
+            (&["test_image_2"], vec![layer_tar("two.txt", b"second image\n")]),
+        ],
+    )
+}
+
+/// Issue 21, 11: names are compared as docker compares them on both sides (a bare name in
+/// the archive's `RepoTags` is `:latest`, `docker.io/library/` is implied), and `@N` picks the
+/// Nth image from 0 as skopeo does; out of range, or as a destination, a clear error (exit 3).
+#[test]
+fn docker_archive_images_are_named_as_docker_names_them_or_by_position() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("images.tar");
+    let configs = two_image_archive(&archive);
+    let at = |image: &str| format!("docker-archive:{}:{image}", archive.display());
+    let config_of = |image: &str| {
+        let manifest: Value = serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &at(image)]))).unwrap();
+        manifest["config"]["digest"].as_str().unwrap().to_owned()
+    };
+    for (image, expected) in [
+        ("test_image_1", &configs[0]),
+        ("test_image_1:latest", &configs[0]),
+        ("docker.io/library/test_image_2", &configs[1]),
+        ("@0", &configs[0]),
+        ("@1", &configs[1]),
+    ] {
+        assert_eq!(&config_of(image), expected, "{image}");
+    }
+    // skopeo counts from 0 too.
+    let skopeo = ok(tool("skopeo").args(["inspect", "--raw", "--config", &at("@1")]));
+    assert_eq!(hoist::Digest::of(skopeo.as_bytes()).to_string(), configs[1], "@1 is skopeo's @1");
+
+    let error = fails_with(hoist().args(["inspect", &at("@2")]), Some(3));
+    assert!(error.contains("@0 test_image_1, @1 test_image_2"), "{error}");
+    let error = fails_with(hoist().args(["inspect", &at("test_image_3")]), Some(3));
+    assert!(error.contains("@1 test_image_2"), "{error}");
+    let error = fails_with(hoist().args(["inspect", &format!("docker-archive:{}", archive.display())]), Some(3));
+    assert!(error.contains("@N"), "{error}");
+    let error = fails_with(hoist().args(["inspect", &at("@-1")]), Some(3));
+    assert!(error.contains("@N"), "{error}");
+    let written = work.path().join("out.tar");
+    let to = format!("docker-archive:{}:@0", written.display());
+    let error = fails_with(hoist().args(["copy", &at("@0"), &to]), Some(3));
+    assert!(error.contains("NAME[:TAG]"), "{error}");
+    assert!(!written.exists());
+
+    // What failed before: pushing by the bare name the archive itself carries.
+    let registry = Registry::start();
+    for (image, tag) in [("test_image_1", "one"), ("@1", "two")] {
+        ok(hoist().args(["push", "-q", &at(image), &format!("{}/test/image:{tag}", registry.host())]));
+    }
+    let pushed =
+        |tag: &str| ok(hoist().args(["inspect", "--config", &format!("{}/test/image:{tag}", registry.host())]));
+    assert!(pushed("one").contains("TAGS=test_image_1") && pushed("two").contains("TAGS=test_image_2"));
+}

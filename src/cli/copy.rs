@@ -13,7 +13,7 @@ use super::registry::{block_on, RegistryArgs};
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// What to copy: a registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG] or
-    /// docker-archive:FILE[:REF].
+    /// docker-archive:FILE[:REF|:@N] (@N: its Nth image, from 0).
     source: String,
     /// Where: registry/repository[:tag], oci:DIR[:TAG], oci-archive:FILE[:TAG] or
     /// docker-archive:FILE[:REF] (one platform: the only one, or --platform).

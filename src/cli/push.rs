@@ -87,8 +87,8 @@ impl PushFlags {
 /// Flags of `hoist push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// What to push: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF] (or a
-    /// registry reference).
+    /// What to push: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF|:@N]
+    /// (@N: its Nth image, from 0), or a registry reference.
     source: String,
     /// Where: registry/repository[:tag] (without a tag, by digest only, plus --tag),
     /// oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF].

@@ -94,7 +94,7 @@ pub fn open<'a>(location: &Location, client: &'a Client) -> Result<Box<dyn Sourc
         Location::Layout { dir, tag } => Box::new(LayoutSource::open(dir, tag.clone())?),
         Location::Registry(reference) => Box::new(RegistrySource::new(client, reference.clone())),
         Location::OciArchive { file, tag } => Box::new(OciArchiveSource::open(file, tag.clone())?),
-        Location::DockerArchive { file, reference } => Box::new(DockerArchiveSource::open(file, reference.clone())?),
+        Location::DockerArchive { file, image } => Box::new(DockerArchiveSource::open(file, image.clone())?),
     })
 }
 
