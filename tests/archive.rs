@@ -354,3 +354,102 @@ fn docker_archive_images_are_named_as_docker_names_them_or_by_position() {
         |tag: &str| ok(hoist().args(["inspect", "--config", &format!("{}/test/image:{tag}", registry.host())]));
     assert!(pushed("one").contains("TAGS=test_image_1") && pushed("two").contains("TAGS=test_image_2"));
 }
+
+/// `bytes` gzipped, as a layer already compressed.
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Issue 21, 12: the plain tar layers of a docker-archive (as `docker save` and `podman save`
+/// write them) are gzipped on their way to a registry, as docker push, crane and skopeo do:
+/// the registry's layers decompress (gzip, sha256sum) to the config's diff_ids, skopeo reads
+/// the image back, a layer already compressed is left as it is, and the output names both
+/// digests. `--preserve-digests` sends the archive's bytes and digest; a layout is not
+/// compressed into; a second push compresses nothing and finds the image there.
+#[test]
+fn uncompressed_layers_are_compressed_on_the_way_to_a_registry() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("saved.tar");
+    let plain =
+        [layer_tar("noise.bin", &crate::util::noise(3 << 20, 7)), layer_tar("text.txt", &b"text\n".repeat(50_000))];
+    let already = gzipped(&layer_tar("gz.txt", b"compressed already\n"));
+    docker_save(&archive, &[(&["app:v1"], vec![plain[0].clone(), plain[1].clone(), already.clone()])]);
+    let source = format!("docker-archive:{}", archive.display());
+    let source_digest = hoist::Digest::of(ok(hoist().args(["inspect", "--raw", &source])).as_bytes()).to_string();
+    let registry = Registry::start();
+    let target = format!("{}/team/app:v1", registry.host());
+
+    let cache = work.path().join("cache");
+    let out = hoist().env("XDG_CACHE_HOME", &cache).args(["push", "--json", &source, &target]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pushed = report["digest"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (report["layers_compressed"].as_u64(), report["source_digest"].as_str()),
+        (Some(2), Some(source_digest.as_str()))
+    );
+    assert_ne!(pushed, source_digest);
+    assert!(stderr.contains("compressed 2 uncompressed layer(s) with gzip") && stderr.contains(&pushed), "{stderr}");
+
+    // Checked with other tools: skopeo copies it out, gzip and sha256sum give the diff_ids.
+    let dir = work.path().join("pulled");
+    ok(tool("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false", &format!("docker://{target}")])
+        .arg(format!("dir:{}", dir.display())));
+    let manifest = crate::util::read_json(&dir.join("manifest.json"));
+    let config =
+        crate::util::read_json(&dir.join(manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:")));
+    let layers = manifest["layers"].as_array().unwrap();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip", "{manifest}");
+        let file = dir.join(layer["digest"].as_str().unwrap().trim_start_matches("sha256:"));
+        let sum = ok(tool("sh").arg("-c").arg(format!("gzip -dc {} | sha256sum", file.display())));
+        assert_eq!(format!("sha256:{}", sum.split_whitespace().next().unwrap()), diff_id.as_str().unwrap());
+    }
+    assert_eq!(layers[2]["digest"], hoist::Digest::of(&already).to_string(), "a gzip layer is left as it was");
+    assert_eq!(diff_ids[0], hoist::Digest::of(&plain[0]).to_string(), "the config is the archive's");
+    let seen: Value = serde_json::from_str(&ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ])))
+    .unwrap();
+    assert_eq!(seen["Digest"], pushed, "{seen}");
+
+    // Again: the compressed layers come from hoist's cache, nothing is sent, the same digest.
+    let again =
+        hoist().env("XDG_CACHE_HOME", &cache).args(["-v", "push", "--json", &source, &target]).output().unwrap();
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && !log.contains("compressing it"), "{log}");
+    assert_eq!(log.matches("compressed before").count(), 2, "{log}");
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        (again["digest"].as_str(), again["up_to_date"].as_bool()),
+        (Some(pushed.as_str()), Some(true)),
+        "{again}"
+    );
+
+    // --preserve-digests: the archive's bytes, so its digest; a layout keeps them too.
+    let kept =
+        ok(hoist().args(["push", "-q", "--preserve-digests", &source, &format!("{}/team/kept:v1", registry.host())]));
+    assert_eq!(kept.trim(), source_digest);
+    let raw: Value =
+        serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &format!("{}/team/kept:v1", registry.host())])))
+            .unwrap();
+    assert_eq!(raw["layers"][0]["digest"], hoist::Digest::of(&plain[0]).to_string());
+    // From a registry as from an archive: the same compressed image.
+    let from_registry = ok(hoist().args([
+        "copy",
+        "-q",
+        &format!("{}/team/kept:v1", registry.host()),
+        &format!("{}/team/copied:v1", registry.host()),
+    ]));
+    assert_eq!(from_registry.trim(), pushed);
+    let layout = work.path().join("layout");
+    let copied = ok(hoist().args(["copy", "-q", &source, &format!("oci:{}:v1", layout.display())]));
+    assert_eq!(copied.trim(), source_digest, "into a layout the layers go as they are");
+}

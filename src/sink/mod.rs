@@ -65,6 +65,12 @@ pub trait Sink: Send + Sync {
     /// The digest `reference` (a tag or digest) names here now, if any.
     fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>>;
 
+    /// Whether uncompressed layers are compressed on their way here: a registry, as docker
+    /// push, crane and skopeo do; layouts and archives keep them as they are.
+    fn compresses_layers(&self) -> bool {
+        false
+    }
+
     /// Retries its client made, for reports.
     fn retry_count(&self) -> u32 {
         0
