@@ -84,7 +84,7 @@ pub async fn resolve(
         let manifest = if root.media_type.is_index() {
             let index = root.index(&name)?;
             let entry = pick_platform(&index.manifests, platform, &format!("base image {name}"))?;
-            source.manifest(&entry.digest).await?
+            source.manifest_of(entry).await?
         } else {
             root.clone()
         };

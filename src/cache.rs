@@ -224,6 +224,14 @@ impl Cache {
         Ok(CacheWriter { blobs: self.blobs(), inner, writeback: Writeback::default() })
     }
 
+    /// A directory of the caller's own on the cache's file system, removed when dropped: blobs
+    /// linked into it ([`Cache::link_into`], [`CacheWriter::commit`]) stay whatever evictions
+    /// follow.
+    pub fn staging_dir(&self) -> Result<tempfile::TempDir> {
+        let tmp = self.tmp();
+        tempfile::Builder::new().prefix("staged-").tempdir_in(&tmp).at("create a directory in", &tmp)
+    }
+
     /// Stores a copy of `file`, which must hash to `digest` (checked before it is visible).
     pub fn insert_file(&self, digest: &Digest, file: &Path) -> Result<CachedBlob> {
         let input = File::open(file).at("read", file)?;

@@ -53,7 +53,7 @@ pub async fn plan(source: &dyn Source, root: RawManifest, platform: Option<&Plat
         (Some(platform), true) => {
             let index = root.index(&source.name())?;
             let entry = pick_platform(&index.manifests, platform, &source.name())?;
-            source.manifest(&entry.digest).await?
+            source.manifest_of(entry).await?
         }
         _ => root,
     };
@@ -87,7 +87,7 @@ fn visit<'a>(
                             media_type: child.media_type.to_string(),
                         });
                     }
-                    let read = source.manifest(&child.digest).await?;
+                    let read = source.manifest_of(child).await?;
                     visit(source, read, depth + 1, plan, seen).await?;
                 }
             }

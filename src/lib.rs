@@ -15,6 +15,7 @@ pub mod blob;
 pub mod build;
 pub mod buildfile;
 pub mod cache;
+pub mod compress;
 pub mod config;
 pub mod credentials;
 pub mod digest;

@@ -1,7 +1,8 @@
 //! Where images are written or read: an OCI layout on disk (`oci:DIR[:TAG]`, or
 //! `oci:DIR@sha256:…` to read an image by digest), a tar of one (`oci-archive:FILE[:TAG]`,
 //! `oci-archive:FILE@sha256:…`), a docker-archive tar as `docker save` writes and `docker load`
-//! reads (`docker-archive:FILE[:REF]`), or a registry (`registry/repository[:tag][@digest]`).
+//! reads (`docker-archive:FILE[:REF]`, or `docker-archive:FILE:@N` to read its Nth image), or a
+//! registry (`registry/repository[:tag][@digest]`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,9 +41,37 @@ pub enum Location {
     DockerArchive {
         /// The tar file.
         file: PathBuf,
-        /// The name it carries in `RepoTags`, e.g. `app:v1`.
-        reference: Option<String>,
+        /// Which of its images: by the name it carries in `RepoTags`, or by position.
+        image: Option<ArchiveImage>,
     },
+}
+
+/// Which image of a docker-archive a location names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArchiveImage {
+    /// The image with this name in its `RepoTags`: `NAME:TAG`, with `:latest` added when there
+    /// is no tag.
+    Named(String),
+    /// The Nth image of its `manifest.json`, from 0 (`@N`, as skopeo): only for reading.
+    Index(usize),
+}
+
+impl ArchiveImage {
+    /// Whether an archive's `RepoTags` entry names this image, compared as docker compares
+    /// names: a missing tag is `latest`, and `app` is `docker.io/library/app`.
+    pub fn is_named(&self, repo_tag: &str) -> bool {
+        let normal = |text: &str| Reference::parse(text).map_or_else(|_| text.to_owned(), |r| r.to_string());
+        matches!(self, ArchiveImage::Named(name) if normal(name) == normal(repo_tag))
+    }
+}
+
+impl fmt::Display for ArchiveImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArchiveImage::Named(name) => f.write_str(name),
+            ArchiveImage::Index(index) => write!(f, "@{index}"),
+        }
+    }
 }
 
 impl Location {
@@ -51,7 +80,7 @@ impl Location {
         match self {
             Location::Layout { dir, tag, digest } => Location::Layout { dir: base.join(dir), tag, digest },
             Location::OciArchive { file, tag, digest } => Location::OciArchive { file: base.join(file), tag, digest },
-            Location::DockerArchive { file, reference } => Location::DockerArchive { file: base.join(file), reference },
+            Location::DockerArchive { file, image } => Location::DockerArchive { file: base.join(file), image },
             registry => registry,
         }
     }
@@ -62,7 +91,8 @@ impl FromStr for Location {
 
     /// Parses `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]` (the part after the last `:` is a
     /// tag when it is a valid one; after the last `@`, a digest when it starts `sha256:`),
-    /// `docker-archive:FILE[:REF]` (the file ends at the first `:`), else an image reference.
+    /// `docker-archive:FILE[:REF]` and `docker-archive:FILE:@N` (the file ends at the first
+    /// `:`), else an image reference.
     fn from_str(s: &str) -> Result<Location> {
         if let Some(rest) = s.strip_prefix("docker-archive:") {
             let (file, reference) = match rest.split_once(':') {
@@ -72,8 +102,8 @@ impl FromStr for Location {
             if file.is_empty() {
                 return Err(Error::invalid("image location", s, "the file is missing: docker-archive:FILE[:REF]"));
             }
-            let reference = reference.map(docker_archive_name).transpose()?;
-            return Ok(Location::DockerArchive { file: PathBuf::from(file), reference });
+            let image = reference.map(docker_archive_image).transpose()?;
+            return Ok(Location::DockerArchive { file: PathBuf::from(file), image });
         }
         if let Some(rest) = s.strip_prefix("oci-archive:") {
             let (file, tag, digest) = split_tag_or_digest(rest)?;
@@ -119,19 +149,29 @@ fn split_tag(rest: &str) -> (&str, Option<String>) {
     }
 }
 
-/// A docker-archive's image name as `RepoTags` carries it: `NAME:TAG`, with `:latest` added
-/// when there is no tag. The name must parse as an image reference (without a digest).
-fn docker_archive_name(text: &str) -> Result<String> {
+/// A docker-archive's image: `@N`, or its name as `RepoTags` carries it (`NAME:TAG`, with
+/// `:latest` added when there is no tag), which must parse as an image reference without a
+/// digest.
+fn docker_archive_image(text: &str) -> Result<ArchiveImage> {
+    if let Some(index) = text.strip_prefix('@') {
+        return index.parse().map(ArchiveImage::Index).map_err(|_| {
+            Error::invalid(
+                "docker-archive image",
+                text,
+                "expected @N, the position of the image in the archive's manifest.json from 0 (as skopeo)",
+            )
+        });
+    }
     let parsed = Reference::parse(text).map_err(|_| {
         Error::invalid("docker-archive name", text, "expected NAME[:TAG] such as app:v1 or registry.example.com/app:v1")
     })?;
     if parsed.digest.is_some() {
         return Err(Error::invalid("docker-archive name", text, "a docker-archive names images by tag, not digest"));
     }
-    Ok(match name_and_tag(text) {
+    Ok(ArchiveImage::Named(match name_and_tag(text) {
         Some(_) => text.to_owned(),
         None => format!("{text}:latest"),
-    })
+    }))
 }
 
 /// `NAME` and `TAG` of `NAME:TAG` (a `:` after the last `/`; a registry port is not a tag).
@@ -152,10 +192,10 @@ impl fmt::Display for Location {
                 write!(f, "oci-archive:{}", file.display())?;
                 write_tag_and_digest(f, tag, digest)
             }
-            Location::DockerArchive { file, reference } => {
+            Location::DockerArchive { file, image } => {
                 write!(f, "docker-archive:{}", file.display())?;
-                if let Some(reference) = reference {
-                    write!(f, ":{reference}")?;
+                if let Some(image) = image {
+                    write!(f, ":{image}")?;
                 }
                 Ok(())
             }
@@ -248,14 +288,20 @@ mod tests {
         assert_eq!(loc.to_string(), "oci:out/layout:v1.2.3");
         assert!(matches!("ghcr.io/a/b:1".parse::<Location>().unwrap(), Location::Registry(_)));
         let docker: Location = "docker-archive:out/app.tar:localhost:5000/app:v1".parse().unwrap();
-        let expected = Some("localhost:5000/app:v1".to_owned());
-        assert_eq!(docker, Location::DockerArchive { file: "out/app.tar".into(), reference: expected });
+        let expected = Some(ArchiveImage::Named("localhost:5000/app:v1".to_owned()));
+        assert_eq!(docker, Location::DockerArchive { file: "out/app.tar".into(), image: expected });
         assert_eq!(docker.to_string(), "docker-archive:out/app.tar:localhost:5000/app:v1");
         let latest: Location = "docker-archive:app.tar:localhost:5000/app".parse().unwrap();
         assert_eq!(
             latest,
-            Location::DockerArchive { file: "app.tar".into(), reference: Some("localhost:5000/app:latest".into()) }
+            Location::DockerArchive {
+                file: "app.tar".into(),
+                image: Some(ArchiveImage::Named("localhost:5000/app:latest".into()))
+            }
         );
+        let second: Location = "docker-archive:app.tar:@1".parse().unwrap();
+        assert_eq!(second, Location::DockerArchive { file: "app.tar".into(), image: Some(ArchiveImage::Index(1)) });
+        assert_eq!(second.to_string(), "docker-archive:app.tar:@1");
         let oci: Location = "oci-archive:out/app.tar:v1".parse().unwrap();
         assert_eq!(oci, Location::OciArchive { file: "out/app.tar".into(), tag: Some("v1".into()), digest: None });
         for bad in [
@@ -268,6 +314,9 @@ mod tests {
             "docker-archive:a.tar:Bad Ref",
             "oci:dir@sha256:abc",
             "oci:@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "docker-archive:a.tar:@-1",
+            "docker-archive:a.tar:@x",
+            "docker-archive:a.tar:@",
         ] {
             assert!(bad.parse::<Location>().is_err(), "{bad}");
         }
@@ -287,5 +336,21 @@ mod tests {
             "oci:out/a@b:v1".parse::<Location>().unwrap(),
             Location::Layout { dir: "out/a@b".into(), tag: Some("v1".into()), digest: None }
         );
+    }
+
+    #[test]
+    fn archive_names_compare_as_docker_compares_them() {
+        let named = |text: &str| match docker_archive_image(text).unwrap() {
+            image @ ArchiveImage::Named(_) => image,
+            other => panic!("{other:?}"),
+        };
+        assert!(named("test_image_1").is_named("test_image_1"), "bare on both sides");
+        assert!(named("test_image_1").is_named("test_image_1:latest"));
+        assert!(named("app:v1").is_named("docker.io/library/app:v1"));
+        assert!(named("docker.io/library/app").is_named("app"));
+        assert!(named("localhost:5000/app").is_named("localhost:5000/app:latest"));
+        assert!(!named("app:v1").is_named("app"), "another tag");
+        assert!(!named("app").is_named("other/app"), "another repository");
+        assert!(!ArchiveImage::Index(0).is_named("app"));
     }
 }

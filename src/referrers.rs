@@ -109,7 +109,7 @@ pub fn stage(writer: &mut LayoutWriter, artifact: &Artifact, subject: &Descripto
     let mut blob = writer.blob()?;
     blob.write_all(&bytes).at("write", writer.target())?;
     writer.add_blob(blob)?;
-    Ok(RawManifest::new(bytes, Some(MediaType::OciManifest)))
+    RawManifest::new(bytes, Some(MediaType::OciManifest), "artifact manifest")
 }
 
 fn is_media_type(text: &str) -> bool {
@@ -178,7 +178,8 @@ fn in_layout(layout: &Layout, subject: &Digest) -> Result<Vec<Descriptor>> {
         if !entry.media_type.is_image() || entry.size > MAX_MANIFEST_BYTES {
             continue;
         }
-        let manifest = RawManifest::new(layout.read_blob(&entry.digest)?, Some(entry.media_type.clone()));
+        let read = RawManifest::new(layout.read_blob(&entry.digest)?, Some(entry.media_type.clone()), "layout entry");
+        let Ok(manifest) = read else { continue };
         let Ok(image) = manifest.image("layout entry") else { continue };
         if image.subject.as_ref().is_some_and(|s| &s.digest == subject)
             && !found.iter().any(|d: &Descriptor| d.digest == manifest.digest)
@@ -332,7 +333,7 @@ async fn amend_fallback(
             annotations: BTreeMap::new(),
         };
         let bytes = crate::json::canonical(&index, "referrers fallback index")?;
-        let raw = RawManifest::new(bytes, Some(MediaType::OciIndex));
+        let raw = RawManifest::new(bytes, Some(MediaType::OciIndex), "referrers fallback index")?;
         client.put_manifest(&reference.registry, &reference.repository, &tag, &raw).await?;
         tokio::time::sleep(options.settle.mul_f64(1.0 + crate::registry::retry::jitter())).await;
         if has(&fallback_entries(client, reference, subject).await?) {
@@ -368,7 +369,7 @@ pub async fn copy(
         let (referrers, _) = list(client, from, subject).await?;
         for referrer in referrers {
             let source = crate::source::open(&from.at_digest(&referrer.digest), client)?;
-            let manifest = source.manifest(&referrer.digest).await?;
+            let manifest = source.manifest_of(&referrer).await?;
             let sink = crate::sink::open(to, client, options.upload.clone())?;
             send_referrer(source.as_ref(), sink.as_ref(), &manifest, options).await?;
             if let Location::Registry(reference) = to {

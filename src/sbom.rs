@@ -52,8 +52,9 @@ pub fn attach_sboms(
     let scratch = tempfile::tempdir().at("create a temporary directory in", std::env::temp_dir())?;
     let mut subjects = Vec::new();
     for built_image in &built.images {
-        let raw = crate::model::RawManifest::new(layout.read_blob(&built_image.digest)?, None);
-        let manifest = raw.image(&format!("image {}", built_image.digest))?;
+        let what = format!("image {}", built_image.digest);
+        let raw = crate::model::RawManifest::new(layout.read_blob(&built_image.digest)?, None, &what)?;
+        let manifest = raw.image(&what)?;
         let platform = built_image.platform.to_string();
         let image = SbomImage {
             name: name.to_owned(),

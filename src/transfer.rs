@@ -14,9 +14,12 @@ use serde::Serialize;
 
 use std::collections::HashSet;
 
+use crate::cache::Cache;
+use crate::compress::{compress_layers, Compressed};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::graph::Plan;
+use crate::layer::Compression;
 use crate::model::{Document, RawManifest};
 use crate::registry::RetryPolicy;
 use crate::sink::{BlobOutcome, Sink};
@@ -33,11 +36,28 @@ pub struct TransferOptions {
     pub dry_run: bool,
     /// Walk and check everything even when the destination already names the root.
     pub verify: bool,
+    /// How uncompressed layers are compressed on their way to a registry, at
+    /// `compression_level`; [`Compression::None`] sends them as they are (their digests, and so
+    /// the image's, preserved).
+    pub compression: Compression,
+    /// The level of `compression`.
+    pub compression_level: u32,
+    /// hoist's cache, where compressed layers are kept for the next push; without one they go
+    /// to a temporary directory.
+    pub cache: Option<Cache>,
 }
 
 impl Default for TransferOptions {
     fn default() -> Self {
-        TransferOptions { jobs: 4, retry: RetryPolicy::default(), dry_run: false, verify: false }
+        TransferOptions {
+            jobs: 4,
+            retry: RetryPolicy::default(),
+            dry_run: false,
+            verify: false,
+            compression: Compression::Gzip,
+            compression_level: Compression::Gzip.default_level(),
+            cache: None,
+        }
     }
 }
 
@@ -88,6 +108,13 @@ pub struct Report {
     pub seconds: f64,
     /// Whether nothing was written.
     pub dry_run: bool,
+    /// Uncompressed layers compressed on the way (so the manifests that name them, and
+    /// `digest`, changed).
+    pub layers_compressed: usize,
+    /// The root's digest in the source, when compressing layers changed it: `digest` is what
+    /// was sent instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<String>,
 }
 
 /// Sends `plan` from `source` to `sink`, then points each of `tags` at its root.
@@ -219,7 +246,8 @@ fn nothing_to_do(root: &RawManifest, tags: &[String], dry_run: bool) -> Report {
 /// Sends `root` (read from `source`; with `platform`, that image of an index) to `sink` and
 /// points `tags` at it: what push, copy and build --push do. A local source is planned (and
 /// so checked) first; when the sink's tags already name what would be sent, nothing else
-/// happens (unless `options.verify`).
+/// happens (unless `options.verify`). To a sink that wants them (a registry), uncompressed
+/// layers are compressed first, which changes the digest (the report says so).
 pub async fn copy(
     source: &dyn Source,
     sink: &dyn Sink,
@@ -230,23 +258,69 @@ pub async fn copy(
     observer: &dyn Observer,
 ) -> Result<Report> {
     let local = match source.seekable() {
-        true => Some(crate::graph::plan(source, root.clone(), platform).await?),
+        true => {
+            let plan = crate::graph::plan(source, root.clone(), platform).await?;
+            Some(prepare(source, sink, plan, options).await?)
+        }
         false => None,
     };
     // What the tags will name: the plan's root (one platform's image with a platform).
     let target = match (&local, platform) {
-        (Some(plan), _) => Some(plan.root().clone()),
+        (Some((plan, _)), _) => Some(plan.root().clone()),
         (None, None) => Some(root.clone()),
         (None, Some(_)) => None,
     };
+    let compressed_first = local.as_ref().and_then(|(_, compressed)| compressed.as_ref());
     if let Some(target) = target.filter(|_| !options.verify) {
         if up_to_date(sink, &target, tags).await? {
-            return Ok(nothing_to_do(&target, tags, options.dry_run));
+            return Ok(noted(nothing_to_do(&target, tags, options.dry_run), compressed_first));
         }
     }
-    let plan = match local {
-        Some(plan) => plan,
-        None => crate::graph::plan(source, root, platform).await?,
+    let (plan, compressed) = match local {
+        Some(prepared) => prepared,
+        None => {
+            let plan = crate::graph::plan(source, root, platform).await?;
+            let (plan, compressed) = prepare(source, sink, plan, options).await?;
+            // Compressed layers make another root: perhaps sent already.
+            if compressed.is_some() && !options.verify && up_to_date(sink, plan.root(), tags).await? {
+                return Ok(noted(nothing_to_do(plan.root(), tags, options.dry_run), compressed.as_ref()));
+            }
+            (plan, compressed)
+        }
     };
-    transfer(&plan, source, sink, tags, options, observer).await
+    let report = match &compressed {
+        Some(compressed) => transfer(&plan, &compressed.source, sink, tags, options, observer).await?,
+        None => transfer(&plan, source, sink, tags, options, observer).await?,
+    };
+    Ok(noted(report, compressed.as_ref()))
+}
+
+/// `report`, saying what compressing layers did to the digest.
+fn noted(report: Report, compressed: Option<&Compressed<'_>>) -> Report {
+    match compressed {
+        Some(compressed) => Report {
+            layers_compressed: compressed.layers,
+            source_digest: Some(compressed.source_root.to_string()),
+            ..report
+        },
+        None => report,
+    }
+}
+
+/// `plan`, with its uncompressed layers compressed when `sink` wants that and `options` allow
+/// it, and the source of what was compressed.
+async fn prepare<'a>(
+    source: &'a dyn Source,
+    sink: &dyn Sink,
+    plan: Plan,
+    options: &TransferOptions,
+) -> Result<(Plan, Option<Compressed<'a>>)> {
+    if !sink.compresses_layers() {
+        return Ok((plan, None));
+    }
+    let (compression, level, cache) = (options.compression, options.compression_level, options.cache.as_ref());
+    match compress_layers(&plan, source, compression, level, cache).await? {
+        Some((rewritten, compressed)) => Ok((rewritten, Some(compressed))),
+        None => Ok((plan, None)),
+    }
 }

@@ -315,3 +315,225 @@ fn archives_are_never_written_onto_a_fifo_a_device_or_through_a_symlink() {
         assert!(error.contains(&fifo.display().to_string()) && error.contains("fifo"), "{error}");
     }
 }
+
+/// A layer: a tar of one file `name` holding `content`.
+fn layer_tar(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    builder.append_data(&mut header, name, content).unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// Writes a docker-archive the way older `docker save` and go-containerregistry's test
+/// archives do (`<id>/layer.tar`, `<hex>.json`, `RepoTags` as given, bare names included): one
+/// image per entry of `images`, each its tags and its layers, stored as they are. Returns each
+/// image's config digest.
+fn docker_save(path: &Path, images: &[(&[&str], Vec<Vec<u8>>)]) -> Vec<String> {
+    let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, bytes).unwrap();
+    };
+    let (mut entries, mut configs) = (Vec::new(), Vec::new());
+    for (tags, layers) in images {
+        let mut names = Vec::new();
+        let mut diff_ids = Vec::new();
+        for layer in layers {
+            let plain = match layer.starts_with(&[0x1f, 0x8b]) {
+                true => {
+                    let mut plain = Vec::new();
+                    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&layer[..]), &mut plain).unwrap();
+                    plain
+                }
+                false => layer.clone(),
+            };
+            diff_ids.push(hoist::Digest::of(&plain).to_string());
+            let name = format!("{}/layer.tar", hoist::Digest::of(layer).hex());
+            add(&name, layer);
+            names.push(name);
+        }
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": [format!("TAGS={}", tags.join(","))]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap();
+        let config_digest = hoist::Digest::of(&config);
+        add(&format!("{}.json", config_digest.hex()), &config);
+        configs.push(config_digest.to_string());
+        entries.push(
+            serde_json::json!({"Config": format!("{}.json", config_digest.hex()), "RepoTags": tags, "Layers": names}),
+        );
+    }
+    add("manifest.json", &serde_json::to_vec(&entries).unwrap());
+    builder.into_inner().unwrap();
+    configs
+}
+
+/// Two images with bare names in `RepoTags`, as go-containerregistry's test archives have.
+fn two_image_archive(path: &Path) -> Vec<String> {
+    docker_save(
+        path,
+        &[
+            (&["test_image_1"], vec![layer_tar("one.txt", b"first image\n")]),
+            (&["test_image_2"], vec![layer_tar("two.txt", b"second image\n")]),
+        ],
+    )
+}
+
+/// Issue 21, 11: names are compared as docker compares them on both sides (a bare name in
+/// the archive's `RepoTags` is `:latest`, `docker.io/library/` is implied), and `@N` picks the
+/// Nth image from 0 as skopeo does; out of range, or as a destination, a clear error (exit 3).
+#[test]
+fn docker_archive_images_are_named_as_docker_names_them_or_by_position() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("images.tar");
+    let configs = two_image_archive(&archive);
+    let at = |image: &str| format!("docker-archive:{}:{image}", archive.display());
+    let config_of = |image: &str| {
+        let manifest: Value = serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &at(image)]))).unwrap();
+        manifest["config"]["digest"].as_str().unwrap().to_owned()
+    };
+    for (image, expected) in [
+        ("test_image_1", &configs[0]),
+        ("test_image_1:latest", &configs[0]),
+        ("docker.io/library/test_image_2", &configs[1]),
+        ("@0", &configs[0]),
+        ("@1", &configs[1]),
+    ] {
+        assert_eq!(&config_of(image), expected, "{image}");
+    }
+    // skopeo counts from 0 too.
+    let skopeo = ok(tool("skopeo").args(["inspect", "--raw", "--config", &at("@1")]));
+    assert_eq!(hoist::Digest::of(skopeo.as_bytes()).to_string(), configs[1], "@1 is skopeo's @1");
+
+    let error = fails_with(hoist().args(["inspect", &at("@2")]), Some(3));
+    assert!(error.contains("@0 test_image_1, @1 test_image_2"), "{error}");
+    let error = fails_with(hoist().args(["inspect", &at("test_image_3")]), Some(3));
+    assert!(error.contains("@1 test_image_2"), "{error}");
+    let error = fails_with(hoist().args(["inspect", &format!("docker-archive:{}", archive.display())]), Some(3));
+    assert!(error.contains("@N"), "{error}");
+    let error = fails_with(hoist().args(["inspect", &at("@-1")]), Some(3));
+    assert!(error.contains("@N"), "{error}");
+    let written = work.path().join("out.tar");
+    let to = format!("docker-archive:{}:@0", written.display());
+    let error = fails_with(hoist().args(["copy", &at("@0"), &to]), Some(3));
+    assert!(error.contains("NAME[:TAG]"), "{error}");
+    assert!(!written.exists());
+
+    // What failed before: pushing by the bare name the archive itself carries.
+    let registry = Registry::start();
+    for (image, tag) in [("test_image_1", "one"), ("@1", "two")] {
+        ok(hoist().args(["push", "-q", &at(image), &format!("{}/test/image:{tag}", registry.host())]));
+    }
+    let pushed =
+        |tag: &str| ok(hoist().args(["inspect", "--config", &format!("{}/test/image:{tag}", registry.host())]));
+    assert!(pushed("one").contains("TAGS=test_image_1") && pushed("two").contains("TAGS=test_image_2"));
+}
+
+/// `bytes` gzipped, as a layer already compressed.
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Issue 21, 12: the plain tar layers of a docker-archive (as `docker save` and `podman save`
+/// write them) are gzipped on their way to a registry, as docker push, crane and skopeo do:
+/// the registry's layers decompress (gzip, sha256sum) to the config's diff_ids, skopeo reads
+/// the image back, a layer already compressed is left as it is, and the output names both
+/// digests. `--preserve-digests` sends the archive's bytes and digest; a layout is not
+/// compressed into; a second push compresses nothing and finds the image there.
+#[test]
+fn uncompressed_layers_are_compressed_on_the_way_to_a_registry() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("saved.tar");
+    let plain =
+        [layer_tar("noise.bin", &crate::util::noise(3 << 20, 7)), layer_tar("text.txt", &b"text\n".repeat(50_000))];
+    let already = gzipped(&layer_tar("gz.txt", b"compressed already\n"));
+    docker_save(&archive, &[(&["app:v1"], vec![plain[0].clone(), plain[1].clone(), already.clone()])]);
+    let source = format!("docker-archive:{}", archive.display());
+    let source_digest = hoist::Digest::of(ok(hoist().args(["inspect", "--raw", &source])).as_bytes()).to_string();
+    let registry = Registry::start();
+    let target = format!("{}/team/app:v1", registry.host());
+
+    let cache = work.path().join("cache");
+    let out = hoist().env("XDG_CACHE_HOME", &cache).args(["push", "--json", &source, &target]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pushed = report["digest"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (report["layers_compressed"].as_u64(), report["source_digest"].as_str()),
+        (Some(2), Some(source_digest.as_str()))
+    );
+    assert_ne!(pushed, source_digest);
+    assert!(stderr.contains("compressed 2 uncompressed layer(s) with gzip") && stderr.contains(&pushed), "{stderr}");
+
+    // Checked with other tools: skopeo copies it out, gzip and sha256sum give the diff_ids.
+    let dir = work.path().join("pulled");
+    ok(tool("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false", &format!("docker://{target}")])
+        .arg(format!("dir:{}", dir.display())));
+    let manifest = crate::util::read_json(&dir.join("manifest.json"));
+    let config =
+        crate::util::read_json(&dir.join(manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:")));
+    let layers = manifest["layers"].as_array().unwrap();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip", "{manifest}");
+        let file = dir.join(layer["digest"].as_str().unwrap().trim_start_matches("sha256:"));
+        let sum = ok(tool("sh").arg("-c").arg(format!("gzip -dc {} | sha256sum", file.display())));
+        assert_eq!(format!("sha256:{}", sum.split_whitespace().next().unwrap()), diff_id.as_str().unwrap());
+    }
+    assert_eq!(layers[2]["digest"], hoist::Digest::of(&already).to_string(), "a gzip layer is left as it was");
+    assert_eq!(diff_ids[0], hoist::Digest::of(&plain[0]).to_string(), "the config is the archive's");
+    let seen: Value = serde_json::from_str(&ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ])))
+    .unwrap();
+    assert_eq!(seen["Digest"], pushed, "{seen}");
+
+    // Again: the compressed layers come from hoist's cache, nothing is sent, the same digest.
+    let again =
+        hoist().env("XDG_CACHE_HOME", &cache).args(["-v", "push", "--json", &source, &target]).output().unwrap();
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && !log.contains("compressing it"), "{log}");
+    assert_eq!(log.matches("compressed before").count(), 2, "{log}");
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        (again["digest"].as_str(), again["up_to_date"].as_bool()),
+        (Some(pushed.as_str()), Some(true)),
+        "{again}"
+    );
+
+    // --preserve-digests: the archive's bytes, so its digest; a layout keeps them too.
+    let kept =
+        ok(hoist().args(["push", "-q", "--preserve-digests", &source, &format!("{}/team/kept:v1", registry.host())]));
+    assert_eq!(kept.trim(), source_digest);
+    let raw: Value =
+        serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &format!("{}/team/kept:v1", registry.host())])))
+            .unwrap();
+    assert_eq!(raw["layers"][0]["digest"], hoist::Digest::of(&plain[0]).to_string());
+    // From a registry as from an archive: the same compressed image.
+    let from_registry = ok(hoist().args([
+        "copy",
+        "-q",
+        &format!("{}/team/kept:v1", registry.host()),
+        &format!("{}/team/copied:v1", registry.host()),
+    ]));
+    assert_eq!(from_registry.trim(), pushed);
+    let layout = work.path().join("layout");
+    let copied = ok(hoist().args(["copy", "-q", &source, &format!("oci:{}:v1", layout.display())]));
+    assert_eq!(copied.trim(), source_digest, "into a layout the layers go as they are");
+}

@@ -690,3 +690,80 @@ fn redirect_loops_stop_at_once() {
     assert!(error.contains("more than 10 redirects"), "{error}");
     assert_eq!(chain.heads_with("/manifests/").len(), 11, "the request and ten redirects");
 }
+
+/// Issue 21, 2: a document served (or described) as an index that is an image manifest is
+/// refused before anything is written (exit 7): not tagged into a layout as an empty index,
+/// and not sent to a registry with a hint about `--format docker`. The same without a
+/// mediaType in the body (its shape decides), and from a layout whose index.json lies.
+#[test]
+fn an_image_served_as_an_index_is_refused_and_nothing_is_written() {
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let layout = layout_with_app(work.path());
+    ok(hoist().args([
+        "push",
+        "-q",
+        &format!("oci:{}:single", layout.display()),
+        &format!("{}/team/app:v1", registry.host()),
+    ]));
+    let proxy = Proxy::start(registry.host(), |line, response| {
+        if line.contains("/manifests/") {
+            let head: Vec<String> = response
+                .head
+                .lines()
+                .map(|l| match l.to_ascii_lowercase().starts_with("content-type:") {
+                    true => format!("Content-Type: {INDEX}"),
+                    false => l.to_owned(),
+                })
+                .collect();
+            response.head = head.join("\r\n");
+        }
+    });
+    let source = format!("{}/team/app:v1", proxy.host());
+    let copied = work.path().join("copied");
+    let error = fails_with(hoist().args(["copy", "-q", &source, &format!("oci:{}:v1", copied.display())]), Some(7));
+    assert!(error.contains(INDEX) && error.contains("its mediaType is application/vnd.oci.image.manifest"), "{error}");
+    assert!(!copied.exists(), "nothing written: {:?}", crate::util::listing(work.path()));
+    let error =
+        fails_with(hoist().args(["copy", "-q", &source, &format!("{}/team/copy:v1", registry.host())]), Some(7));
+    assert!(!error.contains("--format"), "{error}");
+    let inspect = hoist().args(["inspect", &format!("{}/team/copy:v1", registry.host())]).output().unwrap();
+    assert_eq!(inspect.status.code(), Some(5), "nothing tagged");
+
+    // Without a mediaType in the body, its fields (config, layers) contradict the header.
+    let image = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let hostile = registry_like(move |head| match head.starts_with("GET /v2/team/app/manifests/v1 ") {
+        true => Reply::Send("200 OK".into(), vec![format!("Content-Type: {INDEX}")], image.to_vec()),
+        false => Reply::json("404 Not Found", r#"{"errors":[{"code":"NOT_FOUND","message":"no"}]}"#),
+    });
+    let error = fails_with(
+        hoist().args(["copy", "-q", &format!("{}/team/app:v1", hostile.host()), &format!("oci:{}", copied.display())]),
+        Some(7),
+    );
+    assert!(error.contains(INDEX) && error.contains(r#"no "manifests""#), "{error}");
+    assert!(!copied.exists());
+
+    // A layout whose index.json calls an image manifest an index.
+    let lying = work.path().join("lying");
+    let manifest = read_json(&crate::util::blob_path(&layout, &first_manifest(&layout, "single")));
+    commit_json(
+        hoist::layout::LayoutWriter::begin(&lying).unwrap(),
+        &manifest,
+        oci_spec::image::MediaType::ImageIndex,
+        "v1",
+    );
+    let error = fails_with(
+        hoist().args(["push", "--dry-run", &format!("oci:{}:v1", lying.display()), "127.0.0.1:9/x:y"]),
+        Some(7),
+    );
+    assert!(error.contains("announced as application/vnd.oci.image.index.v1+json"), "{error}");
+}
+
+/// The digest `tag` names in a layout's index.json.
+fn first_manifest(layout: &Path, tag: &str) -> String {
+    let index = read_json(&layout.join("index.json"));
+    let entries = index["manifests"].as_array().unwrap();
+    let entry = entries.iter().find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == tag).unwrap();
+    entry["digest"].as_str().unwrap().to_owned()
+}

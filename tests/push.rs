@@ -454,3 +454,46 @@ fn pushes_and_mounts_work_with_bearer_tokens() {
     let denied = fails_with(push(&layout, "multi", &format!("{host}/{REPO}:v2"), &["--creds", "bob:wrong"]), Some(4));
     assert!(denied.contains("hoist login"), "{denied}");
 }
+
+/// Issue 21, 12: an index of images with plain tar layers (built with `--compression none`)
+/// is pushed with each image's layers gzipped: the index's entries name the rewritten images
+/// (platforms kept), and skopeo copies every platform out, checking each digest.
+#[test]
+fn an_index_of_uncompressed_images_is_rewritten_whole() {
+    let work = tempfile::tempdir().unwrap();
+    make_dist(work.path());
+    let layout = work.path().join("layout");
+    let built = ok(hoist().current_dir(work.path()).args(APP_BUILD).args([
+        "--compression",
+        "none",
+        "--output",
+        &format!("oci:{}:multi", layout.display()),
+    ]));
+    let registry = Registry::start();
+    let target = format!("{}/{REPO}:multi", registry.host());
+    let report: serde_json::Value = serde_json::from_str(&ok(hoist().args([
+        "push",
+        "--json",
+        "--compression",
+        "zstd",
+        &format!("oci:{}:multi", layout.display()),
+        &target,
+    ])))
+    .unwrap();
+    assert_eq!((report["layers_compressed"].as_u64(), report["source_digest"].as_str()), (Some(2), Some(built.trim())));
+    let index: serde_json::Value = serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &target]))).unwrap();
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(crate::util::index_platforms(&index), ["linux/amd64", "linux/arm64"]);
+    let local = crate::util::read_json(&crate::util::blob_path(&layout, built.trim()));
+    for (pushed, built) in index["manifests"].as_array().unwrap().iter().zip(local["manifests"].as_array().unwrap()) {
+        assert_ne!(pushed["digest"], built["digest"]);
+        let image = format!("{}/{REPO}@{}", registry.host(), pushed["digest"].as_str().unwrap());
+        let manifest: serde_json::Value =
+            serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &image]))).unwrap();
+        assert_eq!(manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd", "{manifest}");
+    }
+    let copied = work.path().join("copied");
+    ok(tool("skopeo")
+        .args(["copy", "-q", "--all", "--src-tls-verify=false", &format!("docker://{target}")])
+        .arg(format!("oci:{}:multi", copied.display())));
+}

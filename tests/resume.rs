@@ -76,10 +76,20 @@ fn throttled(upstream: String) -> Proxy {
     })
 }
 
-/// `hoist VERB --json --chunk-size 16M FROM TO` with its state in `state`.
+/// `hoist VERB --json --chunk-size 16M --preserve-digests FROM TO` with its state in `state`
+/// (the layer is a plain tar, sent as it is).
 fn send(state: &Path, verb: &str, from: &str, to: &str) -> std::process::Command {
     let mut command = hoist();
-    command.env("XDG_STATE_HOME", state).args([verb, "-q", "--json", "--chunk-size", "16M", from, to]);
+    command.env("XDG_STATE_HOME", state).args([
+        verb,
+        "-q",
+        "--json",
+        "--chunk-size",
+        "16M",
+        "--preserve-digests",
+        from,
+        to,
+    ]);
     command
 }
 
@@ -179,6 +189,7 @@ fn a_session_the_registry_lost_or_another_registrys_is_not_used() {
     ok(hoist().env("XDG_STATE_HOME", &state).args([
         "push",
         "-q",
+        "--preserve-digests",
         &format!("oci:{}:v1", layout.display()),
         &format!("{}/team/again:v1", registry.host()),
     ]));

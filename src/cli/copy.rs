@@ -6,14 +6,14 @@ use hoist::location::Location;
 
 use hoist::referrers::ReferrerOptions;
 
-use super::push::{print_report, send, PushFlags};
+use super::push::{print_report, send, LayerArgs, PushFlags};
 use super::registry::{block_on, RegistryArgs};
 
 /// Flags of `hoist copy`.
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// What to copy: a registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG] or
-    /// docker-archive:FILE[:REF].
+    /// docker-archive:FILE[:REF|:@N] (@N: its Nth image, from 0).
     source: String,
     /// Where: registry/repository[:tag], oci:DIR[:TAG], oci-archive:FILE[:TAG] or
     /// docker-archive:FILE[:REF] (one platform: the only one, or --platform).
@@ -24,11 +24,14 @@ pub struct CopyArgs {
     /// Copy the whole index with every platform (the default).
     #[arg(long)]
     all_platforms: bool,
-    /// Also copy the artifacts that refer to the image (and to each image of an index).
-    #[arg(long)]
+    /// Also copy the artifacts that refer to the image (and to each image of an index); they
+    /// name it by digest, so its layers go as they are (as with --preserve-digests).
+    #[arg(long, conflicts_with = "compression")]
     referrers: bool,
     #[command(flatten)]
     flags: PushFlags,
+    #[command(flatten)]
+    layers: LayerArgs,
     /// Print a JSON summary instead of the digest.
     #[arg(long)]
     json: bool,
@@ -50,7 +53,12 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
         )
         .into());
     }
-    let report = send(&source, &destination, platform.as_ref(), None, &args.flags, &args.registry, quiet)?;
+    let layer_compression = match args.referrers {
+        true => hoist::layer::Compression::None,
+        false => args.layers.compression()?,
+    };
+    let flags = PushFlags { layer_compression, ..args.flags.clone() };
+    let report = send(&source, &destination, platform.as_ref(), None, &flags, &args.registry, quiet)?;
     if args.referrers && !args.flags.dry_run {
         let client = args.registry.client()?.with_retry(args.flags.retry());
         let options = ReferrerOptions {

@@ -487,7 +487,7 @@ async fn inspect(
             .find(|d| d.digest.to_string() == wanted)
             .cloned()
             .ok_or_else(|| not_in_list(reference, first, index.manifests.iter().map(|d| d.digest.to_string())))?;
-        let child = source.manifest(&descriptor.digest).await?;
+        let child = source.manifest_of(&descriptor).await?;
         if !verbose {
             return pretty(&child.bytes);
         }
@@ -503,7 +503,7 @@ async fn inspect(
         false => vec![manifest.descriptor()],
     };
     for descriptor in children {
-        let child = source.manifest(&descriptor.digest).await?;
+        let child = source.manifest_of(&descriptor).await?;
         out.push(verbose_json(&format!("{location}@{}", descriptor.digest), &descriptor, &child)?);
     }
     let value = if manifest.media_type.is_index() { Value::Array(out) } else { out.remove(0) };

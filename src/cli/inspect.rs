@@ -63,7 +63,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             }
             let index = manifest.index(&args.reference)?;
             let entry = pick_platform(&index.manifests, &wanted, &args.reference)?;
-            manifest = source.manifest(&entry.digest).await?;
+            manifest = source.manifest_of(entry).await?;
         }
         if args.raw {
             let mut out = std::io::stdout().lock();

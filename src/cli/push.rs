@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use hoist::digest::Digest;
+use hoist::layer::Compression;
 use hoist::location::Location;
 use hoist::platform::Platform;
 use hoist::registry::RetryPolicy;
@@ -57,6 +58,42 @@ pub struct PushFlags {
     /// create`); the digest also goes to $GITHUB_OUTPUT as `digest=…` when that is set.
     #[arg(long)]
     pub push_by_digest: bool,
+    /// How uncompressed layers are compressed on their way to a registry: push and copy set it
+    /// from [`LayerArgs`]; build pushes what it built as it is (none).
+    #[arg(skip = Compression::None)]
+    pub layer_compression: Compression,
+}
+
+/// What `push` and `copy` do with uncompressed layers (as `docker save` and `podman save`
+/// write them) on their way to a registry.
+#[derive(Debug, Args, Clone)]
+pub struct LayerArgs {
+    /// Compress uncompressed layers sent to a registry with gzip (the default, as docker push,
+    /// crane and skopeo do) or zstd. The image's digest changes; the output says so.
+    #[arg(long, value_name = "gzip|zstd")]
+    compression: Option<String>,
+    /// Send uncompressed layers to a registry as they are, so the image keeps its digest (as
+    /// skopeo's --preserve-digests).
+    #[arg(long, conflicts_with = "compression")]
+    preserve_digests: bool,
+}
+
+impl LayerArgs {
+    /// The compression of uncompressed layers; none with --preserve-digests.
+    pub fn compression(&self) -> anyhow::Result<Compression> {
+        if self.preserve_digests {
+            return Ok(Compression::None);
+        }
+        match self.compression.as_deref().map(str::parse).transpose()? {
+            Some(Compression::None) => Err(hoist::Error::invalid(
+                "--compression",
+                "none",
+                "to send uncompressed layers as they are, pass --preserve-digests",
+            )
+            .into()),
+            chosen => Ok(chosen.unwrap_or(Compression::Gzip)),
+        }
+    }
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -69,9 +106,25 @@ impl PushFlags {
         RetryPolicy { retries: self.retries, ..RetryPolicy::default() }
     }
 
-    /// The transfer engine's options.
+    /// The transfer engine's options. Layers compressed on the way are kept in hoist's cache
+    /// for the next push (without it, in a temporary one).
     pub fn transfer_options(&self) -> TransferOptions {
-        TransferOptions { jobs: self.jobs, retry: self.retry(), dry_run: self.dry_run, verify: self.verify }
+        let cache = match self.layer_compression {
+            Compression::None => None,
+            _ => hoist::cache::Cache::default_dir()
+                .and_then(hoist::cache::Cache::open)
+                .map_err(|e| tracing::warn!("compressing layers without hoist's cache: {e}"))
+                .ok(),
+        };
+        TransferOptions {
+            jobs: self.jobs,
+            retry: self.retry(),
+            dry_run: self.dry_run,
+            verify: self.verify,
+            compression: self.layer_compression,
+            compression_level: self.layer_compression.default_level(),
+            cache,
+        }
     }
 
     /// How blobs go up to a registry.
@@ -87,14 +140,16 @@ impl PushFlags {
 /// Flags of `hoist push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// What to push: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF] (or a
-    /// registry reference).
+    /// What to push: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF|:@N]
+    /// (@N: its Nth image, from 0), or a registry reference.
     source: String,
     /// Where: registry/repository[:tag] (without a tag, by digest only, plus --tag),
     /// oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF].
     destination: String,
     #[command(flatten)]
     flags: PushFlags,
+    #[command(flatten)]
+    layers: LayerArgs,
     /// Print a JSON summary instead of the digest.
     #[arg(long)]
     json: bool,
@@ -106,7 +161,8 @@ pub struct PushArgs {
 pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let source: Location = args.source.parse()?;
     let destination: Location = args.destination.parse()?;
-    let report = send(&source, &destination, None, None, &args.flags, &args.registry, quiet)?;
+    let flags = PushFlags { layer_compression: args.layers.compression()?, ..args.flags };
+    let report = send(&source, &destination, None, None, &flags, &args.registry, quiet)?;
     print_report(&report, args.json)
 }
 
@@ -173,15 +229,8 @@ pub fn send(
         observer.finish();
         Ok(report?)
     })?;
+    tell(&report, flags, to, quiet);
     if flags.dry_run {
-        eprintln!(
-            "dry run: would upload {} blob(s) ({} bytes), mount {} and write {} manifest(s); {} blob(s) already there",
-            report.blobs_pushed,
-            report.bytes_pushed,
-            report.blobs_mounted,
-            report.manifests_pushed,
-            report.blobs_skipped
-        );
         return Ok(report);
     }
     if let Some(file) = &flags.digest_file {
@@ -193,6 +242,30 @@ pub fn send(
         std::io::Write::write_all(&mut file, format!("digest={}\n", report.digest).as_bytes())?;
     }
     Ok(report)
+}
+
+/// Says on stderr what compressing layers did to the digest (unless `quiet`), and what a dry
+/// run would do.
+fn tell(report: &Report, flags: &PushFlags, to: &Location, quiet: bool) {
+    if let (Some(before), false) = (&report.source_digest, quiet) {
+        eprintln!(
+            "compressed {} uncompressed layer(s) with {}: {to} {} {}, not the source's {before} (--preserve-digests sends them as they are)",
+            report.layers_compressed,
+            flags.layer_compression,
+            if flags.dry_run { "would be" } else { "is" },
+            report.digest
+        );
+    }
+    if flags.dry_run {
+        eprintln!(
+            "dry run: would upload {} blob(s) ({} bytes), mount {} and write {} manifest(s); {} blob(s) already there",
+            report.blobs_pushed,
+            report.bytes_pushed,
+            report.blobs_mounted,
+            report.manifests_pushed,
+            report.blobs_skipped
+        );
+    }
 }
 
 /// For a docker-archive (one image): the platform of the only image of an index, or an error

@@ -203,7 +203,7 @@ pub fn convert(root: &RawManifest, format: Format) -> Result<RawManifest> {
             ));
         }
     }
-    Ok(RawManifest::new(render(&entries, format, &annotations)?, Some(format.media_type())))
+    RawManifest::new(render(&entries, format, &annotations)?, Some(format.media_type()), "index")
 }
 
 /// The entries and annotations of an index document; each entry's content lives at `source`.

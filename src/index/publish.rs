@@ -231,7 +231,7 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
             }
             .into());
         }
-        let index = RawManifest::new(bytes, Some(format.media_type()));
+        let index = RawManifest::new(bytes, Some(format.media_type()), "index")?;
         sink.put_manifest(&index).await?;
         let Some(tag) = &target.tag else { return Ok(index.digest) };
         // Straight to the PUT (no HEAD first): the shorter the read-merge-write, the smaller

@@ -55,8 +55,7 @@ pub struct ImageIndex {
     /// Its media type, when the document says.
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<MediaType>,
-    /// The entries.
-    #[serde(default)]
+    /// The entries (required: an image manifest never reads as an empty index).
     pub manifests: Vec<Descriptor>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -84,13 +83,23 @@ pub struct RawManifest {
 }
 
 impl RawManifest {
-    /// A manifest from its bytes; the media type is the one given, else the document's.
-    pub fn new(bytes: Vec<u8>, media_type: Option<MediaType>) -> RawManifest {
-        let media_type = media_type
-            .filter(MediaType::is_manifest)
-            .or_else(|| media_type_in(&bytes))
-            .unwrap_or(MediaType::Other(String::new()));
-        RawManifest { media_type, digest: Digest::of(&bytes), bytes }
+    /// A manifest or index from its bytes. `claimed` is what the transport or a descriptor says
+    /// it is (a Content-Type, an index entry's `mediaType`); only manifest and index types
+    /// count as claims. The document's own `mediaType` decides when it has one, else the claim,
+    /// else its shape (`manifests` for an index, `config` for an image). A claim the document
+    /// contradicts, and a document without the field its type requires, are refused
+    /// ([`Error::Malformed`], naming `what`): an image is never read as an empty index.
+    pub fn new(bytes: Vec<u8>, claimed: Option<MediaType>, what: &str) -> Result<RawManifest> {
+        let media_type = media_type_of(&bytes, claimed.as_ref(), what)?;
+        Ok(RawManifest { media_type, digest: Digest::of(&bytes), bytes })
+    }
+
+    /// The same document, checked against the media type a descriptor that points at it gives
+    /// (an index entry, a layout's `index.json`): refused when they disagree, as in
+    /// [`RawManifest::new`].
+    pub fn described_as(self, claimed: &MediaType, what: &str) -> Result<RawManifest> {
+        let media_type = media_type_of(&self.bytes, Some(claimed), what)?;
+        Ok(RawManifest { media_type, ..self })
     }
 
     /// Its descriptor.
@@ -134,21 +143,45 @@ impl RawManifest {
     }
 }
 
-fn media_type_in(bytes: &[u8]) -> Option<MediaType> {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(rename = "mediaType")]
-        media_type: Option<MediaType>,
-        manifests: Option<serde::de::IgnoredAny>,
-        config: Option<serde::de::IgnoredAny>,
-    }
-    let probe: Probe = serde_json::from_slice(bytes).ok()?;
-    match probe {
-        Probe { media_type: Some(media_type), .. } => Some(media_type),
+/// What a document says about itself: its `mediaType`, and which of the fields that tell an
+/// index from an image it has.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "mediaType")]
+    media_type: Option<MediaType>,
+    manifests: Option<serde::de::IgnoredAny>,
+    config: Option<serde::de::IgnoredAny>,
+}
+
+/// The media type of `bytes`, as [`RawManifest::new`] decides it.
+fn media_type_of(bytes: &[u8], claimed: Option<&MediaType>, what: &str) -> Result<MediaType> {
+    let claimed = claimed.filter(|c| c.is_manifest());
+    // Not a JSON object: the claim stands, and parsing says what is wrong.
+    let Ok(probe) = serde_json::from_slice::<Probe>(bytes) else {
+        return Ok(claimed.cloned().unwrap_or(MediaType::Other(String::new())));
+    };
+    let malformed = |reason: String| Error::Malformed { what: what.to_owned(), reason };
+    let (media_type, said_by) = match (probe.media_type, claimed) {
+        (Some(own), Some(claimed)) if own != *claimed => {
+            return Err(malformed(format!("it was announced as {claimed} but its mediaType is {own}")))
+        }
+        (Some(own), _) => (own, "its mediaType is"),
+        (None, Some(claimed)) => (claimed.clone(), "it was announced as"),
         // OCI allows documents without mediaType: tell them apart by their fields.
-        Probe { manifests: Some(_), .. } => Some(MediaType::OciIndex),
-        Probe { config: Some(_), .. } => Some(MediaType::OciManifest),
+        (None, None) => match (&probe.manifests, &probe.config) {
+            (Some(_), None) => (MediaType::OciIndex, ""),
+            (None, Some(_)) => (MediaType::OciManifest, ""),
+            _ => (MediaType::Other(String::new()), ""),
+        },
+    };
+    let missing = match (&probe.manifests, &probe.config) {
+        (None, _) if media_type.is_index() => Some("manifests"),
+        (_, None) if media_type.is_image() => Some("config"),
         _ => None,
+    };
+    match missing {
+        Some(field) => Err(malformed(format!("{said_by} {media_type} but it has no \"{field}\""))),
+        None => Ok(media_type),
     }
 }
 
@@ -160,27 +193,60 @@ mod tests {
         #[test]
         fn any_document_parses_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), index in proptest::bool::ANY) {
             let media_type = if index { MediaType::OciIndex } else { MediaType::OciManifest };
-            let _ = RawManifest::new(bytes.clone(), Some(media_type)).parse("p");
+            let _ = RawManifest::new(bytes.clone(), Some(media_type), "p").and_then(|m| m.parse("p"));
             let _ = serde_json::from_slice::<ImageIndex>(&bytes);
         }
 
         #[test]
         fn documents_with_any_size_value_parse_without_panic(size in "-?[0-9]{0,25}(\\.[0-9]{0,3})?|true|false|null|\"[^\"]*\"") {
             let text = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"x","digest":"sha256:{}","size":{size}}}]}}"#, "a".repeat(64));
-            let _ = RawManifest::new(text.into_bytes(), Some(MediaType::OciIndex)).parse("p");
+            let _ = RawManifest::new(text.into_bytes(), Some(MediaType::OciIndex), "p").and_then(|m| m.parse("p"));
         }
     }
 
     #[test]
     fn media_type_comes_from_the_document_when_the_transport_says_nothing_useful() {
-        let index = RawManifest::new(br#"{"schemaVersion":2,"manifests":[]}"#.to_vec(), None);
+        let index = RawManifest::new(br#"{"schemaVersion":2,"manifests":[]}"#.to_vec(), None, "i").unwrap();
         assert_eq!(index.media_type, MediaType::OciIndex);
         let image = RawManifest::new(
             br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{}}"#
                 .to_vec(),
             Some(MediaType::from("text/plain")),
-        );
+            "m",
+        )
+        .unwrap();
         assert_eq!(image.media_type, MediaType::DockerManifest);
         assert!(matches!(image.parse("x"), Err(Error::Malformed { .. })), "a config without digest is refused");
     }
+
+    const IMAGE: &str = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
+
+    #[test]
+    fn an_image_announced_as_an_index_is_refused_not_read_as_an_empty_one() {
+        let malformed = |result: Result<RawManifest>| match result {
+            Err(Error::Malformed { what, reason }) => format!("{what}: {reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        // Without its own mediaType, the shape says image; the claim says index.
+        let error = malformed(RawManifest::new(IMAGE.into(), Some(MediaType::OciIndex), "manifest r/a:1"));
+        assert!(error.contains("manifest r/a:1") && error.contains(r#"no "manifests""#), "{error}");
+        // With its own mediaType, the document and the claim disagree.
+        let typed = IMAGE.replacen('{', r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","#, 1);
+        let error = malformed(RawManifest::new(typed.clone().into(), Some(MediaType::DockerList), "m"));
+        assert!(error.contains(MEDIA_LIST) && error.contains("its mediaType is"), "{error}");
+        // The same document agrees with its descriptor, and a claim that is no manifest type
+        // (application/json) is no claim.
+        let image = RawManifest::new(typed.into(), Some(MediaType::from("application/json")), "m").unwrap();
+        assert_eq!(image.media_type, MediaType::OciManifest);
+        assert!(image.clone().described_as(&MediaType::OciManifest, "m").is_ok());
+        malformed(image.described_as(&MediaType::OciIndex, "m"));
+        // An index announced as an image, and an index that names no entries.
+        let index = r#"{"schemaVersion":2,"manifests":[]}"#;
+        malformed(RawManifest::new(index.into(), Some(MediaType::DockerManifest), "m"));
+        let empty = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#;
+        malformed(RawManifest::new(empty.into(), None, "m"));
+        assert!(serde_json::from_str::<ImageIndex>(IMAGE).is_err(), "manifests is required");
+    }
+
+    const MEDIA_LIST: &str = super::super::media_type::DOCKER_LIST;
 }

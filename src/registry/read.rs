@@ -117,25 +117,26 @@ impl Client {
         }
         let header_digest = docker_content_digest(&response);
         let content_type = header_text(&response, CONTENT_TYPE);
-        let bytes = read_limited(registry, &format!("manifest {reference}"), response, MAX_MANIFEST_BYTES).await?;
-        let manifest = RawManifest::new(bytes, content_type.as_deref().map(MediaType::from));
+        let what = format!("manifest {reference}");
+        let bytes = read_limited(registry, &what, response, MAX_MANIFEST_BYTES).await?;
         // The digest asked for must match with the algorithm it names (sha256, sha384 or
         // sha512); so must the registry's Docker-Content-Digest when it is one hoist knows.
         let pinned = reference.digest.iter().map(|d| (d, true));
         for (expected, required) in pinned.chain(header_digest.iter().map(|d| (d, false))) {
-            match crate::digest::matches(expected, &manifest.bytes) {
+            match crate::digest::matches(expected, &bytes) {
                 Some(true) => {}
                 None if !required => {}
                 _ => {
                     return Err(Error::DigestMismatch {
                         what: format!("manifest {reference} from {registry} (refused, not used)"),
                         expected: crate::text::printable(expected),
-                        found: manifest.digest.to_string(),
+                        found: Digest::of(&bytes).to_string(),
                     })
                 }
             }
         }
-        Ok(manifest)
+        // The Content-Type is a claim the document itself must not contradict.
+        RawManifest::new(bytes, content_type.as_deref().map(MediaType::from), &what)
     }
 
     /// HEADs the manifest `reference` names; `None` when there is none.

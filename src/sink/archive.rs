@@ -74,7 +74,7 @@ fn write_docker(target: &Path, staged: &Path, root: &RawManifest, tags: &[String
                     return Err(one_platform(target, &crate::model::descriptor::platform_list(&index.manifests)));
                 };
                 let bytes = layout.read_blob(&only.digest)?;
-                RawManifest::new(bytes, Some(only.media_type.clone())).image(&what)?
+                RawManifest::new(bytes, Some(only.media_type.clone()), &what)?.image(&what)?
             }
         };
         let repo_tags = repo_tags(tags)?;

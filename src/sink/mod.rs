@@ -16,7 +16,7 @@ pub use self::layout::LayoutSink;
 pub use self::registry::{RegistrySink, UploadOptions};
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::location::Location;
+use crate::location::{ArchiveImage, Location};
 use crate::model::{Descriptor, RawManifest};
 use crate::registry::Client;
 use crate::source::Source;
@@ -65,6 +65,12 @@ pub trait Sink: Send + Sync {
     /// The digest `reference` (a tag or digest) names here now, if any.
     fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>>;
 
+    /// Whether uncompressed layers are compressed on their way here: a registry, as docker
+    /// push, crane and skopeo do; layouts and archives keep them as they are.
+    fn compresses_layers(&self) -> bool {
+        false
+    }
+
     /// Retries its client made, for reports.
     fn retry_count(&self) -> u32 {
         0
@@ -84,6 +90,13 @@ pub fn open<'a>(location: &Location, client: &'a Client, upload: UploadOptions) 
         Location::Layout { dir, .. } => Box::new(LayoutSink::begin(dir)?),
         Location::Registry(reference) => Box::new(RegistrySink::new(client, reference, upload)),
         Location::OciArchive { file, .. } => Box::new(ArchiveSink::begin(ArchiveFormat::Oci, file)?),
+        Location::DockerArchive { image: Some(ArchiveImage::Index(_)), .. } => {
+            return Err(crate::Error::invalid(
+                "destination",
+                location.to_string(),
+                "@N picks an image to read from an archive; name the image to write as docker-archive:FILE:NAME[:TAG]",
+            ))
+        }
         Location::DockerArchive { file, .. } => Box::new(ArchiveSink::begin(ArchiveFormat::Docker, file)?),
     })
 }
@@ -94,7 +107,8 @@ pub fn tags_of(location: &Location, extra: &[String]) -> Vec<String> {
         Location::Layout { tag, .. } => tag.clone(),
         Location::Registry(reference) => reference.tag.clone(),
         Location::OciArchive { tag, .. } => tag.clone(),
-        Location::DockerArchive { reference, .. } => reference.clone(),
+        Location::DockerArchive { image: Some(ArchiveImage::Named(name)), .. } => Some(name.clone()),
+        Location::DockerArchive { .. } => None,
     };
     own.into_iter().chain(extra.iter().cloned()).collect()
 }

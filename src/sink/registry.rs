@@ -560,6 +560,10 @@ impl Sink for RegistrySink<'_> {
         })
     }
 
+    fn compresses_layers(&self) -> bool {
+        true
+    }
+
     fn retry_count(&self) -> u32 {
         self.client.retry_count()
     }

@@ -13,7 +13,7 @@ use crate::blob::BlobStream;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::{ref_name, INDEX_FILE};
-use crate::location::Location;
+use crate::location::{ArchiveImage, Location};
 use crate::model::media_type::OCI_MANIFEST;
 use crate::model::{Descriptor, ImageIndex, MediaType, RawManifest, MAX_MANIFEST_BYTES};
 
@@ -56,7 +56,7 @@ impl OciArchiveSource {
 
     fn read_manifest(&self, digest: &Digest, media_type: Option<MediaType>) -> Result<RawManifest> {
         let bytes = self.tar.read_small(&blob_name(digest), MAX_MANIFEST_BYTES)?;
-        let manifest = RawManifest::new(bytes, media_type);
+        let manifest = RawManifest::new(bytes, media_type, &format!("manifest {digest} in {}", self.name()))?;
         if &manifest.digest != digest {
             return Err(Error::DigestMismatch {
                 what: format!("manifest in {}", self.name()),
@@ -165,12 +165,45 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-/// A docker-archive: one of its images (the one `REF` names, or its only one), presented as an
-/// OCI image manifest (the archive keeps no manifest of its own; the config is the same JSON
-/// in both formats, and layers keep their bytes, typed by their compression).
+/// The image of a docker-archive's `manifest.json` that `image` names (without one, its only
+/// image); an error listing what it has when there is none.
+fn pick<'a>(entries: &'a [DockerEntry], image: Option<&ArchiveImage>, file: &Path) -> Result<&'a DockerEntry> {
+    let found =
+        match image {
+            Some(named @ ArchiveImage::Named(_)) => {
+                entries.iter().find(|e| e.repo_tags.iter().flatten().any(|t| named.is_named(t)))
+            }
+            Some(ArchiveImage::Index(index)) => entries.get(*index),
+            None if entries.len() == 1 => entries.first(),
+            None => return Err(Error::invalid(
+                "archive reference",
+                file.display().to_string(),
+                "the archive holds several images; name one as docker-archive:FILE:NAME:TAG or docker-archive:FILE:@N",
+            )),
+        };
+    found.ok_or_else(|| {
+        let all: Vec<String> = entries
+            .iter()
+            .enumerate()
+            .map(|(n, e)| match e.repo_tags.as_deref().unwrap_or_default() {
+                [] => format!("@{n} (untagged)"),
+                tags => format!("@{n} {}", tags.join(" ")),
+            })
+            .collect();
+        Error::invalid(
+            "docker-archive image",
+            image.map(ArchiveImage::to_string).unwrap_or_default(),
+            format!("not in {}; it has: {}", file.display(), all.join(", ")),
+        )
+    })
+}
+
+/// A docker-archive: one of its images (the one `REF` or `@N` names, or its only one),
+/// presented as an OCI image manifest (the archive keeps no manifest of its own; the config is
+/// the same JSON in both formats, and layers keep their bytes, typed by their compression).
 pub struct DockerArchiveSource {
     tar: TarIndex,
-    reference: Option<String>,
+    image: Option<ArchiveImage>,
     manifest: RawManifest,
     /// Digest → name in the tar.
     blobs: HashMap<Digest, String>,
@@ -179,32 +212,13 @@ pub struct DockerArchiveSource {
 impl DockerArchiveSource {
     /// Opens the docker-archive `file`; layers whose names do not carry their digest are
     /// hashed once here.
-    pub fn open(file: &Path, reference: Option<String>) -> Result<DockerArchiveSource> {
+    pub fn open(file: &Path, image: Option<ArchiveImage>) -> Result<DockerArchiveSource> {
         let tar = TarIndex::open(file)?;
         let corrupt = |reason: String| Error::CorruptArchive { path: file.to_path_buf(), reason };
         let bytes = tar.read_small("manifest.json", MAX_MANIFEST_BYTES)?;
         let entries: Vec<DockerEntry> =
             serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("manifest.json is not valid: {e}")))?;
-        let tags = |e: &DockerEntry| e.repo_tags.clone().unwrap_or_default();
-        let entry = match &reference {
-            Some(wanted) => entries.iter().find(|e| tags(e).iter().any(|t| t == wanted)),
-            None if entries.len() == 1 => entries.first(),
-            None => {
-                return Err(Error::invalid(
-                    "archive reference",
-                    file.display().to_string(),
-                    "the archive holds several images; name one as docker-archive:FILE:NAME:TAG",
-                ))
-            }
-        };
-        let entry = entry.ok_or_else(|| {
-            let all: Vec<String> = entries.iter().flat_map(tags).collect();
-            Error::invalid(
-                "docker-archive name",
-                reference.clone().unwrap_or_default(),
-                format!("not in {}; it has: {}", file.display(), all.join(", ")),
-            )
-        })?;
+        let entry = pick(&entries, image.as_ref(), file)?;
         let mut blobs = HashMap::new();
         let config_bytes = tar.read_small(&entry.config, MAX_CONFIG_BYTES)?;
         let config = Descriptor::new(MediaType::OciConfig, Digest::of(&config_bytes), config_bytes.len() as u64);
@@ -235,8 +249,9 @@ impl DockerArchiveSource {
         let manifest = RawManifest::new(
             crate::json::canonical(&document, "docker-archive manifest")?,
             Some(MediaType::OciManifest),
-        );
-        Ok(DockerArchiveSource { tar, reference, manifest, blobs })
+            "docker-archive manifest",
+        )?;
+        Ok(DockerArchiveSource { tar, image, manifest, blobs })
     }
 
     fn entry(&self, digest: &Digest) -> Result<(u64, u64)> {
@@ -259,7 +274,7 @@ impl Source for DockerArchiveSource {
     }
 
     fn location(&self) -> Location {
-        Location::DockerArchive { file: self.file(), reference: self.reference.clone() }
+        Location::DockerArchive { file: self.file(), image: self.image.clone() }
     }
 
     fn root(&self) -> BoxFuture<'_, Result<RawManifest>> {

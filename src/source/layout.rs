@@ -34,7 +34,8 @@ impl LayoutSource {
     }
 
     fn read_manifest(&self, digest: &Digest, media_type: Option<MediaType>) -> Result<RawManifest> {
-        Ok(RawManifest::new(self.layout.read_blob(digest)?, media_type))
+        let what = format!("manifest {digest} in {}", self.name());
+        RawManifest::new(self.layout.read_blob(digest)?, media_type, &what)
     }
 }
 

@@ -38,6 +38,16 @@ pub trait Source: Send + Sync {
     /// The manifest or index `digest`, verified.
     fn manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<RawManifest>>;
 
+    /// The manifest or index `descriptor` points at (an index entry), verified, and refused when
+    /// it is not what the descriptor says it is.
+    fn manifest_of<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<RawManifest>> {
+        Box::pin(async move {
+            let read = self.manifest(&descriptor.digest).await?;
+            let what = format!("manifest {} in {}", descriptor.digest, self.name());
+            read.described_as(&descriptor.media_type, &what)
+        })
+    }
+
     /// The blob `descriptor` from byte `offset`, cut at its size and, from the start, verified.
     fn blob<'a>(&'a self, descriptor: &'a Descriptor, offset: u64) -> BoxFuture<'a, Result<BlobStream>>;
 
@@ -123,7 +133,7 @@ pub fn open<'a>(location: &Location, client: &'a Client) -> Result<Box<dyn Sourc
         Location::OciArchive { file, tag, digest } => {
             Box::new(OciArchiveSource::open(file, tag.clone(), digest.clone())?)
         }
-        Location::DockerArchive { file, reference } => Box::new(DockerArchiveSource::open(file, reference.clone())?),
+        Location::DockerArchive { file, image } => Box::new(DockerArchiveSource::open(file, image.clone())?),
     })
 }
 

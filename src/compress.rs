@@ -1,0 +1,306 @@
+//! Uncompressed layers compressed on their way to a registry, as docker push, crane and skopeo
+//! do: what `docker save` and `podman save` archives hold is plain tar, and a registry image
+//! with plain tar layers is refused by some tools (crane validate) and costs every pull.
+//!
+//! [`compress_layers`] rewrites a [`Plan`] before it is walked: each `tar` layer of an OCI
+//! image manifest becomes a `tar+gzip` (or `tar+zstd`) blob, compressed by the build's parallel
+//! compressor into hoist's cache and linked into a staging directory of the transfer's own; the
+//! manifests that name those layers, and the indexes that name those manifests, are rewritten
+//! with the new digests and sizes. The config is unchanged (its diff_ids are the digests of
+//! the uncompressed tars). The transfer engine then sends ordinary blobs from [`Compressed`].
+//!
+//! The cache keys a compressed layer on its tar's digest and the compression's identity, as
+//! the build does, so a second push of the same archive compresses nothing and names the same
+//! digests. Layers already compressed, foreign layers (with `urls`) and the layers of Docker
+//! manifests are left as they are.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use crate::blob::{copy_to_writer, file_chunks, BlobStream};
+use crate::cache::{Cache, CachedLayer, LayerKey};
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::graph::Plan;
+use crate::layer::{Compression, ParallelCompressor};
+use crate::location::Location;
+use crate::model::{Descriptor, Document, MediaType, RawManifest};
+use crate::reference::Reference;
+use crate::source::Source;
+
+/// What compressing a plan's layers did, and the source that serves the rewritten plan.
+pub struct Compressed<'a> {
+    /// Layers compressed (each digest once).
+    pub layers: usize,
+    /// The digest of the plan's root before: the source's.
+    pub source_root: Digest,
+    /// The source the plan reads from: the compressed layers and the rewritten manifests from
+    /// the staging directory, everything else from the original source.
+    pub source: StagedSource<'a>,
+}
+
+/// Whether `layer` of a manifest of `manifest_type` is compressed on the way: a plain `tar`
+/// layer of an OCI image manifest that the registry is to hold (no `urls`).
+fn compressible(manifest_type: &MediaType, layer: &Descriptor) -> bool {
+    *manifest_type == MediaType::OciManifest
+        && layer.media_type == MediaType::OciLayer
+        && !layer.extra.contains_key("urls")
+}
+
+/// Compresses the uncompressed layers of `plan` (read from `source`) with `compression` at
+/// `level`, through `cache` (a temporary one when `None`). `None` when there is nothing to
+/// compress, or `compression` is [`Compression::None`]: the plan goes as it is. Otherwise the
+/// rewritten plan (new layer descriptors, new manifests, a new root) and what was done.
+pub async fn compress_layers<'a>(
+    plan: &Plan,
+    source: &'a dyn Source,
+    compression: Compression,
+    level: u32,
+    cache: Option<&Cache>,
+) -> Result<Option<(Plan, Compressed<'a>)>> {
+    let any = plan.manifests.iter().any(|m| match m.parse("manifest") {
+        Ok(Document::Image(image)) => image.layers.iter().any(|l| compressible(&m.media_type, l)),
+        _ => false,
+    });
+    if compression == Compression::None || !any {
+        return Ok(None);
+    }
+    let (cache, scratch) = match cache {
+        Some(cache) => (cache.clone(), None),
+        None => {
+            let dir = tempfile::tempdir().at("create a temporary directory in", std::env::temp_dir())?;
+            (Cache::open(dir.path())?, Some(dir))
+        }
+    };
+    let staging = cache.staging_dir()?;
+    let mut rewriter = Rewriter {
+        source,
+        compression,
+        level,
+        cache: &cache,
+        staging: &staging,
+        layers: HashMap::new(),
+        manifests: HashMap::new(),
+    };
+    let mut manifests = Vec::with_capacity(plan.manifests.len());
+    for manifest in &plan.manifests {
+        manifests.push(rewriter.rewrite(manifest).await?);
+    }
+    let layers: HashSet<Digest> = rewriter.layers.into_values().map(|d| d.digest).collect();
+    if let Err(e) = cache.evict() {
+        tracing::warn!("hoist's cache: {e}");
+    }
+    let by_digest = manifests.iter().map(|m| (m.digest.clone(), m.clone())).collect();
+    let rewritten = Plan { blobs: blobs_of(&manifests)?, manifests };
+    let done = Compressed {
+        layers: layers.len(),
+        source_root: plan.root().digest.clone(),
+        source: StagedSource { inner: source, staging, staged: layers, manifests: by_digest, _scratch: scratch },
+    };
+    Ok(Some((rewritten, done)))
+}
+
+/// Rewrites manifests, children before parents, with their layers compressed.
+struct Rewriter<'s, 'a> {
+    source: &'a dyn Source,
+    compression: Compression,
+    level: u32,
+    cache: &'s Cache,
+    staging: &'s tempfile::TempDir,
+    /// Old layer digest → its compressed layer.
+    layers: HashMap<Digest, Descriptor>,
+    /// Old manifest digest → the rewritten manifest's descriptor.
+    manifests: HashMap<Digest, Descriptor>,
+}
+
+impl Rewriter<'_, '_> {
+    /// `manifest` with its compressible layers (an image) or its rewritten entries (an index)
+    /// replaced; as it is when there are none.
+    async fn rewrite(&mut self, manifest: &RawManifest) -> Result<RawManifest> {
+        let what = format!("manifest {} in {}", manifest.digest, self.source.name());
+        let json = |source| Error::Json { what: what.clone(), source };
+        let mut document: Value = serde_json::from_slice(&manifest.bytes).map_err(json)?;
+        let mut changed = false;
+        match manifest.parse(&what)? {
+            Document::Image(image) => {
+                for (n, layer) in image.layers.iter().enumerate() {
+                    if !compressible(&manifest.media_type, layer) {
+                        continue;
+                    }
+                    let new = match self.layers.get(&layer.digest) {
+                        Some(new) => new.clone(),
+                        None => {
+                            let new = compress_layer(
+                                self.source,
+                                layer,
+                                (self.compression, self.level),
+                                self.cache,
+                                self.staging,
+                            )
+                            .await?;
+                            self.layers.insert(layer.digest.clone(), new.clone());
+                            new
+                        }
+                    };
+                    document["layers"][n] = serde_json::to_value(&new).map_err(json)?;
+                    changed = true;
+                }
+            }
+            Document::Index(index) => {
+                for (n, entry) in index.manifests.iter().enumerate() {
+                    if let Some(new) = self.manifests.get(&entry.digest) {
+                        document["manifests"][n]["digest"] = Value::String(new.digest.to_string());
+                        document["manifests"][n]["size"] = Value::from(new.size);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            return Ok(manifest.clone());
+        }
+        let bytes = crate::json::canonical(&document, &what)?;
+        let new = RawManifest::new(bytes, Some(manifest.media_type.clone()), &what)?;
+        self.manifests.insert(manifest.digest.clone(), new.descriptor());
+        Ok(new)
+    }
+}
+
+/// Every blob the image manifests of `manifests` name, each once, in order.
+fn blobs_of(manifests: &[RawManifest]) -> Result<Vec<Descriptor>> {
+    let mut seen = HashSet::new();
+    let mut blobs = Vec::new();
+    for manifest in manifests {
+        if let Document::Image(image) = manifest.parse("manifest")? {
+            blobs.extend(image.blobs().filter(|b| seen.insert(b.digest.clone())).cloned());
+        }
+    }
+    Ok(blobs)
+}
+
+/// The compressed form of `layer`: from the cache when it was compressed the same way before,
+/// else compressed now, streaming (the layer is read once, verified, and never held whole).
+/// The blob is linked into `staging`, where evictions cannot take it.
+async fn compress_layer(
+    source: &dyn Source,
+    layer: &Descriptor,
+    (compression, level): (Compression, u32),
+    cache: &Cache,
+    staging: &tempfile::TempDir,
+) -> Result<Descriptor> {
+    let key = LayerKey { diff_id: layer.digest.clone(), compression: compression.identity(level) };
+    let compressed = |digest: Digest, size: u64| Descriptor {
+        media_type: MediaType::from(compression.media_type()),
+        digest,
+        size,
+        ..layer.clone()
+    };
+    let (blocking_cache, dir, found) = (cache.clone(), staging.path().to_path_buf(), cache.layer(&key)?);
+    if let Some(found) = found {
+        // Verified (hashed) as it is linked: on a blocking thread.
+        let digest = found.digest.clone();
+        let linked =
+            tokio::task::spawn_blocking(move || blocking_cache.link_into(&digest, &dir)).await.map_err(panicked)??;
+        if let Some(size) = linked {
+            tracing::info!("layer {}: compressed before, {} from the cache", layer.digest, found.digest);
+            return Ok(compressed(found.digest, size));
+        }
+    }
+    let codec = compression
+        .codec(level)
+        .ok_or_else(|| Error::invalid("compression", compression.to_string(), "use gzip or zstd"))?;
+    tracing::info!("layer {}: compressing it ({compression})", layer.digest);
+    let writer = cache.writer()?;
+    let compressor = ParallelCompressor::new(writer, codec).at("start compressing", cache.dir())?;
+    let compressor = copy_to_writer(source.blob(layer, 0).await?, compressor, &AtomicU64::new(0)).await?;
+    let dir = staging.path().to_path_buf();
+    let (diff_id, stored) = tokio::task::spawn_blocking(move || {
+        let (diff_id, writer) = compressor.finish().at("compress a layer into", &dir)?;
+        Ok::<_, Error>((diff_id, writer.commit(None, Some(&dir))?))
+    })
+    .await
+    .map_err(panicked)??;
+    if diff_id != layer.digest {
+        return Err(Error::DigestMismatch {
+            what: format!("layer read from {}", source.name()),
+            expected: layer.digest.to_string(),
+            found: diff_id.to_string(),
+        });
+    }
+    cache.record_layer(&key, &CachedLayer { digest: stored.digest.clone(), size: stored.size })?;
+    Ok(compressed(stored.digest, stored.size))
+}
+
+fn panicked(error: tokio::task::JoinError) -> Error {
+    Error::io("compress", "a layer", std::io::Error::other(error.to_string()))
+}
+
+/// A source with compressed layers and rewritten manifests of its own, staged in a directory
+/// (removed when it goes); everything else is read from the original source.
+pub struct StagedSource<'a> {
+    inner: &'a dyn Source,
+    staging: tempfile::TempDir,
+    staged: HashSet<Digest>,
+    manifests: HashMap<Digest, RawManifest>,
+    /// The temporary cache, when there was no cache to use.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl StagedSource<'_> {
+    fn staged_file(&self, digest: &Digest) -> Option<PathBuf> {
+        self.staged.contains(digest).then(|| self.staging.path().join(digest.hex()))
+    }
+}
+
+impl Source for StagedSource<'_> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn location(&self) -> Location {
+        self.inner.location()
+    }
+
+    fn root(&self) -> BoxFuture<'_, Result<RawManifest>> {
+        self.inner.root()
+    }
+
+    fn manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<RawManifest>> {
+        match self.manifests.get(digest) {
+            Some(manifest) => Box::pin(std::future::ready(Ok(manifest.clone()))),
+            None => self.inner.manifest(digest),
+        }
+    }
+
+    fn blob<'a>(&'a self, descriptor: &'a Descriptor, offset: u64) -> BoxFuture<'a, Result<BlobStream>> {
+        match self.staged_file(&descriptor.digest) {
+            Some(path) => {
+                let stream = BlobStream::new(file_chunks(path, offset), descriptor, offset, self.name());
+                Box::pin(std::future::ready(Ok(stream)))
+            }
+            None => self.inner.blob(descriptor, offset),
+        }
+    }
+
+    fn check_blob<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<()>> {
+        match self.staged.contains(&descriptor.digest) {
+            true => Box::pin(std::future::ready(Ok(()))),
+            false => self.inner.check_blob(descriptor),
+        }
+    }
+
+    fn origin(&self, digest: &Digest) -> Option<Reference> {
+        match self.staged.contains(digest) {
+            true => None,
+            false => self.inner.origin(digest),
+        }
+    }
+
+    fn seekable(&self) -> bool {
+        self.inner.seekable()
+    }
+}
