@@ -91,3 +91,33 @@ fn build_sbom_lists_every_file_validates_and_is_attached_in_layout_and_registry(
         serde_json::from_str(&ok(hoist().args(["inspect", "--json", &format!("{host}/app@{}", images[0])]))).unwrap();
     assert_eq!(inspected["referrers"], 1, "{inspected}");
 }
+
+#[test]
+fn build_sbom_push_without_an_output_pushes_the_image_and_its_sboms() {
+    let work = tempfile::tempdir().unwrap();
+    make_dist(work.path());
+    let registry = Registry::start();
+    let target = format!("{}/app:v1", registry.host());
+    // No --output: the build goes into a scratch layout that also holds the SBOMs.
+    let report: Value = serde_json::from_str(&ok(hoist()
+        .current_dir(work.path())
+        .args(APP_BUILD)
+        .args(["--sbom", "--json", "--push", &target])))
+    .unwrap();
+    let pushed = report["digest"].as_str().unwrap().to_owned();
+    // skopeo, a peer, reads the index and both platforms from the registry.
+    let raw = crate::util::tool("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{target}")])
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+    assert_eq!(format!("sha256:{:x}", Sha256::digest(&raw.stdout)), pushed, "the tag names what was built");
+    let index: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let images = index["manifests"].as_array().unwrap();
+    assert_eq!(images.len(), 2, "{index}");
+    for image in images {
+        let subject = image["digest"].as_str().unwrap();
+        let listed = ok(hoist().args(["referrers", &format!("{}/app@{subject}", registry.host())]));
+        assert!(listed.trim().ends_with(" application/spdx+json") && listed.lines().count() == 1, "{listed}");
+    }
+}

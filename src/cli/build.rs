@@ -288,9 +288,11 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         true => hoist::sbom::attach_sboms(dir, &built, &options.base, &name, options.created)?,
         false => Vec::new(),
     };
+    // What was built, by digest: the layout may hold other images (SBOMs, an untagged scratch
+    // layout's), and a tag is not needed to name it.
+    let layout = Location::Layout { dir: dir.clone(), tag: None, digest: Some(built.digest.clone()) };
     let output = match &archive {
         Some(archive) => {
-            let layout = Location::Layout { dir: dir.clone(), tag: tag.clone(), digest: None };
             let flags = PushFlags {
                 tags: Vec::new(),
                 push_by_digest: false,
@@ -304,7 +306,6 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         None => output.clone(),
     };
     if let Some(destination) = destination {
-        let layout = Location::Layout { dir: dir.clone(), tag: tag.clone(), digest: None };
         let target = Location::Registry(destination);
         let report = send(&layout, &target, None, elsewhere, &args.push_flags, &args.registry, quiet)?;
         if !sbom_subjects.is_empty() && !args.push_flags.dry_run {
