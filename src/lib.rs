@@ -42,6 +42,7 @@ pub mod small_file;
 pub mod source;
 pub mod text;
 pub mod transfer;
+mod upload;
 
 pub use digest::Digest;
 pub use error::{Error, Result};

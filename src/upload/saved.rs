@@ -1,0 +1,66 @@
+//! Sessions remembered across runs (`resume.rs`): a blob's upload goes on in the session a
+//! killed run left, from the offset the registry reports for it (never from the saved number
+//! alone).
+
+use std::sync::atomic::Ordering;
+
+use reqwest::Url;
+
+use super::state::{BlobUpload, Session, Stage};
+use super::uploader::Uploader;
+use crate::digest::Digest;
+use crate::model::Descriptor;
+use crate::resume::Saved;
+
+impl Uploader<'_> {
+    /// Takes over the session a previous run left for this blob, when the registry still
+    /// holds part of it: the upload is then open at the registry's offset. Returns whether
+    /// it did.
+    pub(super) async fn continue_saved(&self, descriptor: &Descriptor, upload: &mut BlobUpload) -> bool {
+        let (client, registry, repository) = (self.client, self.registry.as_str(), self.repository.as_str());
+        let Some(sessions) = &self.sessions else { return false };
+        let Some(saved) = sessions.claim(registry, repository, &descriptor.digest) else { return false };
+        let Ok(endpoint) = client.endpoint(registry).await else { return false };
+        let Some(url) = Url::parse(&saved.url).ok().filter(|u| crate::registry::same_origin(u, &endpoint.base)) else {
+            sessions.forget(registry, repository, &descriptor.digest);
+            return false;
+        };
+        match client.upload_offset(registry, repository, &url).await {
+            Ok(Some((held, next))) if held > 0 && held <= descriptor.size => {
+                tracing::warn!(
+                    "{}: continuing the upload a previous run left, from byte {held} of {}",
+                    descriptor.digest,
+                    descriptor.size
+                );
+                upload.stage = Stage::Open(Session::continued(next, held));
+                upload.resumed.trust();
+                self.resumed.fetch_add(held, Ordering::Relaxed);
+                true
+            }
+            _ => {
+                sessions.forget(registry, repository, &descriptor.digest);
+                false
+            }
+        }
+    }
+
+    /// Remembers `session` after an accepted chunk, for a run that follows a kill.
+    pub(super) fn save_session(&self, digest: &Digest, session: &Session) {
+        if let Some(sessions) = &self.sessions {
+            sessions.save(&Saved {
+                registry: self.registry.clone(),
+                repository: self.repository.clone(),
+                digest: digest.clone(),
+                url: session.url.to_string(),
+                confirmed: session.offset,
+            });
+        }
+    }
+
+    /// Forgets the saved session: the blob is committed or present.
+    pub(super) fn forget_session(&self, digest: &Digest) {
+        if let Some(sessions) = &self.sessions {
+            sessions.forget(&self.registry, &self.repository, digest);
+        }
+    }
+}
