@@ -27,6 +27,8 @@ impl Uploader<'_> {
                 upload.stage = Stage::Open(Session::new(url));
                 Ok(None)
             }
+            // The client reads a 201 as the blob stored only for a mount request; were an empty
+            // POST ever answered so, there is nothing to send.
             Started::Mounted => Ok(Some(Uploaded::Pushed)),
         }
     }

@@ -159,3 +159,43 @@ impl Resumed {
         may
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> Url {
+        Url::parse("http://r/v2/a/blobs/uploads/x").unwrap()
+    }
+
+    #[test]
+    fn a_failure_makes_an_open_session_unsure_and_bounds_what_it_can_hold() {
+        let mut stage = Stage::Open(Session::new(url()));
+        stage.interrupt(700);
+        let Stage::Unsure { session, refused: None } = &stage else { panic!("not unsure") };
+        assert_eq!((session.offset, session.sent), (0, 700));
+        stage.interrupt(300);
+        let Stage::Unsure { session, .. } = &stage else { panic!("not unsure") };
+        assert_eq!(session.sent, 700, "the most ever sent");
+        stage.confirm();
+        assert!(matches!(stage, Stage::Open(_)));
+        let mut closed = Stage::Closed;
+        closed.interrupt(5);
+        assert!(matches!(closed, Stage::Closed), "nothing to ask about");
+    }
+
+    #[test]
+    fn the_way_and_a_start_over_follow_what_the_registry_said() {
+        let mut upload = BlobUpload::new(10);
+        assert!(upload.one_request(10) && !upload.one_request(11));
+        upload.way = Way::OneRequest;
+        assert!(upload.one_request(11));
+        upload.way = Way::Chunks;
+        assert!(!upload.one_request(1));
+        assert!(!upload.resumed.start_over(), "nothing was resumed");
+        upload.resumed.trust();
+        assert!(upload.resumed.start_over());
+        upload.resumed.trust();
+        assert!(!upload.resumed.start_over(), "once only");
+    }
+}
