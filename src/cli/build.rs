@@ -15,7 +15,7 @@ use hoist::reference::Reference;
 
 use super::print_line;
 use super::push::{print_report, send, Elsewhere, PushFlags};
-use super::registry::{block_on, RegistryArgs};
+use super::registry::RegistryArgs;
 
 /// Flags of `hoist build`; each overrides the same setting in the build file.
 #[derive(Debug, Args)]
@@ -242,21 +242,24 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
             Err(e) => tracing::warn!("building without the layer cache: {e}"),
         }
     }
+    // One session for every step: the base, the push and the SBOMs' referrers share its
+    // registry connections and tokens.
+    let session = args.registry.session(args.push_flags.retry())?;
     let mut elsewhere: Option<Elsewhere> = None;
     if let Some(base) = &base {
         let location: Location = base.parse()?;
-        let client = args.registry.client()?;
+        let client = session.client();
         // The SBOM reads every layer, the base's too: they must be in the layout.
         let writes_layout = scratch.is_none() || archive.is_some() || args.sbom;
-        let (bases, files) = block_on(async {
-            let bases = hoist::base::resolve(&client, &location, &options.platforms).await?;
+        let (bases, files) = session.block_on(async {
+            let bases = hoist::base::resolve(client, &location, &options.platforms).await?;
             // Into a layout the base's layers must be there: fetched once into hoist's cache.
             // Straight to a registry they are mounted or streamed by the push instead.
             let files = match writes_layout {
-                true => hoist::base::fetch_into_cache(&client, &bases, &Cache::open(Cache::default_dir()?)?).await?,
+                true => hoist::base::fetch_into_cache(client, &bases, &Cache::open(Cache::default_dir()?)?).await?,
                 false => Default::default(),
             };
-            Ok((bases, files))
+            Ok::<_, hoist::Error>((bases, files))
         })?;
         if let Location::Registry(_) = &location {
             let digests = bases.values().flat_map(|b| &b.layers).map(|l| l.digest.clone()).collect();
@@ -300,22 +303,22 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
                 dry_run: false,
                 ..args.push_flags.clone()
             };
-            send(&layout, archive, None, elsewhere.clone(), &flags, &args.registry, true)?;
+            send(&session, &layout, archive, None, elsewhere.clone(), &flags, true)?;
             archive.clone()
         }
         None => output.clone(),
     };
     if let Some(destination) = destination {
         let target = Location::Registry(destination);
-        let report = send(&layout, &target, None, elsewhere, &args.push_flags, &args.registry, quiet)?;
+        let report = send(&session, &layout, &target, None, elsewhere, &args.push_flags, quiet)?;
         if !sbom_subjects.is_empty() && !args.push_flags.dry_run {
-            let client = args.registry.client()?.with_retry(args.push_flags.retry());
             let options = hoist::referrers::ReferrerOptions {
                 transfer: args.push_flags.transfer_options(),
                 upload: args.push_flags.upload_options(),
                 ..Default::default()
             };
-            block_on(async { Ok(hoist::referrers::copy(&client, &layout, &target, &sbom_subjects, &options).await?) })?;
+            let client = session.client();
+            session.block_on(hoist::referrers::copy(client, &layout, &target, &sbom_subjects, &options))?;
         }
         return print_report(&report, args.json);
     }

@@ -1,0 +1,43 @@
+//! One session per command: a build on a base image that pushes its result with SBOMs finds
+//! each registry once and asks for each token once, whatever steps it takes (issue 22).
+
+use std::collections::BTreeSet;
+
+use crate::util::proxy::Proxy;
+use crate::util::registry::{Registry, Setup};
+use crate::util::token::TokenServer;
+use crate::util::{hoist, make_dist, ok, write, APP_BUILD};
+
+#[test]
+fn build_on_a_base_with_push_and_sboms_pings_once_and_asks_each_token_once() {
+    let work = tempfile::tempdir().unwrap();
+    make_dist(work.path());
+    let secrets = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(secrets.path(), "bob", "builder");
+    let registry = Registry::start_with(Setup { auth: Some(tokens.registry_auth()), ..Setup::default() });
+    // Every request to the registry passes the proxy, which counts them.
+    let proxy = Proxy::start(registry.host(), |_, _| {});
+    let host = proxy.host();
+    let creds = ["--creds", "bob:builder"];
+    write(&work.path().join("base/etc/os-release"), "ID=hoist-test\n", 0o644);
+    let base_args = ["build", "--platform", "linux/amd64", "--platform", "linux/arm64", "--layer", "base/:/"];
+    ok(hoist().current_dir(work.path()).args(base_args).args(creds).args(["--push", &format!("{host}/base:1")]));
+
+    for output in [None, Some("oci:layout:v1")] {
+        proxy.requests.lock().unwrap().clear();
+        tokens.requests.lock().unwrap().clear();
+        let mut build = hoist();
+        build.current_dir(work.path()).args(APP_BUILD).args(creds);
+        build.args(["--base", &format!("{host}/base:1"), "--sbom", "--push", &format!("{host}/app:1")]);
+        if let Some(output) = output {
+            build.args(["--output", output]);
+        }
+        ok(build);
+        let pings = proxy.count("GET", "/v2/ ");
+        assert_eq!(pings, 1, "one GET /v2/ for the whole run ({output:?}): {:?}", proxy.requests.lock().unwrap());
+        let asked = tokens.requests.lock().unwrap().clone();
+        let distinct: BTreeSet<&Vec<String>> = asked.iter().collect();
+        assert!(!asked.is_empty(), "the registry wants tokens");
+        assert_eq!(distinct.len(), asked.len(), "each scope's token once ({output:?}): {asked:?}");
+    }
+}
