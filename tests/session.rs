@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::util::proxy::Proxy;
 use crate::util::registry::{Registry, Setup};
 use crate::util::token::TokenServer;
-use crate::util::{hoist, make_dist, ok, write, APP_BUILD};
+use crate::util::{hoist, make_dist, ok, tool, write, APP_BUILD};
 
 #[test]
 fn build_on_a_base_with_push_and_sboms_pings_once_and_asks_each_token_once() {
@@ -39,5 +39,50 @@ fn build_on_a_base_with_push_and_sboms_pings_once_and_asks_each_token_once() {
         let distinct: BTreeSet<&Vec<String>> = asked.iter().collect();
         assert!(!asked.is_empty(), "the registry wants tokens");
         assert_eq!(distinct.len(), asked.len(), "each scope's token once ({output:?}): {asked:?}");
+    }
+}
+
+#[test]
+fn the_library_example_builds_and_pushes_two_platforms_that_skopeo_reads() {
+    let work = tempfile::tempdir().unwrap();
+    let dist = make_dist(work.path());
+    let registry = Registry::start();
+    let target = format!("{}/example/app:v1", registry.host());
+    // `cargo test` builds the examples beside the binary under test.
+    let example = std::path::Path::new(env!("CARGO_BIN_EXE_hoist")).with_file_name("examples").join("publish");
+    // With the environment the tests give hoist (no docker config, a cache of its own).
+    let command = hoist();
+    let mut run = std::process::Command::new(&example);
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => run.env(key, value),
+            None => run.env_remove(key),
+        };
+    }
+    let digest = ok(run.current_dir(work.path()).arg(&target));
+    let raw = tool("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{target}")])
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    assert_eq!(format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&raw.stdout)), digest.trim());
+    for arch in ["amd64", "arm64"] {
+        let out = work.path().join(arch);
+        let copied = tool("skopeo")
+            .args(["copy", "--src-tls-verify=false", "--override-os", "linux", "--override-arch", arch])
+            .arg(format!("docker://{target}"))
+            .arg(format!("oci:{}:x", out.display()))
+            .output()
+            .unwrap();
+        assert!(copied.status.success(), "{arch}: {}", String::from_utf8_lossy(&copied.stderr));
+        let unpacked = work.path().join(format!("{arch}-rootfs"));
+        ok(tool("umoci").args(["unpack", "--rootless", "--image"]).arg(format!("{}:x", out.display())).arg(&unpacked));
+        assert_eq!(
+            std::fs::read(unpacked.join("rootfs/app/server")).unwrap(),
+            std::fs::read(dist.join(format!("linux_{arch}/server"))).unwrap(),
+            "{arch} holds its own files"
+        );
     }
 }

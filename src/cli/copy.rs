@@ -59,7 +59,7 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let flags = PushFlags { layer_compression, ..args.flags.clone() };
     let session = args.registry.session(flags.retry())?;
-    let report = send(&session, &source, &destination, platform.as_ref(), None, &flags, quiet)?;
+    let report = send(&session, &source, &destination, platform.as_ref(), &flags, quiet)?;
     if args.referrers && !args.flags.dry_run {
         let client = session.client();
         let options = ReferrerOptions {

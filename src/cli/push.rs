@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use hoist::digest::Digest;
 use hoist::layer::Compression;
 use hoist::location::Location;
-use hoist::ops::{publish, Publish};
+use hoist::ops::{publish, Publish, PublishOptions};
 use hoist::platform::Platform;
 use hoist::registry::RetryPolicy;
 use hoist::session::Session;
@@ -128,6 +127,19 @@ impl PushFlags {
         }
     }
 
+    /// How to publish, as these flags say.
+    pub fn publish_options(&self) -> anyhow::Result<PublishOptions> {
+        Ok(PublishOptions {
+            tags: self.tags.clone(),
+            by_digest_only: self.push_by_digest,
+            format: self.format.as_deref().map(str::parse).transpose()?,
+            transfer: self.transfer_options(),
+            upload: self.upload_options(),
+            digest_file: self.digest_file.clone(),
+            ..PublishOptions::default()
+        })
+    }
+
     /// How blobs go up to a registry.
     pub fn upload_options(&self) -> UploadOptions {
         UploadOptions {
@@ -164,7 +176,7 @@ pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let destination: Location = args.destination.parse()?;
     let flags = PushFlags { layer_compression: args.layers.compression()?, ..args.flags };
     let session = args.registry.session(flags.retry())?;
-    let report = send(&session, &source, &destination, None, None, &flags, quiet)?;
+    let report = send(&session, &source, &destination, None, &flags, quiet)?;
     print_report(&report, args.json)
 }
 
@@ -176,42 +188,35 @@ pub fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
     print_line(&report.digest)
 }
 
-/// Blobs a source lacks and where they are: a base image's layers left in its registry.
-pub type Elsewhere = (Location, Vec<Digest>);
-
 /// Sends what `from` names (with `platform`, that image of an index) to `to` through the
-/// library's publish verb, with the progress display; then says what compression did and
-/// writes `$GITHUB_OUTPUT`.
+/// library's publish verb, with the progress display; then says what it did.
 pub fn send(
     session: &Session,
     from: &Location,
     to: &Location,
     platform: Option<&Platform>,
-    elsewhere: Option<Elsewhere>,
     flags: &PushFlags,
     quiet: bool,
 ) -> anyhow::Result<Report> {
-    let request = Publish {
-        platform: platform.cloned(),
-        elsewhere,
-        tags: flags.tags.clone(),
-        by_digest_only: flags.push_by_digest,
-        format: flags.format.as_deref().map(str::parse).transpose()?,
-        transfer: flags.transfer_options(),
-        upload: flags.upload_options(),
-        digest_file: flags.digest_file.clone(),
-        ..Publish::new(from.clone(), to.clone())
-    };
+    let options = PublishOptions { platform: platform.cloned(), ..flags.publish_options()? };
+    let request = Publish { from: from.clone(), to: to.clone(), options };
     let observer = Progress::new(quiet, flags.dry_run);
     let report = publish(session, &request, &observer);
     observer.finish();
     let report = report?;
-    tell(&report, flags, to, quiet);
+    published(&report, flags, to, quiet)?;
+    Ok(report)
+}
+
+/// What a command says once a publish is done: what compressing layers did, what a dry run
+/// would do, and the digest in `$GITHUB_OUTPUT` for a push by digest.
+pub fn published(report: &Report, flags: &PushFlags, to: &Location, quiet: bool) -> anyhow::Result<()> {
+    tell(report, flags, to, quiet);
     if let (true, false, Some(output)) = (flags.push_by_digest, flags.dry_run, std::env::var_os("GITHUB_OUTPUT")) {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&output)?;
         std::io::Write::write_all(&mut file, format!("digest={}\n", report.digest).as_bytes())?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Says on stderr what compressing layers did to the digest (unless `quiet`), and what a dry

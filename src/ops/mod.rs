@@ -2,6 +2,8 @@
 //! options, does one whole workflow, and returns a typed report; none prints. The command line
 //! parses its arguments into these options, calls one verb and prints what it returns.
 
+pub mod build;
 pub mod publish;
 
-pub use publish::{publish, Publish};
+pub use build::{build, Build, BuildObserver, BuildReport};
+pub use publish::{publish, Publish, PublishOptions};

@@ -15,16 +15,23 @@ use crate::sink::UploadOptions;
 use crate::source::{Fallback, Source};
 use crate::transfer::{Observer, Report, TransferOptions};
 
-/// What to publish, where, and how.
+/// What to publish, and where.
 #[derive(Clone, Debug)]
 pub struct Publish {
     /// What to send: a layout, an archive or a registry reference.
     pub from: Location,
     /// Where to: a registry reference (its tag, if any, is set last), a layout or an archive.
     pub to: Location,
+    /// How.
+    pub options: PublishOptions,
+}
+
+/// How to publish; the defaults are those of the command line.
+#[derive(Clone, Debug, Default)]
+pub struct PublishOptions {
     /// Only this platform's image of an index (an archive of docker's kind holds one image).
     pub platform: Option<Platform>,
-    /// Blobs `from` lacks and the place that has them: a base image's layers left in its
+    /// Blobs the source lacks and the place that has them: a base image's layers left in its
     /// registry, mounted or streamed from there.
     pub elsewhere: Option<(Location, Vec<Digest>)>,
     /// More tags to set on the destination's repository.
@@ -44,24 +51,14 @@ pub struct Publish {
 impl Publish {
     /// Publishing `from` to `to` with the defaults of the command line.
     pub fn new(from: Location, to: Location) -> Publish {
-        Publish {
-            from,
-            to,
-            platform: None,
-            elsewhere: None,
-            tags: Vec::new(),
-            by_digest_only: false,
-            format: None,
-            transfer: TransferOptions::default(),
-            upload: UploadOptions::default(),
-            digest_file: None,
-        }
+        Publish { from, to, options: PublishOptions::default() }
     }
 }
 
 /// Sends what `request.from` names to `request.to`, telling `observer` as it goes.
 pub fn publish(session: &Session, request: &Publish, observer: &dyn Observer) -> Result<Report> {
-    if let Some(bad) = request.tags.iter().find(|t| !crate::reference::is_tag(t)) {
+    let options = &request.options;
+    if let Some(bad) = options.tags.iter().find(|t| !crate::reference::is_tag(t)) {
         return Err(Error::invalid(
             "tag",
             bad.as_str(),
@@ -70,25 +67,25 @@ pub fn publish(session: &Session, request: &Publish, observer: &dyn Observer) ->
     }
     let client = session.client();
     let mut source = crate::source::open(&request.from, client)?;
-    if let Some((location, digests)) = &request.elsewhere {
+    if let Some((location, digests)) = &options.elsewhere {
         source = Box::new(Fallback::new(source, crate::source::open(location, client)?, digests.clone()));
     }
-    let sink = crate::sink::open(&request.to, client, request.upload.clone())?;
-    let tags = match request.by_digest_only {
+    let sink = crate::sink::open(&request.to, client, options.upload.clone())?;
+    let tags = match options.by_digest_only {
         true => Vec::new(),
-        false => crate::sink::tags_of(&request.to, &request.tags),
+        false => crate::sink::tags_of(&request.to, &options.tags),
     };
     let report = session.block_on(async {
-        let root = root_as_asked(source.as_ref(), request.format).await?;
+        let root = root_as_asked(source.as_ref(), options.format).await?;
         // A docker-archive holds one image: the only one of an index, or the one asked for.
-        let single = match (&request.to, &request.platform) {
+        let single = match (&request.to, &options.platform) {
             (Location::DockerArchive { file, .. }, None) => one_image(&root, file)?,
             _ => None,
         };
-        let platform = request.platform.as_ref().or(single.as_ref());
-        crate::transfer::copy(source.as_ref(), sink.as_ref(), root, platform, &tags, &request.transfer, observer).await
+        let platform = options.platform.as_ref().or(single.as_ref());
+        crate::transfer::copy(source.as_ref(), sink.as_ref(), root, platform, &tags, &options.transfer, observer).await
     })?;
-    if let (Some(file), false) = (&request.digest_file, request.transfer.dry_run) {
+    if let (Some(file), false) = (&options.digest_file, options.transfer.dry_run) {
         std::fs::write(file, format!("{}\n", report.digest)).map_err(|e| Error::io("write the digest to", file, e))?;
     }
     Ok(report)
