@@ -147,16 +147,14 @@ impl BuildSpec {
         }
     }
 
-    /// Checks every value and converts to build options and the output location.
+    /// Checks every value and converts to build options and the output location, if any.
     ///
     /// Timestamps default to `$SOURCE_DATE_EPOCH`, else 0 (1970-01-01).
-    pub fn into_options(self, context: &Path) -> Result<(BuildOptions, Location)> {
-        let output = self
-            .output
-            .as_deref()
-            .ok_or_else(|| Error::invalid("output", "", "give --output oci:DIR[:TAG]"))?
-            .parse::<Location>()?;
-        output.check_output()?;
+    pub fn into_options(self, context: &Path) -> Result<(BuildOptions, Option<Location>)> {
+        let output = self.output.as_deref().map(str::parse::<Location>).transpose()?;
+        if let Some(output) = &output {
+            output.check_output()?;
+        }
         let epoch = source_date_epoch()?.unwrap_or(0);
         let (uid, gid) = match &self.owner {
             Some(owner) => parse_owner(owner)?,
@@ -262,7 +260,7 @@ labels = { "org.opencontainers.image.source" = "https://example.com/repo" }
         assert_eq!(options.context, dir.path(), "layers from the file are relative to it");
         assert_eq!(
             output,
-            Location::Layout { dir: dir.path().join("out/layout"), tag: Some("v1".into()), digest: None }
+            Some(Location::Layout { dir: dir.path().join("out/layout"), tag: Some("v1".into()), digest: None })
         );
     }
 

@@ -19,6 +19,7 @@ mod registry;
 mod release;
 mod resume;
 mod sbom;
+mod session;
 mod tls;
 mod util;
 mod verbs;

@@ -4,18 +4,18 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use hoist::build::build;
 use hoist::buildfile::{current_dir, key_values, BuildSpec};
 use hoist::cache::Cache;
-use hoist::layout::LayoutWriter;
 use hoist::location::Location;
+use hoist::ops::Build;
 use hoist::platform::Platform;
 
 use hoist::reference::Reference;
 
 use super::print_line;
-use super::push::{print_report, send, Elsewhere, PushFlags};
-use super::registry::{block_on, RegistryArgs};
+use super::progress::BuildProgress;
+use super::push::{print_report, published, PushFlags};
+use super::registry::RegistryArgs;
 
 /// Flags of `hoist build`; each overrides the same setting in the build file.
 #[derive(Debug, Args)]
@@ -184,146 +184,72 @@ fn check_layers(layers: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The archive `output` names, if it names one: checked at once, before any layer is built,
-/// for a path an archive may be written to.
-fn archive_output(output: Option<&str>) -> anyhow::Result<Option<Location>> {
-    let Some(location) = output.map(str::parse::<Location>).transpose()? else {
-        return Ok(None);
-    };
-    location.check_output()?;
-    match &location {
-        Location::OciArchive { file, .. } | Location::DockerArchive { file, .. } => {
-            hoist::archive::check_target(file)?;
-            Ok(Some(location))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// Runs `hoist build`.
+/// Runs `hoist build`: the flags and build file into the library's build verb, then its
+/// report printed.
 pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let mut spec = args.spec()?;
     if let Some(file) = &args.file {
         spec = spec.or(BuildSpec::load(file)?);
     }
-    let destination = args.push.as_deref().map(Reference::parse).transpose()?;
-    // Pushing without --output: build into a temporary layout. Into an archive: build into a
-    // temporary layout, then write the archive from it.
-    let archive = archive_output(spec.output.as_deref())?;
-    let scratch = match (&spec.output, &destination, &archive) {
-        (None, Some(_), _) | (_, _, Some(_)) => Some(tempfile::tempdir()?),
-        _ => None,
-    };
-    if let Some(scratch) = &scratch {
-        spec.output = Some(format!("oci:{}", scratch.path().join("layout").display()));
-    }
     check_layers(&spec.layers)?;
-    if let Some(output) = spec.output.as_deref().filter(|o| !o.starts_with("oci:")) {
-        return Err(hoist::Error::invalid(
+    check_output(spec.output.as_deref())?;
+    let base = spec.base.as_deref().map(str::parse::<Location>).transpose()?;
+    let (mut options, output) = spec.into_options(&current_dir()?)?;
+    if options.platforms.is_empty() {
+        // No platform anywhere: the host's, as docker build does.
+        options.platforms.push(Platform::host());
+    }
+    let push = args.push.as_deref().map(Reference::parse).transpose()?.map(Location::Registry);
+    let publish = args.push_flags.publish_options()?;
+    let mut request = Build { options, output, base, push, publish, sbom: args.sbom };
+    request.check()?;
+    request.options.cache = cache(&args)?;
+    let session = args.registry.session(args.push_flags.retry())?;
+    let observer = BuildProgress::new(quiet, args.push_flags.dry_run);
+    let report = hoist::ops::build(&session, request, &observer);
+    observer.finish();
+    let report = report?;
+    if let (Some(pushed), Some(push)) = (&report.pushed, &args.push) {
+        published(pushed, &args.push_flags, &push.parse()?, quiet)?;
+        return print_report(pushed, args.json);
+    }
+    if args.json {
+        let mut summary = serde_json::to_value(&report.built)?;
+        summary["output"] = report.output.map(|o| o.to_string()).unwrap_or_default().into();
+        print_line(&serde_json::to_string_pretty(&summary)?)
+    } else {
+        print_line(&report.built.digest.to_string())
+    }
+}
+
+/// Refuses an output that names neither a layout nor an archive (a plain path, say).
+fn check_output(output: Option<&str>) -> anyhow::Result<()> {
+    let known = ["oci:", "oci-archive:", "docker-archive:"];
+    match output.filter(|o| !known.iter().any(|k| o.starts_with(k))) {
+        Some(output) => Err(hoist::Error::invalid(
             "--output",
             output,
             format!(
                 "build writes an OCI layout, named oci:DIR[:TAG] (here: --output oci:{output}); to publish to a registry use --push REF"
             ),
         )
-        .into());
+        .into()),
+        None => Ok(()),
     }
-    let base = spec.base.clone();
-    let (mut options, output) = spec.into_options(&current_dir()?)?;
-    if options.platforms.is_empty() {
-        // No platform anywhere: the host's, as docker build does.
-        options.platforms.push(Platform::host());
+}
+
+/// The layer cache, bounded by `--cache-size`; none with `--no-cache`, or when it cannot be
+/// opened (a read-only home, say: that costs speed, not the build).
+fn cache(args: &BuildArgs) -> anyhow::Result<Option<Cache>> {
+    let size = hoist::size::parse(&args.cache_size)?;
+    if args.no_cache {
+        return Ok(None);
     }
-    let cache_size = hoist::size::parse(&args.cache_size)?;
-    if !args.no_cache {
-        // A cache that cannot be opened (read-only home, say) costs speed, not the build.
-        match Cache::default_dir().and_then(Cache::open) {
-            Ok(cache) => options.cache = Some(cache.with_max_size(cache_size)),
-            Err(e) => tracing::warn!("building without the layer cache: {e}"),
+    match Cache::default_dir().and_then(Cache::open) {
+        Ok(cache) => Ok(Some(cache.with_max_size(size))),
+        Err(e) => {
+            tracing::warn!("building without the layer cache: {e}");
+            Ok(None)
         }
-    }
-    let mut elsewhere: Option<Elsewhere> = None;
-    if let Some(base) = &base {
-        let location: Location = base.parse()?;
-        let client = args.registry.client()?;
-        // The SBOM reads every layer, the base's too: they must be in the layout.
-        let writes_layout = scratch.is_none() || archive.is_some() || args.sbom;
-        let (bases, files) = block_on(async {
-            let bases = hoist::base::resolve(&client, &location, &options.platforms).await?;
-            // Into a layout the base's layers must be there: fetched once into hoist's cache.
-            // Straight to a registry they are mounted or streamed by the push instead.
-            let files = match writes_layout {
-                true => hoist::base::fetch_into_cache(&client, &bases, &Cache::open(Cache::default_dir()?)?).await?,
-                false => Default::default(),
-            };
-            Ok((bases, files))
-        })?;
-        if let Location::Registry(_) = &location {
-            let digests = bases.values().flat_map(|b| &b.layers).map(|l| l.digest.clone()).collect();
-            elsewhere = Some((location.clone(), digests));
-        }
-        options.base = bases;
-        options.base_files = files;
-    }
-    let Location::Layout { dir, tag, .. } = &output else {
-        anyhow::bail!(
-            "build writes an OCI layout or an archive: give --output oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE, and --push {output} to publish it"
-        );
-    };
-    let mut writer = LayoutWriter::begin(dir)?;
-    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    options.written = Some(std::sync::Arc::clone(&written));
-    let display = super::progress::BuildDisplay::start(written, quiet);
-    let built = build(&options, &mut writer);
-    display.finish();
-    let built = built?;
-    writer.commit(hoist::model::Descriptor::from_oci(built.descriptor())?, tag.as_deref())?;
-    tracing::info!("wrote {} to {output}", built.digest);
-    let name = match (&archive, &destination) {
-        (Some(archive), _) => archive.to_string(),
-        (None, Some(destination)) => destination.to_string(),
-        (None, None) => output.to_string(),
-    };
-    let sbom_subjects = match args.sbom {
-        true => hoist::sbom::attach_sboms(dir, &built, &options.base, &name, options.created)?,
-        false => Vec::new(),
-    };
-    // What was built, by digest: the layout may hold other images (SBOMs, an untagged scratch
-    // layout's), and a tag is not needed to name it.
-    let layout = Location::Layout { dir: dir.clone(), tag: None, digest: Some(built.digest.clone()) };
-    let output = match &archive {
-        Some(archive) => {
-            let flags = PushFlags {
-                tags: Vec::new(),
-                push_by_digest: false,
-                digest_file: None,
-                dry_run: false,
-                ..args.push_flags.clone()
-            };
-            send(&layout, archive, None, elsewhere.clone(), &flags, &args.registry, true)?;
-            archive.clone()
-        }
-        None => output.clone(),
-    };
-    if let Some(destination) = destination {
-        let target = Location::Registry(destination);
-        let report = send(&layout, &target, None, elsewhere, &args.push_flags, &args.registry, quiet)?;
-        if !sbom_subjects.is_empty() && !args.push_flags.dry_run {
-            let client = args.registry.client()?.with_retry(args.push_flags.retry());
-            let options = hoist::referrers::ReferrerOptions {
-                transfer: args.push_flags.transfer_options(),
-                upload: args.push_flags.upload_options(),
-                ..Default::default()
-            };
-            block_on(async { Ok(hoist::referrers::copy(&client, &layout, &target, &sbom_subjects, &options).await?) })?;
-        }
-        return print_report(&report, args.json);
-    }
-    if args.json {
-        let mut summary = serde_json::to_value(&built)?;
-        summary["output"] = output.to_string().into();
-        print_line(&serde_json::to_string_pretty(&summary)?)
-    } else {
-        print_line(&built.digest.to_string())
     }
 }

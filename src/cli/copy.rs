@@ -7,7 +7,7 @@ use hoist::location::Location;
 use hoist::referrers::ReferrerOptions;
 
 use super::push::{print_report, send, LayerArgs, PushFlags};
-use super::registry::{block_on, RegistryArgs};
+use super::registry::RegistryArgs;
 
 /// Flags of `hoist copy`.
 #[derive(Debug, Args)]
@@ -58,23 +58,24 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
         false => args.layers.compression()?,
     };
     let flags = PushFlags { layer_compression, ..args.flags.clone() };
-    let report = send(&source, &destination, platform.as_ref(), None, &flags, &args.registry, quiet)?;
+    let session = args.registry.session(flags.retry())?;
+    let report = send(&session, &source, &destination, platform.as_ref(), &flags, quiet)?;
     if args.referrers && !args.flags.dry_run {
-        let client = args.registry.client()?.with_retry(args.flags.retry());
+        let client = session.client();
         let options = ReferrerOptions {
             transfer: args.flags.transfer_options(),
             upload: args.flags.upload_options(),
             ..ReferrerOptions::default()
         };
-        let copied = block_on(async {
+        let copied = session.block_on(async {
             let mut subjects: Vec<hoist::Digest> = vec![report.digest.parse()?];
-            let root = hoist::source::open(&source, &client)?.manifest(&subjects[0]).await;
+            let root = hoist::source::open(&source, client)?.manifest(&subjects[0]).await;
             if let Ok(root) = root {
                 if root.media_type.is_index() {
                     subjects.extend(root.index(&args.source)?.manifests.into_iter().map(|d| d.digest));
                 }
             }
-            Ok(hoist::referrers::copy(&client, &source, &destination, &subjects, &options).await?)
+            anyhow::Ok(hoist::referrers::copy(client, &source, &destination, &subjects, &options).await?)
         })?;
         if !quiet {
             eprintln!("copied {copied} referrer(s)");

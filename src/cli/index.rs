@@ -14,10 +14,11 @@ use hoist::location::Location;
 use hoist::platform::Platform;
 use hoist::reference::Reference;
 use hoist::registry::Client;
+use hoist::session::Session;
 use serde_json::{json, Value};
 
 use super::print_line;
-use super::registry::{block_on, RegistryArgs};
+use super::registry::RegistryArgs;
 
 /// How added entries are merged with those already there.
 #[derive(Debug, Args, Clone)]
@@ -205,10 +206,11 @@ pub fn run(command: IndexCommand) -> anyhow::Result<()> {
         );
     }
     let remove: Vec<Platform> = platforms.iter().map(|p| p.parse()).collect::<hoist::Result<_>>()?;
-    let client = registry.client()?;
-    block_on(async {
-        let change = Change { add: resolve_all(&client, &refs).await?, remove };
-        let digest = amend(&client, &target, change, &options).await?;
+    let session = registry.session(hoist::registry::RetryPolicy::default())?;
+    let client = session.client();
+    session.block_on(async {
+        let change = Change { add: resolve_all(client, &refs).await?, remove };
+        let digest = amend(client, &target, change, &options).await?;
         if !extra.is_empty() {
             let index = client
                 .get_manifest_direct(&Reference {
@@ -323,17 +325,17 @@ pub enum ManifestCommand {
     },
 }
 
-/// A client that, with `--insecure`, allows every registry the command names.
-fn client_for(registry: &RegistryArgs, insecure: bool, names: &[&str]) -> anyhow::Result<Client> {
-    let mut transport = registry.transport();
+/// A session that, with `--insecure`, allows every registry the command names.
+fn session_for(registry: &RegistryArgs, insecure: bool, names: &[&str]) -> anyhow::Result<Session> {
+    let mut settings = registry.settings()?;
     if insecure {
         for name in names {
             if let Ok(Location::Registry(reference)) = name.parse::<Location>() {
-                transport.insecure_registries.push(reference.registry);
+                settings.transport.insecure_registries.push(reference.registry);
             }
         }
     }
-    Ok(Client::new(transport, registry.credentials()?))
+    Ok(Session::new(settings))
 }
 
 /// Runs `hoist manifest …`; `verbose` (the global `-v`/`--verbose`, as docker's flag) adds each
@@ -345,17 +347,18 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
             let target = Target::of(&Reference::parse(&list)?);
             let mut names: Vec<&str> = refs.iter().map(String::as_str).collect();
             names.push(&list);
-            let client = client_for(&registry, insecure, &names)?;
-            block_on(async {
+            let session = session_for(&registry, insecure, &names)?;
+            let client = session.client();
+            session.block_on(async {
                 let base = match (store.load(&list)?, amend) {
                     (Some(_), false) => anyhow::bail!(
                         "a local list {list} exists; pass --amend, or remove it with `hoist manifest rm {list}`"
                     ),
                     (Some(local), true) => local.entries,
-                    (None, true) => current(&client, &target).await?.map(|(entries, _)| entries).unwrap_or_default(),
+                    (None, true) => current(client, &target).await?.map(|(entries, _)| entries).unwrap_or_default(),
                     (None, false) => Vec::new(),
                 };
-                let entries = merge(base, resolve_all(&client, &refs).await?, flags.merge());
+                let entries = merge(base, resolve_all(client, &refs).await?, flags.merge());
                 store.save(&LocalList { name: list.clone(), entries })?;
                 eprintln!("Created manifest list {list}");
                 Ok(())
@@ -395,8 +398,9 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
             Ok(())
         }
         ManifestCommand::Inspect { first, second, insecure, registry } => {
-            let client = client_for(&registry, insecure, &[&first, second.as_deref().unwrap_or("")])?;
-            block_on(inspect(&store, &client, &first, second.as_deref(), verbose))
+            let session = session_for(&registry, insecure, &[&first, second.as_deref().unwrap_or("")])?;
+            let client = session.client();
+            session.block_on(inspect(&store, client, &first, second.as_deref(), verbose))
         }
         ManifestCommand::Push { list, purge, insecure, format, settle, registry } => {
             let local = store
@@ -407,13 +411,14 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
             let sources: Vec<String> =
                 local.entries.iter().filter_map(|e| e.source.as_ref().map(Location::to_string)).collect();
             client_names.extend(sources.iter().map(String::as_str));
-            let client = client_for(&registry, insecure, &client_names)?;
+            let session = session_for(&registry, insecure, &client_names)?;
+            let client = session.client();
             let target = Target::of(&Reference::parse(&list)?);
             let mut options =
                 index_options(&format, settle.settle, MergeOptions { keep_duplicates: true, ..NO_MERGE })?;
             options.create = true;
             let change = Change { add: local.entries.clone(), remove: vec![] };
-            let digest = block_on(async { Ok(amend(&client, &target, change, &options).await?) })?;
+            let digest = session.block_on(async { anyhow::Ok(amend(client, &target, change, &options).await?) })?;
             if purge {
                 store.remove(&list)?;
             }

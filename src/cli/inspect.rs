@@ -12,7 +12,7 @@ use hoist::reference::Reference;
 use serde_json::{json, Value};
 
 use super::print_line;
-use super::registry::{block_on, RegistryArgs};
+use super::registry::RegistryArgs;
 
 /// Flags of `hoist inspect`.
 #[derive(Debug, Args)]
@@ -52,9 +52,10 @@ fn platform_of(entry: &Value) -> String {
 /// Runs `hoist inspect`.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let location: Location = args.reference.parse()?;
-    let client = args.registry.reader()?;
-    block_on(async {
-        let source = hoist::source::open(&location, &client)?;
+    let session = args.registry.reader()?;
+    let client = session.client();
+    session.block_on(async {
+        let source = hoist::source::open(&location, client)?;
         let mut manifest = source.root().await?;
         if let Some(wanted) = &args.platform {
             let wanted: Platform = wanted.parse()?;
@@ -103,8 +104,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         // Registries and layouts keep referrers; a registry that cannot say leaves the count out,
         // at once (no retries: the image itself was read already, perhaps from a mirror).
         if matches!(location, Location::Registry(_) | Location::Layout { .. }) {
-            let once = args.registry.reader()?.with_retry(hoist::registry::RetryPolicy::none());
-            match hoist::referrers::list(&once, &location, &manifest.digest).await {
+            match hoist::referrers::list(client, &location, &manifest.digest).await {
                 Ok((found, _)) => summary["referrers"] = found.len().into(),
                 Err(e) => tracing::info!("referrers of {}: {e}", args.reference),
             }
@@ -167,8 +167,9 @@ pub struct DigestArgs {
 /// Runs `hoist digest`: the digest of what the reference names (a HEAD for registries).
 pub fn digest(args: DigestArgs) -> anyhow::Result<()> {
     let location: Location = args.reference.parse()?;
-    let client = args.registry.reader()?;
-    block_on(async {
+    let session = args.registry.reader()?;
+    let client = session.client();
+    session.block_on(async {
         let digest = match &location {
             Location::Registry(reference) => {
                 client.head_manifest(reference).await?.map(|head| head.digest).ok_or_else(|| {
@@ -179,7 +180,7 @@ pub fn digest(args: DigestArgs) -> anyhow::Result<()> {
                     })
                 })?
             }
-            layout => hoist::source::open(layout, &client)?.root().await?.digest,
+            layout => hoist::source::open(layout, client)?.root().await?.digest,
         };
         print_line(&digest.to_string())
     })
@@ -197,8 +198,9 @@ pub struct TagsArgs {
 /// Runs `hoist tags`: one tag a line.
 pub fn tags(args: TagsArgs) -> anyhow::Result<()> {
     let reference = Reference::parse(&args.repository)?;
-    let client = args.registry.reader()?;
-    block_on(async {
+    let session = args.registry.reader()?;
+    let client = session.client();
+    session.block_on(async {
         let tags = client.list_tags(&reference.registry, &reference.repository).await?;
         if !tags.is_empty() {
             print_line(&tags.join("\n"))?;
@@ -222,8 +224,9 @@ pub fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
     let host = super::login::registry_host(&args.host)?;
     let bare = args.host.trim_start_matches("https://").trim_start_matches("http://");
     let prefix = bare.split_once('/').map(|(_, p)| p.trim_matches('/').to_owned()).unwrap_or_default();
-    let client = args.registry.reader()?;
-    block_on(async {
+    let session = args.registry.reader()?;
+    let client = session.client();
+    session.block_on(async {
         let mut repositories = client.catalog(&host).await?;
         repositories.retain(|r| under_prefix(r, &prefix));
         if !repositories.is_empty() {

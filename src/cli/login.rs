@@ -4,10 +4,11 @@ use std::io::{IsTerminal, Read};
 
 use clap::Args;
 use hoist::credentials::{Credential, CredentialStore};
-use hoist::registry::{Client, RegistryError};
+use hoist::registry::RegistryError;
 use hoist::secret::Secret;
+use hoist::session::{Session, Settings};
 
-use super::registry::{block_on, RegistryArgs};
+use super::registry::RegistryArgs;
 
 /// The most of a password read from standard input.
 const PASSWORD_LIMIT: u64 = 1 << 20;
@@ -92,8 +93,9 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
         username: username.clone(),
         password: password.clone(),
     }));
-    block_on(async {
-        match Client::new(args.registry.transport(), checking).check_login(&host).await {
+    let session = Session::new(Settings { credentials: checking, ..args.registry.settings()? });
+    session.block_on(async {
+        match session.client().check_login(&host).await {
             Err(hoist::Error::Registry(RegistryError::Unauthorized { message, .. })) => {
                 return Err(
                     hoist::Error::LoginRefused { registry: host.clone(), username: username.clone(), message }.into()
@@ -121,7 +123,7 @@ fn missing(flag: &str, what: &str) -> anyhow::Error {
 pub fn logout(args: LogoutArgs) -> anyhow::Result<()> {
     let host = registry_host(&args.host)?;
     let store = CredentialStore::from_environment(None);
-    block_on(async {
+    Session::new(Settings::from_environment()).block_on(async {
         if store.erase(&host).await? {
             eprintln!("Removed the credentials for {host}");
         } else {

@@ -317,6 +317,64 @@ impl Drop for BuildDisplay {
     }
 }
 
+/// The display of `build`: the bytes of layers compressed while it builds, then the push's
+/// progress when there is one (started when the push starts).
+pub struct BuildProgress {
+    quiet: bool,
+    dry_run: bool,
+    building: Mutex<Option<BuildDisplay>>,
+    pushing: std::sync::OnceLock<Progress>,
+}
+
+impl BuildProgress {
+    /// A display, silent when `quiet`; `dry_run` for a push that only looks.
+    pub fn new(quiet: bool, dry_run: bool) -> BuildProgress {
+        BuildProgress { quiet, dry_run, building: Mutex::new(None), pushing: std::sync::OnceLock::new() }
+    }
+
+    /// Stops whatever is on screen.
+    pub fn finish(self) {
+        hoist::ops::BuildObserver::built(&self);
+        if let Some(pushing) = self.pushing.into_inner() {
+            pushing.finish();
+        }
+    }
+
+    fn push(&self) -> &Progress {
+        self.pushing.get_or_init(|| Progress::new(self.quiet, self.dry_run))
+    }
+}
+
+impl hoist::ops::BuildObserver for BuildProgress {
+    fn building(&self, written: Arc<AtomicU64>) {
+        *self.building.lock().unwrap_or_else(|e| e.into_inner()) = Some(BuildDisplay::start(written, self.quiet));
+    }
+
+    fn built(&self) {
+        if let Some(display) = self.building.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            display.finish();
+        }
+    }
+}
+
+impl Observer for BuildProgress {
+    fn planned(&self, bytes: u64) {
+        self.push().planned(bytes);
+    }
+
+    fn blob_started(&self, digest: &Digest, size: u64, sent: Arc<AtomicU64>) {
+        self.push().blob_started(digest, size, sent);
+    }
+
+    fn blob_finished(&self, digest: &Digest, size: u64, outcome: &BlobOutcome) {
+        self.push().blob_finished(digest, size, outcome);
+    }
+
+    fn manifest_finished(&self, reference: &str, written: bool) {
+        self.push().manifest_finished(reference, written);
+    }
+}
+
 /// Where tracing's lines go: stderr, above the bars when they are on screen, with any URL's
 /// query (upload session state, tokens) left out so a warning stays one short line.
 pub struct LogWriter;

@@ -4,18 +4,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use hoist::digest::Digest;
 use hoist::layer::Compression;
 use hoist::location::Location;
+use hoist::ops::{publish, Publish, PublishOptions};
 use hoist::platform::Platform;
 use hoist::registry::RetryPolicy;
+use hoist::session::Session;
 use hoist::sink::UploadOptions;
-use hoist::source::Fallback;
 use hoist::transfer::{Report, TransferOptions};
 
 use super::print_line;
 use super::progress::Progress;
-use super::registry::{block_on, RegistryArgs};
+use super::registry::RegistryArgs;
 
 /// Flags of every push.
 #[derive(Debug, Args, Clone)]
@@ -127,6 +127,19 @@ impl PushFlags {
         }
     }
 
+    /// How to publish, as these flags say.
+    pub fn publish_options(&self) -> anyhow::Result<PublishOptions> {
+        Ok(PublishOptions {
+            tags: self.tags.clone(),
+            by_digest_only: self.push_by_digest,
+            format: self.format.as_deref().map(str::parse).transpose()?,
+            transfer: self.transfer_options(),
+            upload: self.upload_options(),
+            digest_file: self.digest_file.clone(),
+            ..PublishOptions::default()
+        })
+    }
+
     /// How blobs go up to a registry.
     pub fn upload_options(&self) -> UploadOptions {
         UploadOptions {
@@ -162,7 +175,8 @@ pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let source: Location = args.source.parse()?;
     let destination: Location = args.destination.parse()?;
     let flags = PushFlags { layer_compression: args.layers.compression()?, ..args.flags };
-    let report = send(&source, &destination, None, None, &flags, &args.registry, quiet)?;
+    let session = args.registry.session(flags.retry())?;
+    let report = send(&session, &source, &destination, None, &flags, quiet)?;
     print_report(&report, args.json)
 }
 
@@ -174,74 +188,35 @@ pub fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
     print_line(&report.digest)
 }
 
-/// Blobs a source lacks and where they are: a base image's layers left in its registry.
-pub type Elsewhere = (Location, Vec<Digest>);
-
-/// Sends what `from` names (with `platform`, that image of an index) to `to`, the way every
-/// command that moves content does: one plan, one transfer, tags last; then the digest file
-/// and `$GITHUB_OUTPUT`.
+/// Sends what `from` names (with `platform`, that image of an index) to `to` through the
+/// library's publish verb, with the progress display; then says what it did.
 pub fn send(
+    session: &Session,
     from: &Location,
     to: &Location,
     platform: Option<&Platform>,
-    elsewhere: Option<Elsewhere>,
     flags: &PushFlags,
-    registry: &RegistryArgs,
     quiet: bool,
 ) -> anyhow::Result<Report> {
-    if let Some(bad) = flags.tags.iter().find(|t| !hoist::reference::is_tag(t)) {
-        return Err(hoist::Error::invalid(
-            "tag",
-            bad.as_str(),
-            "a tag is 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
-        )
-        .into());
-    }
-    let mut client = registry.client()?.with_retry(flags.retry());
-    if let Ok(cache) = hoist::cache::Cache::default_dir() {
-        client = client.with_places(hoist::places::BlobPlaces::open(&cache));
-    }
-    let mut source = hoist::source::open(from, &client)?;
-    if let Some((location, digests)) = elsewhere {
-        source = Box::new(Fallback::new(source, hoist::source::open(&location, &client)?, digests));
-    }
-    let sink = hoist::sink::open(to, &client, flags.upload_options())?;
-    let tags = match flags.push_by_digest {
-        true => Vec::new(),
-        false => hoist::sink::tags_of(to, &flags.tags),
-    };
-    let options = flags.transfer_options();
-    let format: Option<hoist::index::Format> = flags.format.as_deref().map(str::parse).transpose()?;
-    let report = block_on(async {
-        let mut root = source.root().await?;
-        if let Some(format) = &format {
-            root = hoist::index::convert(&root, *format)?;
-        }
-        // A docker-archive holds one image: the only one of an index, or the one --platform names.
-        let single = match (to, platform) {
-            (Location::DockerArchive { file, .. }, None) => one_image(&root, file)?,
-            _ => None,
-        };
-        let platform = platform.or(single.as_ref());
-        let observer = Progress::new(quiet, flags.dry_run);
-        let report =
-            hoist::transfer::copy(source.as_ref(), sink.as_ref(), root, platform, &tags, &options, &observer).await;
-        observer.finish();
-        Ok(report?)
-    })?;
-    tell(&report, flags, to, quiet);
-    if flags.dry_run {
-        return Ok(report);
-    }
-    if let Some(file) = &flags.digest_file {
-        std::fs::write(file, format!("{}\n", report.digest))
-            .map_err(|e| anyhow::anyhow!("cannot write the digest to {}: {e}", file.display()))?;
-    }
-    if let (true, Some(output)) = (flags.push_by_digest, std::env::var_os("GITHUB_OUTPUT")) {
+    let options = PublishOptions { platform: platform.cloned(), ..flags.publish_options()? };
+    let request = Publish { from: from.clone(), to: to.clone(), options };
+    let observer = Progress::new(quiet, flags.dry_run);
+    let report = publish(session, &request, &observer);
+    observer.finish();
+    let report = report?;
+    published(&report, flags, to, quiet)?;
+    Ok(report)
+}
+
+/// What a command says once a publish is done: what compressing layers did, what a dry run
+/// would do, and the digest in `$GITHUB_OUTPUT` for a push by digest.
+pub fn published(report: &Report, flags: &PushFlags, to: &Location, quiet: bool) -> anyhow::Result<()> {
+    tell(report, flags, to, quiet);
+    if let (true, false, Some(output)) = (flags.push_by_digest, flags.dry_run, std::env::var_os("GITHUB_OUTPUT")) {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&output)?;
         std::io::Write::write_all(&mut file, format!("digest={}\n", report.digest).as_bytes())?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Says on stderr what compressing layers did to the digest (unless `quiet`), and what a dry
@@ -265,19 +240,5 @@ fn tell(report: &Report, flags: &PushFlags, to: &Location, quiet: bool) {
             report.manifests_pushed,
             report.blobs_skipped
         );
-    }
-}
-
-/// For a docker-archive (one image): the platform of the only image of an index, or an error
-/// asking for --platform when it has several.
-fn one_image(root: &hoist::model::RawManifest, file: &std::path::Path) -> hoist::Result<Option<Platform>> {
-    if !root.media_type.is_index() {
-        return Ok(None);
-    }
-    let index = root.index(&file.display().to_string())?;
-    let images: Vec<_> = index.manifests.iter().filter(|d| hoist::model::descriptor::attests(d).is_none()).collect();
-    match images.as_slice() {
-        [only] => Ok(only.platform.clone()),
-        _ => Err(hoist::sink::one_platform(file, &hoist::model::descriptor::platform_list(&index.manifests))),
     }
 }

@@ -10,7 +10,7 @@ use hoist::referrers::{artifact_type, Artifact, ArtifactFile, ReferrerOptions};
 use hoist::registry::Client;
 
 use super::print_line;
-use super::registry::{block_on, RegistryArgs};
+use super::registry::RegistryArgs;
 
 /// Flags of `hoist attach`.
 #[derive(Debug, Args)]
@@ -48,9 +48,10 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
             .collect(),
         annotations: key_values("annotation", &args.annotations)?,
     };
-    let client = args.registry.client()?;
-    let attached = block_on(async {
-        Ok(hoist::referrers::attach(&client, &location, &artifact, &ReferrerOptions::default()).await?)
+    let session = args.registry.session(hoist::registry::RetryPolicy::default())?;
+    let client = session.client();
+    let attached = session.block_on(async {
+        anyhow::Ok(hoist::referrers::attach(client, &location, &artifact, &ReferrerOptions::default()).await?)
     })?;
     if let Some(tag) = &attached.fallback_tag {
         tracing::info!("the registry has no referrers API: listed under the tag {tag}");
@@ -89,10 +90,11 @@ pub async fn subject_digest(client: &Client, location: &Location) -> anyhow::Res
 /// Runs `hoist referrers`: one `DIGEST ARTIFACT-TYPE` a line, or `--json`.
 pub fn referrers(args: ReferrersArgs) -> anyhow::Result<()> {
     let location: Location = args.subject.parse()?;
-    let client = args.registry.reader()?;
-    let mut found = block_on(async {
-        let subject = subject_digest(&client, &location).await?;
-        Ok(hoist::referrers::list(&client, &location, &subject).await?.0)
+    let session = args.registry.reader()?;
+    let client = session.client();
+    let mut found = session.block_on(async {
+        let subject = subject_digest(client, &location).await?;
+        anyhow::Ok(hoist::referrers::list(client, &location, &subject).await?.0)
     })?;
     if let Some(wanted) = &args.artifact_type {
         found.retain(|d| artifact_type(d) == Some(wanted.as_str()));

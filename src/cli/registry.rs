@@ -1,12 +1,13 @@
-//! Flags shared by every command that talks to a registry, and the client they build.
+//! Flags shared by every command that talks to a registry, and the session they make.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use hoist::credentials::{Credential, CredentialStore};
-use hoist::registry::transport::{TransportOptions, DOCKER_DAEMON_JSON};
-use hoist::registry::Client;
+use hoist::credentials::Credential;
+use hoist::registry::transport::TransportOptions;
+use hoist::registry::RetryPolicy;
 use hoist::secret::Secret;
+use hoist::session::{Session, Settings};
 
 /// Registry connection flags.
 #[derive(Debug, Args, Clone, Default)]
@@ -30,25 +31,14 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// The transport options these flags and the environment describe.
-    pub fn transport(&self) -> TransportOptions {
-        let mut options = TransportOptions {
+    /// The settings these flags and the environment describe, with default retries.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let transport = TransportOptions {
             ca_certs: self.ca_certs.clone(),
             insecure_registries: self.insecure_registries.clone(),
             mirrors: self.registry_mirrors.clone(),
             ..TransportOptions::default()
         };
-        if let Some(dir) = std::env::var_os("HOIST_DOCKER_CERTS_DIR") {
-            options.certs_dir = PathBuf::from(dir);
-        }
-        let daemon_json =
-            std::env::var_os("HOIST_DOCKER_DAEMON_JSON").map_or(PathBuf::from(DOCKER_DAEMON_JSON), PathBuf::from);
-        options = options.with_environment(&daemon_json);
-        options
-    }
-
-    /// The credential store these flags and the environment describe.
-    pub fn credentials(&self) -> anyhow::Result<CredentialStore> {
         let explicit = match &self.creds {
             Some(creds) => {
                 let (username, password) =
@@ -57,23 +47,18 @@ impl RegistryArgs {
             }
             None => None,
         };
-        Ok(CredentialStore::from_environment(explicit))
+        Ok(Settings::with_transport(transport, explicit))
     }
 
-    /// A registry client that retries idempotent requests on transient failures (for the
-    /// commands that move content; they take `--retries`).
-    pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(self.transport(), self.credentials()?))
+    /// The session of a command that moves content: it retries idempotent requests as
+    /// `retry` says and remembers where blobs were seen, for mounts.
+    pub fn session(&self, retry: RetryPolicy) -> anyhow::Result<Session> {
+        Ok(Session::new(Settings { retry, remember_places: true, ..self.settings()? }))
     }
 
-    /// A client that retries nothing, for commands that only show something (inspect, digest,
-    /// tags, catalog): they answer at once, and a rate limit says how long to wait.
-    pub fn reader(&self) -> anyhow::Result<Client> {
-        Ok(self.client()?.with_retry(hoist::registry::RetryPolicy::none()))
+    /// The session of a command that only shows something (inspect, digest, tags, catalog):
+    /// it retries nothing, so it answers at once, and a rate limit says how long to wait.
+    pub fn reader(&self) -> anyhow::Result<Session> {
+        Ok(Session::new(Settings { retry: RetryPolicy::none(), ..self.settings()? }))
     }
-}
-
-/// Runs `future` on a tokio runtime: the only async part of hoist is the registry client.
-pub fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(future)
 }

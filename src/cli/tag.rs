@@ -6,7 +6,7 @@ use hoist::reference::{is_tag, Reference};
 use hoist::registry::{Client, RegistryError};
 
 use super::print_line;
-use super::registry::{block_on, RegistryArgs};
+use super::registry::RegistryArgs;
 
 /// Flags of `hoist tag`.
 #[derive(Debug, Args)]
@@ -60,9 +60,10 @@ pub fn tag(args: TagArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let client = args.registry.client()?;
-    block_on(async {
-        let digest = digest_of(&client, &reference).await?;
+    let session = args.registry.session(hoist::registry::RetryPolicy::default())?;
+    let client = session.client();
+    session.block_on(async {
+        let digest = digest_of(client, &reference).await?;
         let manifest = client
             .get_manifest_direct(&Reference { tag: None, digest: Some(digest.to_string()), ..reference.clone() })
             .await?;
@@ -85,9 +86,10 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let client = args.registry.client()?;
-    block_on(async {
-        let digest = digest_of(&client, &reference).await?;
+    let session = args.registry.session(hoist::registry::RetryPolicy::default())?;
+    let client = session.client();
+    session.block_on(async {
+        let digest = digest_of(client, &reference).await?;
         if !client.delete_manifest(&reference.registry, &reference.repository, &digest).await? {
             return Err(not_found(&reference).into());
         }

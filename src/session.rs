@@ -1,0 +1,118 @@
+//! A session: what every verb of hoist runs in.
+//!
+//! One session per process: one tokio runtime (made when the network is first needed; a build
+//! that touches no registry never starts one) and one registry [`Client`], which finds each
+//! registry once, keeps its tokens per scope and remembers where blobs were seen. A workflow
+//! that reads a base image, pushes the result and attaches SBOMs pings each registry once and
+//! fetches each token once, whatever steps it takes.
+//!
+//! ```no_run
+//! use hoist::session::{Session, Settings};
+//!
+//! let session = Session::new(Settings::from_environment());
+//! let tags = session.block_on(session.client().list_tags("registry.example.com", "team/app"))?;
+//! println!("{tags:?}");
+//! # Ok::<(), hoist::Error>(())
+//! ```
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use crate::credentials::CredentialStore;
+use crate::error::Error;
+use crate::registry::transport::{TransportOptions, DOCKER_DAEMON_JSON};
+use crate::registry::{Client, RetryPolicy};
+
+/// Environment variable naming docker's per-registry certificate directory (tests, set-ups
+/// without `/etc/docker`).
+pub const CERTS_DIR_ENV: &str = "HOIST_DOCKER_CERTS_DIR";
+/// Environment variable naming docker's daemon settings file, read for insecure registries
+/// and mirrors.
+pub const DAEMON_JSON_ENV: &str = "HOIST_DOCKER_DAEMON_JSON";
+
+/// What a session is made from: how to reach registries, whose credentials, how to retry.
+#[derive(Debug)]
+pub struct Settings {
+    /// Connections: certificates, insecure registries, mirrors, timeouts.
+    pub transport: TransportOptions,
+    /// Credentials: explicit ones, `$HOIST_USERNAME`/`$HOIST_PASSWORD`, docker's config.
+    pub credentials: CredentialStore,
+    /// Retries of idempotent requests on transient failures.
+    pub retry: RetryPolicy,
+    /// Whether to remember where blobs were seen (in hoist's cache directory), for mounts:
+    /// on for commands that move content.
+    pub remember_places: bool,
+}
+
+impl Settings {
+    /// The settings the environment gives: docker's certificate directory and daemon settings
+    /// (or the files `$HOIST_DOCKER_CERTS_DIR` and `$HOIST_DOCKER_DAEMON_JSON` name), the
+    /// `$HOIST_*` variables, docker's credentials; default retries, places not remembered.
+    pub fn from_environment() -> Settings {
+        Settings::with_transport(TransportOptions::default(), None)
+    }
+
+    /// [`Settings::from_environment`] on top of `transport` (the user's flags), with
+    /// `explicit` credentials first when given.
+    pub fn with_transport(
+        mut transport: TransportOptions,
+        explicit: Option<crate::credentials::Credential>,
+    ) -> Settings {
+        if let Some(dir) = std::env::var_os(CERTS_DIR_ENV) {
+            transport.certs_dir = PathBuf::from(dir);
+        }
+        let daemon_json = std::env::var_os(DAEMON_JSON_ENV).map_or(PathBuf::from(DOCKER_DAEMON_JSON), PathBuf::from);
+        Settings {
+            transport: transport.with_environment(&daemon_json),
+            credentials: CredentialStore::from_environment(explicit),
+            retry: RetryPolicy::default(),
+            remember_places: false,
+        }
+    }
+}
+
+/// One runtime and one registry client for everything a process does.
+pub struct Session {
+    client: Client,
+    runtime: OnceLock<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("runtime_started", &self.runtime.get().is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session with `settings`.
+    pub fn new(settings: Settings) -> Session {
+        let mut client = Client::new(settings.transport, settings.credentials).with_retry(settings.retry);
+        if settings.remember_places {
+            if let Ok(cache) = crate::cache::Cache::default_dir() {
+                client = client.with_places(crate::places::BlobPlaces::open(&cache));
+            }
+        }
+        Session { client, runtime: OnceLock::new() }
+    }
+
+    /// The registry client every step of the session shares.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs `future` (network work) to its end on the session's runtime, started on first use.
+    pub fn block_on<T, E: From<Error>>(
+        &self,
+        future: impl Future<Output = std::result::Result<T, E>>,
+    ) -> std::result::Result<T, E> {
+        if let Some(runtime) = self.runtime.get() {
+            return runtime.block_on(future);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("start", "the network runtime", e))?;
+        self.runtime.get_or_init(|| runtime).block_on(future)
+    }
+}
