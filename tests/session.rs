@@ -50,6 +50,7 @@ fn the_library_example_builds_and_pushes_two_platforms_that_skopeo_reads() {
     let target = format!("{}/example/app:v1", registry.host());
     // `cargo test` builds the examples beside the binary under test.
     let example = std::path::Path::new(env!("CARGO_BIN_EXE_hoist")).with_file_name("examples").join("publish");
+    assert!(example.exists(), "{} is missing: `cargo test` builds it, `cargo test --test` does not", example.display());
     // With the environment the tests give hoist (no docker config, a cache of its own).
     let command = hoist();
     let mut run = std::process::Command::new(&example);
