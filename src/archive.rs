@@ -11,15 +11,10 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use futures_util::stream::{BoxStream, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::atomic::{self, Mode};
 
-/// Bytes read per chunk.
-const READ_CHUNK: u64 = 256 * 1024;
 /// Symbolic and hard links followed at most this many times.
 const MAX_LINKS: usize = 8;
 
@@ -150,41 +145,6 @@ fn normalize(name: &str) -> String {
     parts.join("/")
 }
 
-/// `length` bytes of the file at `path` from `start`, read in chunks as they are asked for.
-pub fn range_chunks(path: PathBuf, start: u64, length: u64) -> BoxStream<'static, Result<Bytes>> {
-    futures_util::stream::unfold((path, None::<tokio::fs::File>, length), move |(path, file, remaining)| async move {
-        if remaining == 0 {
-            return None;
-        }
-        let fail = |path: PathBuf, e: std::io::Error| Some((Err(Error::io("read", &path, e)), (path, None, 0)));
-        let mut file = match file {
-            Some(file) => file,
-            None => {
-                let opened = async {
-                    let mut file = tokio::fs::File::open(&path).await?;
-                    file.seek(SeekFrom::Start(start)).await?;
-                    Ok::<_, std::io::Error>(file)
-                };
-                match opened.await {
-                    Ok(file) => file,
-                    Err(e) => return fail(path, e),
-                }
-            }
-        };
-        let mut buffer = vec![0u8; remaining.min(READ_CHUNK) as usize];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                let left = remaining - n as u64;
-                Some((Ok(Bytes::from(buffer)), (path, Some(file), left)))
-            }
-            Err(e) => fail(path, e),
-        }
-    })
-    .boxed()
-}
-
 /// What goes into an archive under one name.
 #[derive(Debug)]
 pub enum Item {
@@ -222,15 +182,9 @@ pub fn check_target(target: &Path) -> Result<()> {
 /// same tar. A `target` that [`check_target`] refuses is left alone.
 pub fn write_tar(target: &Path, items: &[(String, Item)]) -> Result<()> {
     check_target(target)?;
-    let parent = match target.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).at("create", &parent)?;
-    let temp = tempfile::Builder::new()
-        .prefix(".hoist-archive-")
-        .tempfile_in(&parent)
-        .at("create a temporary file in", &parent)?;
+    let parent = atomic::parent(target);
+    std::fs::create_dir_all(parent).at("create", parent)?;
+    let temp = atomic::temp_in(parent, Mode::Private)?;
     let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, temp));
     for (name, item) in items {
         let mut header = tar::Header::new_gnu();
@@ -265,11 +219,12 @@ pub fn write_tar(target: &Path, items: &[(String, Item)]) -> Result<()> {
     // A temporary file is private (0600); an archive is as readable as any file written.
     let readable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
     temp.as_file().set_permissions(readable).at("write", target)?;
+    // The long sync first, so that the last check stays just before the rename.
     temp.as_file().sync_all().at("write", target)?;
     // Once more just before the rename: something may have appeared there meanwhile.
     check_target(target)?;
-    temp.persist(target).map_err(|e| Error::io("write", target, e.error))?;
-    Ok(())
+    atomic::persist(temp, target)?;
+    atomic::sync_dir(parent)
 }
 
 /// The name of the blob `digest` in a layout or archive: `blobs/ALGORITHM/HEX`.
@@ -279,6 +234,8 @@ pub fn blob_name(digest: &Digest) -> String {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::StreamExt;
+
     use super::*;
 
     #[test]
@@ -306,7 +263,7 @@ mod tests {
         assert_eq!(digest, Digest::of(&vec![7u8; 300_000]));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let read = runtime.block_on(async {
-            let mut stream = range_chunks(tar.clone(), offset + 10, 290_000);
+            let mut stream = crate::blob::file_chunks(tar.clone(), offset + 10, Some(290_000));
             let mut all = Vec::new();
             while let Some(chunk) = stream.next().await {
                 all.extend_from_slice(&chunk.unwrap());

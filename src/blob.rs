@@ -1,17 +1,19 @@
 //! Blob bytes as streams: read from files or responses, cut at the size their descriptor
 //! gives, and checked against their digest at the end.
 
+use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::model::Descriptor;
 
 /// Bytes read from disk per chunk.
@@ -201,42 +203,16 @@ pub async fn copy_to_writer<W: std::io::Write + Send + 'static>(
         .map_err(|e| Error::io("write", "a blob", e))
 }
 
-/// A file's bytes from `offset` on, read in chunks as they are asked for.
-pub fn file_chunks(path: PathBuf, offset: u64) -> BoxStream<'static, Result<Bytes>> {
-    futures_util::stream::unfold(
-        (path, None::<tokio::fs::File>, offset, false),
-        |(path, file, offset, done)| async move {
-            if done {
-                return None;
-            }
-            let fail =
-                |path: PathBuf, e: std::io::Error| Some((Err(Error::io("read", &path, e)), (path, None, 0, true)));
-            let mut file = match file {
-                Some(file) => file,
-                None => {
-                    let opened = async {
-                        let mut file = tokio::fs::File::open(&path).await?;
-                        file.seek(std::io::SeekFrom::Start(offset)).await?;
-                        Ok::<_, std::io::Error>(file)
-                    };
-                    match opened.await {
-                        Ok(file) => file,
-                        Err(e) => return fail(path, e),
-                    }
-                }
-            };
-            let mut buffer = vec![0u8; READ_CHUNK];
-            match file.read(&mut buffer).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buffer.truncate(n);
-                    Some((Ok(Bytes::from(buffer)), (path, Some(file), offset + n as u64, false)))
-                }
-                Err(e) => fail(path, e),
-            }
-        },
-    )
-    .boxed()
+/// The bytes of the file at `path` from byte `start`, at most `length` of them (`None`: to
+/// its end), read in chunks as they are asked for; the file is opened at the first.
+pub fn file_chunks(path: PathBuf, start: u64, length: Option<u64>) -> BoxStream<'static, Result<Bytes>> {
+    let opened = async move {
+        let mut file = tokio::fs::File::open(&path).await.at("read", &path)?;
+        file.seek(SeekFrom::Start(start)).await.at("read", &path)?;
+        let chunks = ReaderStream::with_capacity(file.take(length.unwrap_or(u64::MAX)), READ_CHUNK);
+        Ok::<_, Error>(chunks.map(move |chunk| chunk.at("read", &path)))
+    };
+    futures_util::stream::once(opened).try_flatten().boxed()
 }
 
 #[cfg(test)]

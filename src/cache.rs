@@ -26,6 +26,8 @@ use tempfile::NamedTempFile;
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::atomic::{self, Mode};
+use crate::fsutil::xdg::BaseDir;
 use crate::offload::Writeback;
 use crate::small_file;
 
@@ -82,14 +84,9 @@ pub struct Eviction {
 }
 
 impl Cache {
-    /// `$XDG_CACHE_HOME/hoist`, else `$HOME/.cache/hoist`.
+    /// `$XDG_CACHE_HOME/hoist`, else `$HOME/.cache/hoist` (see [`BaseDir`]).
     pub fn default_dir() -> Result<PathBuf> {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-            .ok_or_else(|| Error::invalid("cache directory", "", "set HOME or XDG_CACHE_HOME"))?;
-        Ok(base.join("hoist"))
+        BaseDir::Cache.hoist_dir()
     }
 
     /// Opens (creating when needed) the cache in `dir`, bounded to [`DEFAULT_MAX_SIZE`].
@@ -198,7 +195,7 @@ impl Cache {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(Error::io("read", &source, e)),
                 };
-                let copy = NamedTempFile::new_in(dir).at("write", dir)?;
+                let copy = atomic::temp_in(dir, Mode::Private)?;
                 let mut writer = HashingWriter::new(BufWriter::with_capacity(READ_BUFFER, copy));
                 copy_all(input, &mut writer, &source)?;
                 let (found, size, buffered) = writer.finish();
@@ -207,8 +204,7 @@ impl Cache {
                     return Ok(None);
                 }
                 let copy = buffered.into_inner().map_err(|e| Error::io("write", dir, e.into_error()))?;
-                copy.as_file().sync_all().at("write", dir)?;
-                copy.persist(&target).map_err(|e| Error::io("write", &target, e.error))?;
+                atomic::persist(copy, &target)?;
                 touch(&source);
                 Ok(Some(size))
             }
@@ -219,7 +215,7 @@ impl Cache {
     /// which checks its digest.
     pub fn writer(&self) -> Result<CacheWriter> {
         let tmp = self.tmp();
-        let file = NamedTempFile::new_in(&tmp).at("write in", &tmp)?;
+        let file = atomic::temp_in(&tmp, Mode::Private)?;
         let inner = HashingWriter::new(BufWriter::with_capacity(READ_BUFFER, file));
         Ok(CacheWriter { blobs: self.blobs(), inner, writeback: Writeback::default() })
     }
@@ -290,12 +286,12 @@ impl Cache {
         self.write_small(&path, diff_id.to_string().as_bytes())
     }
 
+    /// Replaces the record at `path`, through a temporary file in `tmp/` (where
+    /// [`Cache::evict`] finds what a crash leaves).
     fn write_small(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let tmp = self.tmp();
-        let mut file = NamedTempFile::new_in(&tmp).at("write in", &tmp)?;
+        let mut file = atomic::temp_in(&self.tmp(), Mode::Private)?;
         file.write_all(bytes).at("write", path)?;
-        file.persist(path).map_err(|e| Error::io("write", path, e.error))?;
-        Ok(())
+        atomic::persist(file, path)
     }
 
     /// Deletes the least recently used blobs until the rest fit the size bound, and temporary
@@ -408,7 +404,6 @@ impl CacheWriter {
                 });
             }
         }
-        file.as_file().sync_all().at("write a blob in", &tmp)?;
         let _ = file.as_file().set_permissions(fs::Permissions::from_mode(0o444));
         if let Some(dir) = also_into {
             let target = dir.join(digest.hex());
@@ -417,8 +412,7 @@ impl CacheWriter {
                 File::open(&target).and_then(|f| f.sync_all()).at("write", &target)?;
             }
         }
-        let path = self.blobs.join(digest.hex());
-        file.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
+        atomic::persist(file, &self.blobs.join(digest.hex()))?;
         Ok(CachedBlob { digest, size })
     }
 }

@@ -279,7 +279,7 @@ impl Source for StagedSource<'_> {
     fn blob<'a>(&'a self, descriptor: &'a Descriptor, offset: u64) -> BoxFuture<'a, Result<BlobStream>> {
         match self.staged_file(&descriptor.digest) {
             Some(path) => {
-                let stream = BlobStream::new(file_chunks(path, offset), descriptor, offset, self.name());
+                let stream = BlobStream::new(file_chunks(path, offset, None), descriptor, offset, self.name());
                 Box::pin(std::future::ready(Ok(stream)))
             }
             None => self.inner.blob(descriptor, offset),

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::atomic::{self, Mode};
 use crate::secret::Secret;
 
 /// The key docker uses for Docker Hub in `config.json`.
@@ -183,20 +184,14 @@ fn read_config(path: &Path) -> Result<Map<String, Value>> {
 /// Writes docker's config atomically with mode 0600, in a directory created 0700. A
 /// `config.json` that is a symlink (dotfiles) is written through: its target is replaced.
 fn write_config(path: &Path, config: &Map<String, Value>) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let resolved = std::fs::canonicalize(path).ok().filter(|_| path.is_symlink());
     let path = resolved.as_deref().unwrap_or(path);
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = atomic::parent(path);
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).at("create", dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir).at("write", path)?;
-    file.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).at("write", path)?;
     let text = serde_json::to_string_pretty(config)
         .map_err(|source| Error::Json { what: path.display().to_string(), source })?;
-    file.write_all(text.as_bytes()).at("write", path)?;
-    file.as_file().sync_all().at("write", path)?;
-    file.persist(path).map_err(|e| Error::io("write", path, e.error))?;
-    Ok(())
+    atomic::write(path, text.as_bytes(), Mode::Private)
 }
 
 fn object_entry<'a>(config: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {

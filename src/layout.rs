@@ -13,6 +13,7 @@ use tempfile::{NamedTempFile, TempDir};
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::atomic::{self, Mode};
 use crate::json;
 use crate::model::{Descriptor, ImageIndex, MediaType};
 use crate::offload::Writeback;
@@ -205,7 +206,7 @@ impl LayoutWriter {
 
     /// Starts a new blob in the staging area.
     pub fn blob(&self) -> Result<BlobWriter> {
-        let file = readable_temp(self.staging.path()).at("create a blob in", self.staging.path())?;
+        let file = atomic::temp_in(self.staging.path(), Mode::Shared)?;
         let inner = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
         Ok(BlobWriter { inner, writeback: Writeback::default() })
     }
@@ -228,9 +229,7 @@ impl LayoutWriter {
         }
         let staging = self.staging.path().to_path_buf();
         let file = buffered.into_inner().map_err(|e| Error::io("write a blob in", &staging, e.into_error()))?;
-        file.as_file().sync_all().at("write a blob in", &staging)?;
-        let path = staging.join(digest.hex());
-        file.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
+        atomic::persist(file, &staging.join(digest.hex()))?;
         if !self.staged.contains(&digest) {
             self.staged.push(digest.clone());
         }
@@ -297,7 +296,7 @@ impl LayoutWriter {
         lock.lock().at("lock", &lock_path)?;
         let marker = target.join(OCI_LAYOUT_FILE);
         if !marker.exists() {
-            write_atomically(target, OCI_LAYOUT_FILE, LAYOUT_VERSION.as_bytes())?;
+            atomic::write(&marker, LAYOUT_VERSION.as_bytes(), Mode::Shared)?;
         }
         for digest in &self.staged {
             let destination = blobs.join(digest.hex());
@@ -306,6 +305,8 @@ impl LayoutWriter {
                 fs::rename(&staged, &destination).at("move a blob into", &blobs)?;
             }
         }
+        // The blobs' new names reach the disk before an index.json that lists them.
+        atomic::sync_dir(&blobs)?;
         let mut manifests = match fs::symlink_metadata(target.join(INDEX_FILE)) {
             Ok(_) => Layout::open(target)?.index()?.manifests,
             Err(_) => Vec::new(),
@@ -328,26 +329,9 @@ impl LayoutWriter {
             manifests,
             annotations: Default::default(),
         };
-        write_atomically(target, INDEX_FILE, &json::canonical(&index, INDEX_FILE)?)?;
+        atomic::write(&target.join(INDEX_FILE), &json::canonical(&index, INDEX_FILE)?, Mode::Shared)?;
         Ok(())
     }
-}
-
-/// Writes `dir/name` through a synced temporary file and a rename.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let path = dir.join(name);
-    let mut file = readable_temp(dir).at("write", &path)?;
-    file.write_all(bytes).at("write", &path)?;
-    file.as_file().sync_all().at("write", &path)?;
-    file.persist(&path).map_err(|e| Error::io("write", &path, e.error))?;
-    Ok(())
-}
-
-/// A temporary file in `dir` with mode 0644 less the umask, as other tools write layouts (a
-/// plain temporary file would be 0600, unreadable to anyone else).
-fn readable_temp(dir: &Path) -> std::io::Result<NamedTempFile> {
-    use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new().permissions(fs::Permissions::from_mode(0o644)).tempfile_in(dir)
 }
 
 /// Opens (or creates) the lock file without following a symlink and without truncating it:

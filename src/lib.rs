@@ -9,6 +9,7 @@
 //! registry); push, copy, index publishing and base images all run through it.
 #![deny(missing_docs)]
 
+pub(crate) mod amend;
 pub mod archive;
 pub mod base;
 pub mod blob;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod credentials;
 pub mod digest;
 pub mod error;
+pub mod fsutil;
 pub mod graph;
 pub mod index;
 pub mod json;

@@ -6,10 +6,11 @@
 //! request, never correctness. One small file per digest, at most [`KEEP`] places each,
 //! replaced atomically; concurrent writers may drop each other's newest line, nothing worse.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
+use crate::error::IoContext;
+use crate::fsutil::atomic::{self, Mode};
 
 /// Places remembered per blob.
 pub const KEEP: usize = 8;
@@ -60,12 +61,9 @@ impl BlobPlaces {
         }
     }
 
-    fn write(&self, digest: &Digest, text: &str) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
-        file.write_all(text.as_bytes())?;
-        file.persist(self.file(digest)).map_err(|e| e.error)?;
-        Ok(())
+    fn write(&self, digest: &Digest, text: &str) -> crate::Result<()> {
+        std::fs::create_dir_all(&self.dir).at("create", &self.dir)?;
+        atomic::write(&self.file(digest), text.as_bytes(), Mode::Private)
     }
 
     /// Repositories of `registry` known to hold `digest`, most recent first.

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::amend::{Amend, Round};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{Layout, LayoutWriter};
@@ -320,11 +321,35 @@ async fn amend_fallback(
     options: &ReferrerOptions,
 ) -> Result<()> {
     let tag = fallback_tag(subject);
-    let has = |entries: &[Descriptor]| entries.iter().any(|d| d.digest == entry.digest);
-    for attempt in 0..options.tries.max(1) {
-        let mut entries = fallback_entries(client, reference, subject).await?;
-        if !has(&entries) {
-            entries.push(entry.clone());
+    let what = format!("{}/{}:{tag}", reference.registry, reference.repository);
+    let mut rounds = FallbackAmend { client, reference, subject, entry, tag };
+    crate::amend::run(&mut rounds, &what, options.tries, Some(options.settle)).await
+}
+
+/// An amend of the fallback index of `subject`: the rounds of [`amend_fallback`].
+struct FallbackAmend<'a> {
+    client: &'a Client,
+    reference: &'a Reference,
+    subject: &'a Digest,
+    entry: &'a Descriptor,
+    tag: String,
+}
+
+impl FallbackAmend<'_> {
+    fn has_entry(&self, entries: &[Descriptor]) -> bool {
+        entries.iter().any(|d| d.digest == self.entry.digest)
+    }
+}
+
+impl Amend for FallbackAmend<'_> {
+    type Written = ();
+    type Done = ();
+
+    async fn write(&mut self) -> Result<Round<(), ()>> {
+        let (client, reference) = (self.client, self.reference);
+        let mut entries = fallback_entries(client, reference, self.subject).await?;
+        if !self.has_entry(&entries) {
+            entries.push(self.entry.clone());
         }
         let index = ImageIndex {
             schema_version: 2,
@@ -334,17 +359,14 @@ async fn amend_fallback(
         };
         let bytes = crate::json::canonical(&index, "referrers fallback index")?;
         let raw = RawManifest::new(bytes, Some(MediaType::OciIndex), "referrers fallback index")?;
-        client.put_manifest(&reference.registry, &reference.repository, &tag, &raw).await?;
-        tokio::time::sleep(options.settle.mul_f64(1.0 + crate::registry::retry::jitter())).await;
-        if has(&fallback_entries(client, reference, subject).await?) {
-            return Ok(());
-        }
-        tracing::warn!("another writer replaced {}:{tag} (try {}); merging again", reference.repository, attempt + 1);
+        client.put_manifest(&reference.registry, &reference.repository, &self.tag, &raw).await?;
+        Ok(Round::Written(()))
     }
-    Err(Error::Contention {
-        what: format!("{}/{}:{tag}", reference.registry, reference.repository),
-        tries: options.tries,
-    })
+
+    async fn check(&mut self, _: ()) -> Result<Option<()>> {
+        let now = fallback_entries(self.client, self.reference, self.subject).await?;
+        Ok(self.has_entry(&now).then_some(()))
+    }
 }
 
 /// Copies the referrers of each of `subjects` from `from` to `to` (a registry repository or a

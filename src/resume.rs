@@ -9,7 +9,6 @@
 //! runs never drive one session; files older than a day are removed. The registry stays the
 //! judge: a saved session is only continued from the offset the registry reports for it.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -18,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
+use crate::error::{Error, IoContext};
+use crate::fsutil::atomic::{self, Mode};
+use crate::fsutil::xdg::BaseDir;
 
 /// State files older than this are removed.
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -45,13 +47,9 @@ pub struct Sessions {
 
 impl Sessions {
     /// The store in `$XDG_STATE_HOME/hoist/uploads` (else `~/.local/state/hoist/uploads`);
-    /// `None` when neither variable is set.
+    /// `None` when neither variable gives a directory (see [`BaseDir`]).
     pub fn from_environment() -> Option<Sessions> {
-        let state = std::env::var_os("XDG_STATE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))?;
-        Some(Sessions::at(state.join("hoist/uploads")))
+        Some(Sessions::at(BaseDir::State.hoist_dir().ok()?.join("uploads")))
     }
 
     /// A store in `dir`.
@@ -109,14 +107,12 @@ impl Sessions {
         }
     }
 
-    fn write(&self, path: &Path, saved: &Saved) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+    fn write(&self, path: &Path, saved: &Saved) -> crate::Result<()> {
+        std::fs::create_dir_all(&self.dir).at("create", &self.dir)?;
         let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
-        let mut file =
-            tempfile::Builder::new().permissions(std::fs::Permissions::from_mode(0o600)).tempfile_in(&self.dir)?;
-        file.write_all(&serde_json::to_vec(saved).map_err(std::io::Error::other)?)?;
-        file.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        let bytes =
+            serde_json::to_vec(saved).map_err(|source| Error::Json { what: "upload session".into(), source })?;
+        atomic::write(path, &bytes, Mode::Private)
     }
 
     /// Forgets this run's session for the upload (the blob is committed, or present).

@@ -191,3 +191,18 @@ fn cache_size_evicts_the_least_recently_used_layers() {
     let error = crate::util::fails(build(work.path(), cache.path(), "x", &["--cache-size", "lots"]));
     assert!(error.contains("lots"), "{error}");
 }
+
+#[test]
+fn an_empty_or_relative_xdg_cache_home_is_ignored_for_the_one_under_home() {
+    let work = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    make_dist(work.path());
+    for (n, variable) in ["", "relative-cache"].into_iter().enumerate() {
+        let mut command = build(work.path(), Path::new(variable), &format!("out-{n}"), &[]);
+        let built = summary(command.env("HOME", home.path()));
+        assert_eq!(built["cached_layers"], n * 2, "the second build finds the first one's cache: {built}");
+        assert!(!work.path().join("hoist").exists() && !work.path().join(variable).join("hoist").exists());
+    }
+    let under_home = cached_blobs(&home.path().join(".cache"));
+    assert_eq!(under_home.len(), 2, "the cache is under $HOME/.cache, as the XDG spec says");
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{entries_of, merge, remove_platform, render, Entry, Format, MergeOptions};
+use crate::amend::{Amend, Round};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::graph;
@@ -94,7 +95,7 @@ pub struct IndexOptions {
     /// Tries of read-merge-write when other writers interfere.
     pub tries: u32,
     /// How long to wait before checking that the write stuck; by default
-    /// [`settle_for`] the measured read-merge-write time.
+    /// a few times the measured read-merge-write time (200 ms to 1.5 s).
     pub settle: Option<Duration>,
     /// How children are brought in.
     pub transfer: TransferOptions,
@@ -183,25 +184,28 @@ async fn read_current(client: &Client, target: &Target) -> Result<Option<Found>>
 pub async fn amend(client: &Client, target: &Target, mut change: Change, options: &IndexOptions) -> Result<Digest> {
     bring_children(client, &mut change.add, target, options).await?;
     let sink = RegistrySink::new(client, &target.reference(), options.upload.clone());
-    let mut create = options.create;
-    for attempt in 0..options.tries.max(1) {
-        let started = std::time::Instant::now();
-        let found = match create {
-            true => None,
-            false => read_current(client, target).await?,
-        };
-        if found.is_none() && !create && !change.remove.is_empty() {
-            return Err(RegistryError::NotFound {
-                registry: target.registry.clone(),
-                what: format!("index {}", target.reference()),
-                message: "no such tag, so there is no platform to remove".into(),
-            }
-            .into());
-        }
+    let mut rounds = IndexAmend { client, target, change, options, sink, create: options.create };
+    let what = target.reference().to_string();
+    crate::amend::run(&mut rounds, &what, options.tries, options.settle).await
+}
+
+/// An amend of the target's index: the rounds of [`amend`].
+struct IndexAmend<'a> {
+    client: &'a Client,
+    target: &'a Target,
+    change: Change,
+    options: &'a IndexOptions,
+    sink: RegistrySink<'a>,
+    /// Start from nothing rather than what the tag names (the first round of `index create`).
+    create: bool,
+}
+
+impl IndexAmend<'_> {
+    /// The entries, annotations and format of the index with the change applied to `found`.
+    fn merged(&self, found: Option<&Found>) -> Result<(Vec<Entry>, BTreeMap<String, String>, Format)> {
+        let (change, options, target) = (&self.change, self.options, self.target);
         // A missing tag is created: the first of several parallel `index add` runs.
-        let (base, mut annotations) =
-            found.as_ref().map(|f| (f.entries.clone(), f.annotations.clone())).unwrap_or_default();
-        create = false;
+        let (base, mut annotations) = found.map(|f| (f.entries.clone(), f.annotations.clone())).unwrap_or_default();
         annotations.extend(options.annotations.clone());
         let mut entries = merge(base, change.add.clone(), options.merge);
         for platform in &change.remove {
@@ -218,9 +222,36 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
             ));
         }
         let format = options.format.unwrap_or_else(|| Format::for_entries(&entries));
+        Ok((entries, annotations, format))
+    }
+}
+
+impl Amend for IndexAmend<'_> {
+    /// The digest of the index written.
+    type Written = Digest;
+    /// The digest the tag names once the change is in.
+    type Done = Digest;
+
+    async fn write(&mut self) -> Result<Round<Digest, Digest>> {
+        let (client, target) = (self.client, self.target);
+        // Only the first round of `index create` starts from nothing.
+        let create = std::mem::take(&mut self.create);
+        let found = match create {
+            true => None,
+            false => read_current(client, target).await?,
+        };
+        if found.is_none() && !create && !self.change.remove.is_empty() {
+            return Err(RegistryError::NotFound {
+                registry: target.registry.clone(),
+                what: format!("index {}", target.reference()),
+                message: "no such tag, so there is no platform to remove".into(),
+            }
+            .into());
+        }
+        let (entries, annotations, format) = self.merged(found.as_ref())?;
         if let Some(found) = found.filter(|f| f.is(&entries, &annotations, format)) {
             tracing::info!("{} already has every change; nothing written", target.reference());
-            return Ok(found.digest);
+            return Ok(Round::Done(found.digest));
         }
         let bytes = render(&entries, format, &annotations)?;
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
@@ -232,32 +263,26 @@ pub async fn amend(client: &Client, target: &Target, mut change: Change, options
             .into());
         }
         let index = RawManifest::new(bytes, Some(format.media_type()), "index")?;
-        sink.put_manifest(&index).await?;
-        let Some(tag) = &target.tag else { return Ok(index.digest) };
+        self.sink.put_manifest(&index).await?;
+        let Some(tag) = &target.tag else { return Ok(Round::Done(index.digest)) };
         // Straight to the PUT (no HEAD first): the shorter the read-merge-write, the smaller
         // the window in which another writer can slip in.
         client.put_manifest(&target.registry, &target.repository, tag, &index).await?;
-        let settle = options.settle.unwrap_or_else(|| settle_for(started.elapsed()));
-        tokio::time::sleep(settle.mul_f64(1.0 + crate::registry::retry::jitter())).await;
+        Ok(Round::Written(index.digest))
+    }
+
+    async fn check(&mut self, written: Digest) -> Result<Option<Digest>> {
+        let (client, target) = (self.client, self.target);
         match current(client, target).await? {
-            Some((now, _)) if satisfies(&now, &change) => {
+            Some((now, _)) if satisfies(&now, &self.change) => {
                 let head = client
                     .head_manifest_scoped(&target.reference(), &crate::registry::pull_scope(&target.repository))
                     .await?;
-                return Ok(head.map(|h| h.digest).unwrap_or(index.digest));
+                Ok(Some(head.map(|h| h.digest).unwrap_or(written)))
             }
-            _ => tracing::warn!("another writer replaced {} (try {}); merging again", target.reference(), attempt + 1),
+            _ => Ok(None),
         }
     }
-    Err(Error::Contention { what: target.reference().to_string(), tries: options.tries })
-}
-
-/// The wait before reading a tag back, from how long this read-merge-write took: another
-/// writer that read before our write lands its write within about its own read-merge-write
-/// time, so waiting a few times ours (floor 200 ms, cap 1.5 s) sees it, and then this amend
-/// merges again.
-pub fn settle_for(read_merge_write: Duration) -> Duration {
-    read_merge_write.saturating_mul(4).clamp(Duration::from_millis(200), Duration::from_millis(1500))
 }
 
 /// Whether `entries` contain every added image and none of the removed platforms.

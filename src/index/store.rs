@@ -2,12 +2,14 @@
 //! hoist's data directory (`$XDG_DATA_HOME/hoist/manifests`, else
 //! `~/.local/share/hoist/manifests`), written atomically.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::Entry;
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::atomic::{self, Mode};
+use crate::fsutil::xdg::BaseDir;
 use crate::model::MAX_MANIFEST_BYTES;
 
 /// A list being put together before `hoist manifest push`.
@@ -28,11 +30,7 @@ pub struct ListStore {
 impl ListStore {
     /// The store in hoist's data directory.
     pub fn from_environment() -> Result<ListStore> {
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
-            .ok_or_else(|| Error::invalid("data directory", "", "set HOME or XDG_DATA_HOME"))?;
-        Ok(ListStore { dir: data.join("hoist/manifests") })
+        Ok(ListStore { dir: BaseDir::Data.hoist_dir()?.join("manifests") })
     }
 
     /// A store in `dir`.
@@ -66,7 +64,7 @@ impl ListStore {
         let path = self.path(&list.name);
         let bytes =
             serde_json::to_vec_pretty(list).map_err(|source| Error::Json { what: list.name.clone(), source })?;
-        write_atomically(&self.dir, &path, &bytes)
+        atomic::write(&path, &bytes, Mode::Private)
     }
 
     /// Removes a list; whether it existed.
@@ -78,12 +76,4 @@ impl ListStore {
             Err(e) => Err(Error::io("remove", &path, e)),
         }
     }
-}
-
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut file = tempfile::NamedTempFile::new_in(dir).at("write", path)?;
-    file.write_all(bytes).at("write", path)?;
-    file.persist(path).map_err(|e| Error::io("write", path, e.error))?;
-    Ok(())
 }

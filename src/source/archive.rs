@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
+use super::root::{self, Holder, Naming};
 use super::{Source, MAX_CONFIG_BYTES};
-use crate::archive::{blob_name, range_chunks, TarIndex};
-use crate::blob::BlobStream;
+use crate::archive::{blob_name, TarIndex};
+use crate::blob::{file_chunks, BlobStream};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layout::{ref_name, INDEX_FILE};
+use crate::layout::INDEX_FILE;
 use crate::location::{ArchiveImage, Location};
 use crate::model::media_type::OCI_MANIFEST;
 use crate::model::{Descriptor, ImageIndex, MediaType, RawManifest, MAX_MANIFEST_BYTES};
@@ -34,7 +35,7 @@ fn entry_stream(
         });
     }
     let start = from.min(size);
-    let chunks = range_chunks(tar.path().to_path_buf(), offset + start, size - start);
+    let chunks = file_chunks(tar.path().to_path_buf(), offset + start, Some(size - start));
     Ok(BlobStream::new(chunks, descriptor, start, what))
 }
 
@@ -53,6 +54,20 @@ impl OciArchiveSource {
         tar.require("oci-layout")?;
         Ok(OciArchiveSource { tar, tag, digest })
     }
+}
+
+impl Holder for OciArchiveSource {
+    fn index(&self) -> Result<ImageIndex> {
+        let bytes = self.tar.read_small(INDEX_FILE, MAX_MANIFEST_BYTES)?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptArchive {
+            path: self.tar.path().to_path_buf(),
+            reason: format!("{INDEX_FILE} is not a valid image index: {e}"),
+        })
+    }
+
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.tar.find(&blob_name(digest)).map(|(_, size)| size)
+    }
 
     fn read_manifest(&self, digest: &Digest, media_type: Option<MediaType>) -> Result<RawManifest> {
         let bytes = self.tar.read_small(&blob_name(digest), MAX_MANIFEST_BYTES)?;
@@ -67,33 +82,13 @@ impl OciArchiveSource {
         Ok(manifest)
     }
 
-    /// The archive's `index.json`.
-    fn index(&self) -> Result<ImageIndex> {
-        let bytes = self.tar.read_small(INDEX_FILE, MAX_MANIFEST_BYTES)?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptArchive {
-            path: self.tar.path().to_path_buf(),
-            reason: format!("{INDEX_FILE} is not a valid image index: {e}"),
-        })
-    }
-
-    /// The entry of `index.json` the tag names (without a tag, the only one).
-    fn root_descriptor(&self) -> Result<Descriptor> {
-        let index = self.index()?;
-        let entries = &index.manifests;
-        let several = "the archive holds several images; name one as oci-archive:FILE:TAG or oci-archive:FILE@sha256:…";
-        let found = match self.tag.as_deref() {
-            Some(tag) => entries.iter().find(|d| ref_name(d) == Some(tag)),
-            None if entries.len() == 1 => entries.first(),
-            None => return Err(Error::invalid("archive reference", self.name(), several)),
-        };
-        found.cloned().ok_or_else(|| {
-            let tags: Vec<&str> = entries.iter().filter_map(ref_name).collect();
-            Error::invalid(
-                "tag",
-                self.tag.clone().unwrap_or_default(),
-                format!("not in {}; it has: {}", self.name(), tags.join(", ")),
-            )
-        })
+    fn naming(&self) -> Naming {
+        Naming {
+            reference: "archive reference",
+            several: "the archive holds several images; name one as oci-archive:FILE:TAG or oci-archive:FILE@sha256:…",
+            name: self.name(),
+            place: format!("oci-archive:{}", self.tar.path().display()),
+        }
     }
 }
 
@@ -107,19 +102,7 @@ impl Source for OciArchiveSource {
     }
 
     fn root(&self) -> BoxFuture<'_, Result<RawManifest>> {
-        Box::pin(async move {
-            if let Some(digest) = &self.digest {
-                let listed = self.index()?.manifests.into_iter().find(|d| &d.digest == digest);
-                let size = self.tar.find(&blob_name(digest)).map(|(_, size)| size);
-                let place = format!("oci-archive:{}", self.tar.path().display());
-                let listed = listed.map(|d| d.media_type);
-                return super::root_by_digest(&place, digest, listed, size, |media_type| {
-                    self.read_manifest(digest, media_type)
-                });
-            }
-            let root = self.root_descriptor()?;
-            self.read_manifest(&root.digest, Some(root.media_type))
-        })
+        Box::pin(async move { root::find(self, self.tag.as_deref(), self.digest.as_ref()) })
     }
 
     fn manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<RawManifest>> {

@@ -2,13 +2,14 @@
 
 use futures_util::future::BoxFuture;
 
+use super::root::{self, Holder, Naming};
 use super::Source;
 use crate::blob::{file_chunks, BlobStream};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layout::{ref_name, Layout};
+use crate::layout::Layout;
 use crate::location::Location;
-use crate::model::{Descriptor, MediaType, RawManifest};
+use crate::model::{Descriptor, ImageIndex, MediaType, RawManifest};
 
 /// An OCI layout and the tag or digest in it, if any.
 pub struct LayoutSource {
@@ -32,10 +33,24 @@ impl LayoutSource {
     fn corrupt(&self, reason: String) -> Error {
         Error::CorruptLayout { path: self.layout.root().to_path_buf(), reason }
     }
+}
+
+impl Holder for LayoutSource {
+    fn index(&self) -> Result<ImageIndex> {
+        self.layout.index()
+    }
+
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        std::fs::symlink_metadata(self.layout.blob_path(digest)).ok().map(|m| m.len())
+    }
 
     fn read_manifest(&self, digest: &Digest, media_type: Option<MediaType>) -> Result<RawManifest> {
         let what = format!("manifest {digest} in {}", self.name());
         RawManifest::new(self.layout.read_blob(digest)?, media_type, &what)
+    }
+
+    fn naming(&self) -> Naming {
+        naming(&self.layout)
     }
 }
 
@@ -49,19 +64,7 @@ impl Source for LayoutSource {
     }
 
     fn root(&self) -> BoxFuture<'_, Result<RawManifest>> {
-        Box::pin(async move {
-            if let Some(digest) = &self.digest {
-                let listed = self.layout.index()?.manifests.into_iter().find(|d| &d.digest == digest);
-                let size = std::fs::symlink_metadata(self.layout.blob_path(digest)).ok().map(|m| m.len());
-                let place = format!("oci:{}", self.layout.root().display());
-                let listed = listed.map(|d| d.media_type);
-                return super::root_by_digest(&place, digest, listed, size, |media_type| {
-                    self.read_manifest(digest, media_type)
-                });
-            }
-            let root = root_descriptor(&self.layout, self.tag.as_deref())?;
-            self.read_manifest(&root.digest, Some(root.media_type))
-        })
+        Box::pin(async move { root::find(self, self.tag.as_deref(), self.digest.as_ref()) })
     }
 
     fn manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<RawManifest>> {
@@ -72,7 +75,7 @@ impl Source for LayoutSource {
         Box::pin(async move {
             self.check_blob(descriptor).await?;
             let (path, _) = self.layout.blob_file(&descriptor.digest)?;
-            Ok(BlobStream::new(file_chunks(path, offset), descriptor, offset, self.name()))
+            Ok(BlobStream::new(file_chunks(path, offset, None), descriptor, offset, self.name()))
         })
     }
 
@@ -97,25 +100,15 @@ impl Source for LayoutSource {
 
 /// The descriptor `tag` names in a layout; without a tag, the layout's only entry.
 pub fn root_descriptor(layout: &Layout, tag: Option<&str>) -> Result<Descriptor> {
-    let index = layout.index()?;
-    let entries = &index.manifests;
-    let found = match tag {
-        Some(tag) => entries.iter().find(|d| ref_name(d) == Some(tag)),
-        None if entries.len() == 1 => entries.first(),
-        None => {
-            return Err(Error::invalid(
-                "layout reference",
-                layout.root().display().to_string(),
-                "the layout holds several images; name one as oci:DIR:TAG or oci:DIR@sha256:…",
-            ))
-        }
-    };
-    found.cloned().ok_or_else(|| {
-        let tags: Vec<&str> = entries.iter().filter_map(ref_name).collect();
-        Error::invalid(
-            "tag",
-            tag.unwrap_or_default(),
-            format!("not in {}; it has: {}", layout.root().display(), tags.join(", ")),
-        )
-    })
+    root::descriptor(&layout.index()?.manifests, tag, &naming(layout))
+}
+
+fn naming(layout: &Layout) -> Naming {
+    let path = layout.root().display();
+    Naming {
+        reference: "layout reference",
+        several: "the layout holds several images; name one as oci:DIR:TAG or oci:DIR@sha256:…",
+        name: path.to_string(),
+        place: format!("oci:{path}"),
+    }
 }

@@ -7,6 +7,7 @@
 mod archive;
 mod layout;
 mod registry;
+mod root;
 
 use futures_util::future::BoxFuture;
 
@@ -15,9 +16,9 @@ pub use self::layout::{root_descriptor, LayoutSource};
 pub use self::registry::RegistrySource;
 use crate::blob::BlobStream;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::location::Location;
-use crate::model::{Descriptor, MediaType, RawManifest, MAX_MANIFEST_BYTES};
+use crate::model::{Descriptor, RawManifest};
 use crate::reference::Reference;
 use crate::registry::Client;
 
@@ -85,43 +86,6 @@ pub trait Source: Send + Sync {
             }
             Ok(bytes)
         })
-    }
-}
-
-/// The manifest or index `digest` names in the layout or oci-archive `place`, as the root of a
-/// source. Any manifest or index there will do: an entry of its `index.json` (`listed`, with
-/// the entry's media type) is read as a tag's would be; another blob (`size`: its size, `None`
-/// when there is none) only when it is a manifest or index, not a layer or a config. `read`
-/// reads a blob, verified, with the media type known for it.
-fn root_by_digest(
-    place: &str,
-    digest: &Digest,
-    listed: Option<MediaType>,
-    size: Option<u64>,
-    read: impl FnOnce(Option<MediaType>) -> Result<RawManifest>,
-) -> Result<RawManifest> {
-    if listed.is_some() {
-        return read(listed);
-    }
-    let refused = |reason: String| Error::invalid("digest", digest.to_string(), reason);
-    let not_a_root = || {
-        refused(format!(
-            "in {place} it names a blob that is not a manifest or index; give the digest of an image or index"
-        ))
-    };
-    match size {
-        None => Err(refused(format!(
-            "not in {place}: no blob has this digest; check the digest (the index.json there lists the images it holds)"
-        ))),
-        Some(size) if size > MAX_MANIFEST_BYTES => Err(not_a_root()),
-        Some(_) => {
-            // An image config has a `config` field too: only a document that parses will do.
-            let manifest = read(None)?;
-            match manifest.parse(place) {
-                Ok(_) => Ok(manifest),
-                Err(_) => Err(not_a_root()),
-            }
-        }
     }
 }
 

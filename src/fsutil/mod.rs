@@ -1,0 +1,6 @@
+//! File helpers that the rest of hoist shares, one concept per submodule: files replaced all
+//! at once ([`atomic`]) and the XDG base directories hoist keeps its own files in ([`xdg`]).
+//! Small files read from outside, capped and only when regular, are [`crate::small_file`]'s.
+
+pub mod atomic;
+pub mod xdg;
