@@ -23,6 +23,9 @@ use crate::fsutil::xdg::BaseDir;
 
 /// State files older than this are removed.
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Appended to the records' directory's name for the one beside it where a record is written
+/// before it is renamed into place.
+const PARTIAL_SUFFIX: &str = ".partial";
 
 /// What is remembered of one upload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +115,13 @@ impl Sessions {
         let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
         let bytes =
             serde_json::to_vec(saved).map_err(|source| Error::Json { what: "upload session".into(), source })?;
-        atomic::write(path, &bytes, Mode::Private)
+        // Written beside the records, not among them: a run killed mid-write leaves its partial
+        // file there, where `clean` takes it away, never where a record is looked for.
+        let partial = self.partial_dir();
+        std::fs::create_dir_all(&partial).at("create", &partial)?;
+        let mut file = atomic::temp_in(&partial, Mode::Private)?;
+        std::io::Write::write_all(&mut file, &bytes).at("write", path)?;
+        atomic::persist(file, path)
     }
 
     /// Forgets this run's session for the upload (the blob is committed, or present).
@@ -120,18 +129,31 @@ impl Sessions {
         let _ = std::fs::remove_file(self.mine(&Sessions::key(registry, repository, digest)));
     }
 
-    /// Removes files older than [`MAX_AGE`].
+    /// Removes records older than [`MAX_AGE`], and partial files a killed run left (older
+    /// than a minute: a live run's is renamed into place at once).
     pub fn clean(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        let now = SystemTime::now();
-        for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|at| now.duration_since(at).is_ok_and(|age| age > MAX_AGE));
-            if old {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        remove_older(&self.dir, MAX_AGE);
+        remove_older(&self.partial_dir(), Duration::from_secs(60));
+    }
+
+    fn partial_dir(&self) -> PathBuf {
+        let mut name = self.dir.clone().into_os_string();
+        name.push(PARTIAL_SUFFIX);
+        PathBuf::from(name)
+    }
+}
+
+/// Removes the files in `dir` last changed more than `age` ago.
+fn remove_older(dir: &Path, age: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| now.duration_since(at).is_ok_and(|elapsed| elapsed > age));
+        if old && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -149,6 +171,22 @@ fn read(path: &Path) -> Option<Saved> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_are_written_beside_the_records_and_partial_files_left_by_a_kill_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = Sessions::at(dir.path().join("uploads"));
+        sessions.save(&saved("r:5000"));
+        let records = || std::fs::read_dir(dir.path().join("uploads")).unwrap().count();
+        assert_eq!(records(), 1, "only the record among the records");
+        // What a run killed between writing and renaming leaves, an hour ago.
+        let partial = dir.path().join("uploads.partial/.hoist-left");
+        let file = std::fs::File::create(&partial).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(3600)).unwrap();
+        sessions.clean();
+        assert!(!partial.exists(), "a partial file of a killed run is taken away");
+        assert_eq!(records(), 1, "the record stays");
+    }
 
     fn saved(registry: &str) -> Saved {
         Saved {
