@@ -277,7 +277,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let built = build(&options, &mut writer);
     display.finish();
     let built = built?;
-    writer.commit(hoist::model::Descriptor::from_oci(built.descriptor())?, tag.as_deref())?;
+    writer.commit(built.descriptor().clone(), tag.as_deref())?;
     tracing::info!("wrote {} to {output}", built.digest);
     let name = match (&archive, &destination) {
         (Some(archive), _) => archive.to_string(),
