@@ -220,6 +220,23 @@ mod matches_tests {
         assert_eq!(super::matches(sha512, b"other"), Some(false));
         assert_eq!(super::matches(&super::Digest::of(b"x").to_string(), b"x"), Some(true));
         assert_eq!(super::matches("md5:abc", b"x"), None);
+        assert_eq!(super::matches("sha256:not-hex", b"x"), Some(false), "a known algorithm with bad hex");
+    }
+
+    #[test]
+    fn pins_in_any_known_algorithm_parse_and_verify_with_it() {
+        let sha512 = super::Digest::parse_any(&format!("sha512:{}", "ab".repeat(64))).unwrap();
+        assert_eq!(sha512.algorithm(), super::Algorithm::Sha512);
+        assert!(!sha512.verifies(b"test"));
+        let text = "sha512:ee26b0dd4af7e749aa1a8ee3c10ae9923f618980772e473f8819a5d4940e0db27ac185f8a0e1d5f84f88bc887fd67b143732c304cc5fa9ad8e6f57f50028a8ff";
+        let test = super::Digest::parse_any(text).unwrap();
+        assert!(test.verifies(b"test") && test.to_string() == text);
+        assert!(text.parse::<super::Digest>().is_err(), "content is addressed by sha256 only");
+        let sha256 = super::Digest::of(b"x");
+        assert_eq!(super::Digest::parse_any(&sha256.to_string()).unwrap(), sha256);
+        for bad in ["sha384:00", "md5:00", "nocolon", &format!("sha256:{}", "A".repeat(64))] {
+            assert!(super::Digest::parse_any(bad).is_err(), "{bad}");
+        }
     }
 }
 

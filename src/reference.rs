@@ -334,6 +334,25 @@ mod tests {
     }
 
     #[test]
+    fn manifest_requests_name_the_digest_else_the_tag() {
+        let digest = format!("sha256:{HEX}");
+        let pinned = Reference::parse(&format!("reg.io/a:t@{digest}")).unwrap();
+        assert_eq!(pinned.manifest_ref(), ManifestRef::Digest(digest.parse().unwrap()));
+        assert_eq!(pinned.manifest_ref().qualify("reg.io/a"), format!("reg.io/a@{digest}"));
+        let tagged = Reference::parse("reg.io/a:t").unwrap();
+        assert_eq!(tagged.manifest_ref(), ManifestRef::Tag("t".into()));
+        assert_eq!(tagged.manifest_ref().qualify("reg.io/a"), "reg.io/a:t");
+        let bare = Reference { tag: None, ..tagged.clone() };
+        assert_eq!(bare.manifest_ref().to_string(), "latest");
+        let at = tagged.at_digest(&digest.parse().unwrap());
+        assert_eq!(at.to_string(), format!("reg.io/a@{digest}"));
+        let sha512 = Reference::parse(&format!("reg.io/a@sha512:{}", "ab".repeat(64))).unwrap();
+        assert!(
+            matches!(sha512.manifest_ref(), ManifestRef::Digest(d) if d.algorithm() == crate::digest::Algorithm::Sha512)
+        );
+    }
+
+    #[test]
     fn separators_follow_the_grammar() {
         for ok in ["a.b", "a_b", "a__b", "a-b", "a---b", "a1.b2_c3__d4-e5"] {
             assert!(is_path_component(ok), "{ok}");

@@ -314,4 +314,17 @@ mod tests {
         assert_eq!(envelope.message("-"), "MANIFEST_UNKNOWN: manifest unknown");
         assert_eq!(Envelope::parse(b"<html>").message("502 Bad Gateway"), "502 Bad Gateway");
     }
+
+    #[test]
+    fn codes_are_read_once_into_their_kind_and_others_kept_printable() {
+        let body = br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"},{"code":"NEW\u001b[31m","message":""},{"message":"m"}]}"#;
+        let envelope = Envelope::parse(body);
+        assert_eq!(envelope.code(), Some(&ErrorCode::TooManyRequests));
+        assert_eq!(envelope.errors[1].code, ErrorCode::Other("NEW\\u{1b}[31m".into()));
+        assert_eq!(envelope.message("-"), "TOOMANYREQUESTS: slow down; NEW\\u{1b}[31m; : m");
+        for (code, text) in CODES.iter() {
+            assert_eq!(&ErrorCode::from(*text), code);
+            assert_eq!(code.as_str(), *text);
+        }
+    }
 }
