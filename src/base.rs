@@ -8,15 +8,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 
-use serde_json::{json, Map, Value};
-
 use crate::blob::copy_to_writer;
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::graph::pick_platform;
 use crate::location::Location;
-use crate::model::{Descriptor, MediaType, RawManifest};
+use crate::model::{Descriptor, Field, ImageConfig, MediaType, RawManifest, RootFs};
 use crate::platform::Platform;
 use crate::registry::Client;
 use crate::source::{self, Source};
@@ -30,7 +28,7 @@ pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 #[derive(Clone, Debug)]
 pub struct BaseLayer {
     /// OCI media type (Docker types converted).
-    pub media_type: String,
+    pub media_type: MediaType,
     /// Digest of the blob.
     pub digest: Digest,
     /// Size of the blob.
@@ -45,7 +43,7 @@ pub struct BaseImage {
     /// Digest of the platform's image manifest: for the base.digest annotation.
     pub digest: Digest,
     /// Its config document.
-    pub config: Value,
+    pub config: ImageConfig,
     /// Its layers, bottom first.
     pub layers: Vec<BaseLayer>,
     /// Where its blobs live.
@@ -53,12 +51,10 @@ pub struct BaseImage {
 }
 
 /// Converts a base layer media type to OCI, refusing what hoist cannot use.
-fn oci_layer_type(media_type: &str, base: &str) -> Result<String> {
+fn oci_layer_type(media_type: &MediaType, base: &str) -> Result<MediaType> {
     Ok(match media_type {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip" => "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-        "application/vnd.oci.image.layer.v1.tar"
-        | "application/vnd.oci.image.layer.v1.tar+gzip"
-        | "application/vnd.oci.image.layer.v1.tar+zstd" => media_type.to_owned(),
+        MediaType::DockerLayerGzip => MediaType::OciLayerGzip,
+        MediaType::OciLayer | MediaType::OciLayerGzip | MediaType::OciLayerZstd => media_type.clone(),
         other => {
             return Err(Error::invalid(
                 "base image",
@@ -109,12 +105,11 @@ async fn read_image(
         return Err(Error::invalid("base image", name, format!("its manifest has media type {}", manifest.media_type)));
     }
     let image = manifest.image(name)?;
-    let config: Value = serde_json::from_slice(&source.blob_bytes(&image.config).await?)
+    let config: ImageConfig = serde_json::from_slice(&source.blob_bytes(&image.config).await?)
         .map_err(|source| Error::Json { what: format!("config of {name}"), source })?;
     if check_platform {
-        let (os, arch) =
-            (config["os"].as_str().unwrap_or_default(), config["architecture"].as_str().unwrap_or_default());
-        if os != platform.os || arch != platform.architecture {
+        let (os, arch) = (&config.os, &config.architecture);
+        if *os != platform.os || *arch != platform.architecture {
             return Err(Error::invalid(
                 "base image",
                 name,
@@ -127,7 +122,7 @@ async fn read_image(
         .iter()
         .map(|layer| {
             Ok(BaseLayer {
-                media_type: oci_layer_type(layer.media_type.as_str(), name)?,
+                media_type: oci_layer_type(&layer.media_type, name)?,
                 digest: layer.digest.clone(),
                 size: layer.size,
             })
@@ -161,8 +156,7 @@ pub async fn fetch_into_cache(
             let path = match cache_get(cache, &layer.digest).await? {
                 Some(path) => path,
                 None => {
-                    let descriptor =
-                        Descriptor::new(MediaType::from(layer.media_type.as_str()), layer.digest.clone(), layer.size);
+                    let descriptor = Descriptor::new(layer.media_type.clone(), layer.digest.clone(), layer.size);
                     let stream = source.blob(&descriptor, 0).await?;
                     let writer = copy_to_writer(stream, cache.writer()?, &AtomicU64::new(0)).await?;
                     let digest = layer.digest.clone();
@@ -191,57 +185,73 @@ async fn cache_get(cache: &Cache, digest: &Digest) -> Result<Option<PathBuf>> {
 /// The new image's config: the base's, with hoist's settings applied by docker's rules (Env
 /// merged by key; Entrypoint, Cmd, WorkingDir, User, StopSignal replaced when given, and a new
 /// Entrypoint drops the inherited Cmd; Labels merged; ExposedPorts and Volumes added), the
-/// base's diff_ids and history first, and the platform and time of the new image.
-pub fn inherit(base: &Value, ours: &Value, entrypoint_given: bool, cmd_given: bool) -> Value {
-    let mut config = base.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
-    let mine = ours.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
-    let mut env: Vec<String> = strings(config.get("Env"));
-    for entry in strings(mine.get("Env")) {
-        let key = entry.split('=').next().unwrap_or_default().to_owned();
-        match env.iter_mut().find(|e| e.split('=').next() == Some(key.as_str())) {
-            Some(existing) => *existing = entry,
-            None => env.push(entry),
+/// base's diff_ids and history first, and the platform and time of the new image. What `ours`
+/// leaves unset (absent) is the base's, as the base has it (`null` included); every field of the
+/// base's `config` that hoist does not set passes through.
+pub fn inherit(base: &ImageConfig, ours: &ImageConfig) -> ImageConfig {
+    let mut config = base.config.clone().unwrap_or_default();
+    let mine = ours.config.clone().unwrap_or_default();
+    let mut env = config.env.value().cloned().unwrap_or_default();
+    for entry in mine.env.value().into_iter().flatten() {
+        let key = entry.split('=').next().unwrap_or_default();
+        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+            Some(existing) => existing.clone_from(entry),
+            None => env.push(entry.clone()),
         }
     }
     if !env.is_empty() {
-        config.insert("Env".into(), json!(env));
+        config.env = Field::Present(env);
     }
-    if entrypoint_given {
-        config.insert("Entrypoint".into(), mine["Entrypoint"].clone());
-        if !cmd_given {
-            config.remove("Cmd");
+    if !mine.entrypoint.is_absent() {
+        config.entrypoint = mine.entrypoint;
+        if mine.cmd.is_absent() {
+            config.cmd = Field::Absent;
         }
     }
-    for key in ["Cmd", "WorkingDir", "User", "StopSignal"] {
-        if let Some(value) = mine.get(key) {
-            config.insert(key.into(), value.clone());
-        }
+    replace_given(&mut config.cmd, mine.cmd);
+    replace_given(&mut config.working_dir, mine.working_dir);
+    replace_given(&mut config.user, mine.user);
+    replace_given(&mut config.stop_signal, mine.stop_signal);
+    add_entries(&mut config.labels, mine.labels);
+    add_entries(&mut config.exposed_ports, mine.exposed_ports);
+    add_entries(&mut config.volumes, mine.volumes);
+    let diff_ids = base.rootfs.diff_ids.iter().chain(&ours.rootfs.diff_ids).cloned().collect();
+    ImageConfig {
+        config: Some(config),
+        rootfs: RootFs { diff_ids, ..RootFs::default() },
+        history: base.history.iter().chain(&ours.history).cloned().collect(),
+        ..ours.clone()
     }
-    for key in ["Labels", "ExposedPorts", "Volumes"] {
-        let mut merged: Map<String, Value> = config.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
-        merged.extend(mine.get(key).and_then(Value::as_object).cloned().unwrap_or_default());
-        if !merged.is_empty() {
-            config.insert(key.into(), Value::Object(merged));
-        }
-    }
-    let mut result = ours.clone();
-    result["config"] = Value::Object(config);
-    let mut diff_ids = base["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
-    diff_ids.extend(ours["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default());
-    result["rootfs"] = json!({ "type": "layers", "diff_ids": diff_ids });
-    let mut history = base["history"].as_array().cloned().unwrap_or_default();
-    history.extend(ours["history"].as_array().cloned().unwrap_or_default());
-    result["history"] = json!(history);
-    result
 }
 
-fn strings(value: Option<&Value>) -> Vec<String> {
-    value.and_then(Value::as_array).into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+/// `base` replaced by `mine` when it is given.
+fn replace_given<T>(base: &mut Field<T>, mine: Field<T>) {
+    if !mine.is_absent() {
+        *base = mine;
+    }
+}
+
+/// The entries of `mine` added to (or replacing those with the same key in) `base`'s; `base`
+/// as it is when there are none at all.
+fn add_entries<T: Clone>(base: &mut Field<BTreeMap<String, T>>, mine: Field<BTreeMap<String, T>>) {
+    let mut merged = base.value().cloned().unwrap_or_default();
+    if let Field::Present(mine) = mine {
+        merged.extend(mine);
+    }
+    if !merged.is_empty() {
+        *base = Field::Present(merged);
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
+
+    fn typed(value: Value) -> ImageConfig {
+        serde_json::from_value(value).unwrap()
+    }
 
     #[test]
     fn config_is_inherited_by_dockers_rules() {
@@ -258,7 +268,7 @@ mod tests {
             "rootfs": { "type": "layers", "diff_ids": ["sha256:o1"] },
             "history": [{ "created_by": "hoist" }]
         });
-        let merged = inherit(&base, &ours, true, false);
+        let merged = serde_json::to_value(inherit(&typed(base.clone()), &typed(ours))).unwrap();
         let config = &merged["config"];
         assert_eq!(config["Env"], json!(["PATH=/bin", "A=2", "B=3"]));
         assert_eq!(config["Entrypoint"], json!(["/app/server"]));
@@ -268,16 +278,21 @@ mod tests {
         assert_eq!(config["ExposedPorts"], json!({ "22/tcp": {}, "8080/tcp": {} }));
         assert_eq!(merged["rootfs"]["diff_ids"], json!(["sha256:b1", "sha256:o1"]));
         assert_eq!(merged["history"].as_array().unwrap().len(), 2);
-        let kept = inherit(&base, &json!({ "config": {}, "rootfs": {}, "history": [] }), false, false);
+        let kept = inherit(&typed(base), &typed(json!({ "config": {}, "rootfs": {}, "history": [] })));
+        let kept = serde_json::to_value(kept).unwrap();
         assert_eq!(kept["config"]["Cmd"], json!(["-c", "x"]), "without a new entrypoint the cmd stays");
     }
 
     #[test]
     fn docker_layer_types_convert_and_foreign_ones_are_refused() {
         assert_eq!(
-            oci_layer_type("application/vnd.docker.image.rootfs.diff.tar.gzip", "b").unwrap(),
+            oci_layer_type(&MediaType::from("application/vnd.docker.image.rootfs.diff.tar.gzip"), "b")
+                .unwrap()
+                .as_str(),
             "application/vnd.oci.image.layer.v1.tar+gzip"
         );
-        assert!(oci_layer_type("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "b").is_err());
+        assert!(
+            oci_layer_type(&MediaType::from("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"), "b").is_err()
+        );
     }
 }

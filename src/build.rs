@@ -10,7 +10,6 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use oci_spec::image::{Descriptor, DescriptorBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType};
 use serde::Serialize;
 
 use crate::base::BaseImage;
@@ -20,6 +19,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::layer::{diff_id, write_layer, Compression, TarOptions};
 use crate::layout::LayoutWriter;
+use crate::model::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use crate::platform::Platform;
 
 /// One `--layer SRC[:DEST]`: a source path (with placeholders) and where it goes in the image.
@@ -118,7 +118,7 @@ pub struct BuiltLayer {
     /// Destination in the image.
     pub dest: String,
     /// Layer media type.
-    pub media_type: String,
+    pub media_type: MediaType,
     /// Digest of the compressed blob.
     pub digest: Digest,
     /// Size of the compressed blob.
@@ -148,7 +148,7 @@ pub struct BuiltImage {
 #[derive(Clone, Debug, Serialize)]
 pub struct BuildOutput {
     /// Media type of the root.
-    pub media_type: String,
+    pub media_type: MediaType,
     /// Digest of the root: what a tag should name.
     pub digest: Digest,
     /// Size of the root.
@@ -267,9 +267,9 @@ pub fn build(options: &BuildOptions, writer: &mut LayoutWriter) -> Result<BuildO
     }
     if options.no_index {
         let image = images.remove(0);
-        let descriptor = descriptor(MediaType::ImageManifest, &image.digest, image.size)?;
+        let descriptor = Descriptor::new(MediaType::OciManifest, image.digest.clone(), image.size);
         return Ok(BuildOutput {
-            media_type: MediaType::ImageManifest.to_string(),
+            media_type: MediaType::OciManifest,
             digest: image.digest.clone(),
             size: image.size,
             images: vec![image],
@@ -278,22 +278,23 @@ pub fn build(options: &BuildOptions, writer: &mut LayoutWriter) -> Result<BuildO
             descriptor,
         });
     }
-    let mut manifests = Vec::new();
-    for image in &images {
-        let mut entry = descriptor(MediaType::ImageManifest, &image.digest, image.size)?;
-        entry.set_platform(Some(image.platform.to_oci()?));
-        manifests.push(entry);
-    }
-    let mut index =
-        ImageIndexBuilder::default().schema_version(2u32).media_type(MediaType::ImageIndex).manifests(manifests);
-    if !options.annotations.is_empty() {
-        index = index.annotations(options.annotations.clone().into_iter().collect::<HashMap<_, _>>());
-    }
-    let index = index.build().map_err(|source| Error::Spec { what: "image index", source })?;
+    let manifests = images
+        .iter()
+        .map(|image| {
+            Descriptor::new(MediaType::OciManifest, image.digest.clone(), image.size)
+                .with_platform(Some(image.platform.clone()))
+        })
+        .collect();
+    let index = ImageIndex {
+        schema_version: 2,
+        media_type: Some(MediaType::OciIndex),
+        manifests,
+        annotations: options.annotations.clone(),
+    };
     let (digest, size) = writer.add_json(&index, "image index")?;
     Ok(BuildOutput {
-        media_type: MediaType::ImageIndex.to_string(),
-        descriptor: descriptor(MediaType::ImageIndex, &digest, size)?,
+        media_type: MediaType::OciIndex,
+        descriptor: Descriptor::new(MediaType::OciIndex, digest.clone(), size),
         digest,
         size,
         images,
@@ -307,7 +308,7 @@ fn build_layer(options: &BuildOptions, path: &Path, dest: &str, writer: &mut Lay
     let layer = |digest: Digest, size: u64, diff_id: Digest, cached: bool| BuiltLayer {
         source: path.to_path_buf(),
         dest: dest.to_owned(),
-        media_type: options.compression.media_type().to_owned(),
+        media_type: options.compression.media_type(),
         digest,
         size,
         diff_id,
@@ -418,57 +419,38 @@ fn build_image(
             created_by: format!("hoist layer {}", source.dest),
         })
         .collect();
-    let config = image_config(platform, &options.image, &history, created)?;
+    let mut config = image_config(platform, &options.image, &history, created)?;
     let base = options.base.get(platform);
-    let (config_digest, config_size) = match base {
-        None => writer.add_json(&config, "image config")?,
-        Some(base) => {
-            let ours =
-                serde_json::to_value(&config).map_err(|source| Error::Json { what: "image config".into(), source })?;
-            let inherited = crate::base::inherit(
-                &base.config,
-                &ours,
-                options.image.entrypoint.is_some(),
-                options.image.cmd.is_some(),
-            );
-            writer.add_json(&inherited, "image config")?
-        }
-    };
+    if let Some(base) = base {
+        config = crate::base::inherit(&base.config, &config);
+    }
+    let (config_digest, config_size) = writer.add_json(&config, "image config")?;
     let mut layer_descriptors = Vec::new();
     for layer in base.map(|b| b.layers.as_slice()).unwrap_or_default() {
         if let Some(file) = options.base_files.get(&layer.digest) {
             writer.add_existing(&layer.digest, file)?;
         }
-        layer_descriptors.push(descriptor(MediaType::from(layer.media_type.as_str()), &layer.digest, layer.size)?);
+        layer_descriptors.push(Descriptor::new(layer.media_type.clone(), layer.digest.clone(), layer.size));
     }
     for built in &layers {
-        layer_descriptors.push(descriptor(MediaType::from(built.media_type.as_str()), &built.digest, built.size)?);
+        layer_descriptors.push(Descriptor::new(built.media_type.clone(), built.digest.clone(), built.size));
     }
     let mut annotations = options.annotations.clone();
     if let Some(base) = base {
         annotations.insert(crate::base::BASE_NAME.to_owned(), base.name.clone());
         annotations.insert(crate::base::BASE_DIGEST.to_owned(), base.digest.to_string());
     }
-    let mut manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(descriptor(MediaType::ImageConfig, &config_digest, config_size)?)
-        .layers(layer_descriptors);
-    if !annotations.is_empty() {
-        manifest = manifest.annotations(annotations.into_iter().collect::<HashMap<_, _>>());
-    }
-    let manifest = manifest.build().map_err(|source| Error::Spec { what: "image manifest", source })?;
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(MediaType::OciManifest),
+        config: Descriptor::new(MediaType::OciConfig, config_digest.clone(), config_size),
+        layers: layer_descriptors,
+        artifact_type: None,
+        subject: None,
+        annotations,
+    };
     let (digest, size) = writer.add_json(&manifest, "image manifest")?;
     Ok(BuiltImage { platform: platform.clone(), digest, size, config: config_digest, layers })
-}
-
-fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Result<Descriptor> {
-    DescriptorBuilder::default()
-        .media_type(media_type)
-        .digest(digest.to_oci())
-        .size(size)
-        .build()
-        .map_err(|source| Error::Spec { what: "descriptor", source })
 }
 
 #[cfg(test)]

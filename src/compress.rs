@@ -193,12 +193,8 @@ async fn compress_layer(
     staging: &tempfile::TempDir,
 ) -> Result<Descriptor> {
     let key = LayerKey { diff_id: layer.digest.clone(), compression: compression.identity(level) };
-    let compressed = |digest: Digest, size: u64| Descriptor {
-        media_type: MediaType::from(compression.media_type()),
-        digest,
-        size,
-        ..layer.clone()
-    };
+    let compressed =
+        |digest: Digest, size: u64| Descriptor { media_type: compression.media_type(), digest, size, ..layer.clone() };
     let (blocking_cache, dir, found) = (cache.clone(), staging.path().to_path_buf(), cache.layer(&key)?);
     if let Some(found) = found {
         // Verified (hashed) as it is linked: on a blocking thread.

@@ -2,12 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use oci_spec::image::{
-    Arch, ConfigBuilder, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder, Os, RootFsBuilder,
-};
-
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::model::config::Empty;
+use crate::model::{Field, History, ImageConfig, RootFs, RunConfig};
 use crate::platform::Platform;
 
 /// The run-time settings of an image, as a user gives them (`--entrypoint`, `--env`, ...).
@@ -125,57 +123,48 @@ pub fn image_config(
     settings: &ImageSettings,
     layers: &[ConfigLayer],
     created: &str,
-) -> Result<ImageConfiguration> {
-    let spec = |source| Error::Spec { what: "image config", source };
-    let mut config = ConfigBuilder::default();
-    if let Some(entrypoint) = &settings.entrypoint {
-        config = config.entrypoint(entrypoint.clone());
-    }
-    if let Some(cmd) = &settings.cmd {
-        config = config.cmd(cmd.clone());
-    }
-    if !settings.env.is_empty() {
-        config = config.env(merged_env(&settings.env)?);
-    }
-    if let Some(workdir) = &settings.workdir {
-        config = config.working_dir(workdir.clone());
-    }
-    if let Some(user) = &settings.user {
-        config = config.user(user.clone());
-    }
-    if !settings.ports.is_empty() {
-        let ports = settings.ports.iter().map(|p| normalize_port(p)).collect::<Result<Vec<_>>>()?;
-        config = config.exposed_ports(ports);
-    }
-    if !settings.volumes.is_empty() {
-        config = config.volumes(settings.volumes.clone());
-    }
-    if !settings.labels.is_empty() {
-        config = config.labels(settings.labels.clone().into_iter().collect::<std::collections::HashMap<_, _>>());
-    }
-    if let Some(signal) = &settings.stop_signal {
-        config = config.stop_signal(signal.clone());
-    }
-    let rootfs = RootFsBuilder::default()
-        .typ("layers")
-        .diff_ids(layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>())
-        .build()
-        .map_err(spec)?;
+) -> Result<ImageConfig> {
+    let ports = settings.ports.iter().map(|p| normalize_port(p)).collect::<Result<Vec<String>>>()?;
+    let set = |items: &[String]| match items.is_empty() {
+        true => Field::Absent,
+        false => Field::Present(items.iter().map(|item| (item.clone(), Empty {})).collect()),
+    };
+    let run = RunConfig {
+        user: settings.user.clone().into(),
+        exposed_ports: set(&ports),
+        env: match settings.env.is_empty() {
+            true => Field::Absent,
+            false => Field::Present(merged_env(&settings.env)?),
+        },
+        entrypoint: settings.entrypoint.clone().into(),
+        cmd: settings.cmd.clone().into(),
+        volumes: set(&settings.volumes),
+        working_dir: settings.workdir.clone().into(),
+        labels: match settings.labels.is_empty() {
+            true => Field::Absent,
+            false => Field::Present(settings.labels.clone()),
+        },
+        stop_signal: settings.stop_signal.clone().into(),
+        extra: Default::default(),
+    };
     let history = layers
         .iter()
-        .map(|l| HistoryBuilder::default().created(created).created_by(l.created_by.clone()).build().map_err(spec))
-        .collect::<Result<Vec<_>>>()?;
-    let mut image = ImageConfigurationBuilder::default()
-        .created(created)
-        .architecture(Arch::from(platform.architecture.as_str()))
-        .os(Os::from(platform.os.as_str()))
-        .config(config.build().map_err(spec)?)
-        .rootfs(rootfs)
-        .history(history);
-    if let Some(variant) = &platform.variant {
-        image = image.variant(variant.clone());
-    }
-    image.build().map_err(spec)
+        .map(|l| History {
+            created: Field::Present(created.to_owned()),
+            created_by: Field::Present(l.created_by.clone()),
+            ..History::default()
+        })
+        .collect();
+    Ok(ImageConfig {
+        created: Some(created.to_owned()),
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        config: Some(run),
+        rootfs: RootFs { diff_ids: layers.iter().map(|l| l.diff_id.to_string()).collect(), ..RootFs::default() },
+        history,
+        ..ImageConfig::default()
+    })
 }
 
 #[cfg(test)]

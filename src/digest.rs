@@ -8,9 +8,60 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 
-/// A sha256 content digest, as written in OCI descriptors: `sha256:` and 64 lowercase hex digits.
+/// The digest algorithms hoist can check: sha256, which it computes and stores content by, and
+/// sha384 and sha512, which a reference may pin (go-digest's three).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// `sha256`
+    Sha256,
+    /// `sha384`
+    Sha384,
+    /// `sha512`
+    Sha512,
+}
+
+impl Algorithm {
+    /// Its name, as digests write it before the `:`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha384 => "sha384",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// The algorithm called `name`, if hoist knows it.
+    pub fn named(name: &str) -> Option<Algorithm> {
+        [Algorithm::Sha256, Algorithm::Sha384, Algorithm::Sha512].into_iter().find(|a| a.name() == name)
+    }
+
+    /// How many hex digits its digests have.
+    fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha384 => 96,
+            Algorithm::Sha512 => 128,
+        }
+    }
+
+    /// The lowercase hex of `bytes` hashed with it.
+    fn hex_of(self, bytes: &[u8]) -> String {
+        match self {
+            Algorithm::Sha256 => hex(&Sha256::digest(bytes)),
+            Algorithm::Sha384 => hex(&sha2::Sha384::digest(bytes)),
+            Algorithm::Sha512 => hex(&sha2::Sha512::digest(bytes)),
+        }
+    }
+}
+
+/// A content digest, as written in OCI descriptors and references: `algorithm:hex`.
+///
+/// Content hoist computes, stores and reads from documents is sha256 ([`Digest::of`], and
+/// parsing with `str::parse`); a reference may pin sha384 or sha512 too ([`Digest::parse_any`]),
+/// which is then checked with its own algorithm ([`Digest::verifies`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
+    algorithm: Algorithm,
     hex: String,
 }
 
@@ -44,29 +95,52 @@ impl Digest {
     }
 
     fn from_hasher(hasher: Sha256) -> Digest {
-        let bytes = hasher.finalize();
-        let mut hex = String::with_capacity(64);
-        for byte in bytes {
-            hex.push_str(&format!("{byte:02x}"));
-        }
-        Digest { hex }
+        Digest { algorithm: Algorithm::Sha256, hex: hex(&hasher.finalize()) }
     }
 
-    /// The 64 hex digits, without the algorithm (the file name under `blobs/sha256/`).
+    /// A digest in any algorithm hoist can check, as distribution/reference and go-digest read
+    /// one: a known algorithm and exactly its number of lowercase hex digits. The error is the
+    /// reason, for the caller to name the text it came from.
+    pub fn parse_any(text: &str) -> std::result::Result<Digest, String> {
+        let (name, hex) = text.split_once(':').ok_or("a digest is algorithm:hex, e.g. sha256:<64 hex digits>")?;
+        let algorithm = Algorithm::named(name).ok_or("unsupported digest algorithm; use sha256, sha384 or sha512")?;
+        let length = algorithm.hex_len();
+        if hex.len() != length || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!("a {name} digest has exactly {length} lowercase hex digits"));
+        }
+        Ok(Digest { algorithm, hex: hex.to_owned() })
+    }
+
+    /// Its algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The hex digits, without the algorithm (the file name under `blobs/sha256/`).
     pub fn hex(&self) -> &str {
         &self.hex
     }
+
+    /// Whether `bytes` have this digest, hashed with its algorithm.
+    pub fn verifies(&self, bytes: &[u8]) -> bool {
+        self.algorithm.hex_of(bytes) == self.hex
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex)
+        write!(f, "{}:{}", self.algorithm.name(), self.hex)
     }
 }
 
 impl FromStr for Digest {
     type Err = Error;
 
+    /// A sha256 digest: what hoist stores content by and reads in documents.
     fn from_str(s: &str) -> Result<Digest> {
         let hex = s
             .strip_prefix("sha256:")
@@ -74,24 +148,17 @@ impl FromStr for Digest {
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(Error::invalid("digest", s, "expected sha256: followed by 64 lowercase hex digits"));
         }
-        Ok(Digest { hex: hex.to_owned() })
+        Ok(Digest { algorithm: Algorithm::Sha256, hex: hex.to_owned() })
     }
 }
 
-/// Whether `bytes` have the digest `expected` (`sha256:`, `sha384:` or `sha512:` and lowercase
-/// hex), checked with the algorithm it names. `None` for an algorithm hoist does not know.
+/// Whether `bytes` have the digest `expected`, text from outside (a registry's
+/// Docker-Content-Digest), checked with the algorithm it names: `None` for an algorithm hoist
+/// does not know, `Some(false)` for a known one with malformed hex.
 pub fn matches(expected: &str, bytes: &[u8]) -> Option<bool> {
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-    let (algorithm, wanted) = expected.split_once(':')?;
-    let found = match algorithm {
-        "sha256" => hex(&Sha256::digest(bytes)),
-        "sha384" => hex(&sha2::Sha384::digest(bytes)),
-        "sha512" => hex(&sha2::Sha512::digest(bytes)),
-        _ => return None,
-    };
-    Some(found == wanted)
+    let (name, _) = expected.split_once(':')?;
+    Algorithm::named(name)?;
+    Some(Digest::parse_any(expected).is_ok_and(|digest| digest.verifies(bytes)))
 }
 
 /// A writer that passes bytes on to `inner` while counting them and hashing them with sha256.
@@ -144,13 +211,6 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
-impl Digest {
-    /// The same digest as oci-spec's type, for descriptors.
-    pub fn to_oci(&self) -> oci_spec::image::Digest {
-        oci_spec::image::Digest::try_from(self.to_string()).expect("a sha256 digest is a valid OCI digest")
-    }
-}
-
 #[cfg(test)]
 mod matches_tests {
     #[test]
@@ -160,6 +220,23 @@ mod matches_tests {
         assert_eq!(super::matches(sha512, b"other"), Some(false));
         assert_eq!(super::matches(&super::Digest::of(b"x").to_string(), b"x"), Some(true));
         assert_eq!(super::matches("md5:abc", b"x"), None);
+        assert_eq!(super::matches("sha256:not-hex", b"x"), Some(false), "a known algorithm with bad hex");
+    }
+
+    #[test]
+    fn pins_in_any_known_algorithm_parse_and_verify_with_it() {
+        let sha512 = super::Digest::parse_any(&format!("sha512:{}", "ab".repeat(64))).unwrap();
+        assert_eq!(sha512.algorithm(), super::Algorithm::Sha512);
+        assert!(!sha512.verifies(b"test"));
+        let text = "sha512:ee26b0dd4af7e749aa1a8ee3c10ae9923f618980772e473f8819a5d4940e0db27ac185f8a0e1d5f84f88bc887fd67b143732c304cc5fa9ad8e6f57f50028a8ff";
+        let test = super::Digest::parse_any(text).unwrap();
+        assert!(test.verifies(b"test") && test.to_string() == text);
+        assert!(text.parse::<super::Digest>().is_err(), "content is addressed by sha256 only");
+        let sha256 = super::Digest::of(b"x");
+        assert_eq!(super::Digest::parse_any(&sha256.to_string()).unwrap(), sha256);
+        for bad in ["sha384:00", "md5:00", "nocolon", &format!("sha256:{}", "A".repeat(64))] {
+            assert!(super::Digest::parse_any(bad).is_err(), "{bad}");
+        }
     }
 }
 

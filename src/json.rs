@@ -1,7 +1,7 @@
 //! Canonical JSON: the bytes hoist writes for every OCI document.
 //!
-//! Going through `serde_json::Value` sorts every object's keys, so maps that oci-spec keeps in
-//! `HashMap`s (annotations, labels, exposed ports) serialize the same way in every run.
+//! Going through `serde_json::Value` sorts every object's keys, so every document comes out the
+//! same way in every run, whatever order its fields and maps are declared or filled in.
 
 use serde::Serialize;
 

@@ -52,11 +52,17 @@ impl Layout {
         // A FIFO or a device would block or never end: only a small regular file is read.
         let bytes = small_file::read_unlinked(&root.join(OCI_LAYOUT_FILE), 4096)
             .map_err(|e| not_a_layout(format!("cannot read {OCI_LAYOUT_FILE}: {e}")))?;
-        let version: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLayout {
+        /// What `oci-layout` says.
+        #[derive(serde::Deserialize)]
+        struct OciLayout {
+            #[serde(rename = "imageLayoutVersion")]
+            version: Option<String>,
+        }
+        let layout: OciLayout = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLayout {
             path: root.clone(),
-            reason: format!("{OCI_LAYOUT_FILE} is not JSON: {e}"),
+            reason: format!("{OCI_LAYOUT_FILE} is not a JSON object with a text imageLayoutVersion: {e}"),
         })?;
-        if version["imageLayoutVersion"] != "1.0.0" {
+        if layout.version.as_deref() != Some("1.0.0") {
             return Err(Error::CorruptLayout {
                 path: root,
                 reason: format!("{OCI_LAYOUT_FILE} does not say imageLayoutVersion 1.0.0"),

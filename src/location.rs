@@ -265,9 +265,7 @@ impl Location {
     pub fn at_digest(&self, digest: &Digest) -> Location {
         let digest = Some(digest.clone());
         match self {
-            Location::Registry(r) => {
-                Location::Registry(Reference { tag: None, digest: digest.map(|d| d.to_string()), ..r.clone() })
-            }
+            Location::Registry(r) => Location::Registry(Reference { tag: None, digest, ..r.clone() }),
             Location::Layout { dir, .. } => Location::Layout { dir: dir.clone(), tag: None, digest },
             Location::OciArchive { file, .. } => Location::OciArchive { file: file.clone(), tag: None, digest },
             docker => docker.clone(),

@@ -205,19 +205,6 @@ impl serde::Serialize for Platform {
     }
 }
 
-impl Platform {
-    /// The platform as oci-spec's descriptor field.
-    pub fn to_oci(&self) -> crate::Result<oci_spec::image::Platform> {
-        let mut builder = oci_spec::image::PlatformBuilder::default()
-            .os(oci_spec::image::Os::from(self.os.as_str()))
-            .architecture(oci_spec::image::Arch::from(self.architecture.as_str()));
-        if let Some(variant) = &self.variant {
-            builder = builder.variant(variant.clone());
-        }
-        builder.build().map_err(|source| Error::Spec { what: "platform", source })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

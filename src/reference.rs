@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 
 /// Docker Hub's canonical registry name in references.
@@ -23,8 +24,37 @@ pub struct Reference {
     pub repository: String,
     /// Tag; `latest` when neither a tag nor a digest was given.
     pub tag: Option<String>,
-    /// Digest, `algorithm:hex`.
-    pub digest: Option<String>,
+    /// Digest: sha256, or a sha384 or sha512 pin, checked with its own algorithm.
+    pub digest: Option<Digest>,
+}
+
+/// What a manifest request names (`/v2/REPOSITORY/manifests/<this>`): a tag or a digest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ManifestRef {
+    /// A tag: `v1.2.3`, `latest`.
+    Tag(String),
+    /// A digest.
+    Digest(Digest),
+}
+
+impl ManifestRef {
+    /// The image `name` (`registry/repository`) at it: `NAME:TAG` or `NAME@DIGEST`.
+    pub fn qualify(&self, name: &str) -> String {
+        match self {
+            ManifestRef::Tag(tag) => format!("{name}:{tag}"),
+            ManifestRef::Digest(digest) => format!("{name}@{digest}"),
+        }
+    }
+}
+
+impl fmt::Display for ManifestRef {
+    /// The tag or the digest, as it goes in a URL.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestRef::Tag(tag) => f.write_str(tag),
+            ManifestRef::Digest(digest) => write!(f, "{digest}"),
+        }
+    }
 }
 
 impl Reference {
@@ -80,6 +110,21 @@ impl Reference {
     /// The repository with its registry: `docker.io/library/ubuntu`.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// What it names in manifest requests: its digest when it has one (a digest pins; a tag
+    /// beside it is informational, as for docker), else its tag, else `latest`.
+    pub fn manifest_ref(&self) -> ManifestRef {
+        match (&self.digest, &self.tag) {
+            (Some(digest), _) => ManifestRef::Digest(digest.clone()),
+            (None, Some(tag)) => ManifestRef::Tag(tag.clone()),
+            (None, None) => ManifestRef::Tag("latest".to_owned()),
+        }
+    }
+
+    /// The same repository at `digest`, without a tag.
+    pub fn at_digest(&self, digest: &Digest) -> Reference {
+        Reference { tag: None, digest: Some(digest.clone()), ..self.clone() }
     }
 }
 
@@ -195,22 +240,10 @@ fn is_identifier(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Checks a digest as distribution/reference and go-digest do: a known algorithm and its
-/// exact number of lowercase hex digits.
-fn parse_digest(input: &str, digest: &str) -> Result<String> {
-    let bad = |reason: &str| Error::invalid("image reference", input, reason);
-    let (algorithm, hex) =
-        digest.split_once(':').ok_or_else(|| bad("a digest is algorithm:hex, e.g. sha256:<64 hex digits>"))?;
-    let length = match algorithm {
-        "sha256" => 64,
-        "sha384" => 96,
-        "sha512" => 128,
-        _ => return Err(bad("unsupported digest algorithm; use sha256, sha384 or sha512")),
-    };
-    if hex.len() != length || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(bad(&format!("a {algorithm} digest has exactly {length} lowercase hex digits")));
-    }
-    Ok(digest.to_owned())
+/// Reads a digest as distribution/reference and go-digest do: a known algorithm and its exact
+/// number of lowercase hex digits.
+fn parse_digest(input: &str, digest: &str) -> Result<Digest> {
+    Digest::parse_any(digest).map_err(|reason| Error::invalid("image reference", input, reason))
 }
 
 #[cfg(test)]
@@ -298,6 +331,25 @@ mod tests {
         assert!(Reference::parse(&tag129).is_err());
         let tag128 = format!("a:{}", "t".repeat(128));
         assert!(Reference::parse(&tag128).is_ok());
+    }
+
+    #[test]
+    fn manifest_requests_name_the_digest_else_the_tag() {
+        let digest = format!("sha256:{HEX}");
+        let pinned = Reference::parse(&format!("reg.io/a:t@{digest}")).unwrap();
+        assert_eq!(pinned.manifest_ref(), ManifestRef::Digest(digest.parse().unwrap()));
+        assert_eq!(pinned.manifest_ref().qualify("reg.io/a"), format!("reg.io/a@{digest}"));
+        let tagged = Reference::parse("reg.io/a:t").unwrap();
+        assert_eq!(tagged.manifest_ref(), ManifestRef::Tag("t".into()));
+        assert_eq!(tagged.manifest_ref().qualify("reg.io/a"), "reg.io/a:t");
+        let bare = Reference { tag: None, ..tagged.clone() };
+        assert_eq!(bare.manifest_ref().to_string(), "latest");
+        let at = tagged.at_digest(&digest.parse().unwrap());
+        assert_eq!(at.to_string(), format!("reg.io/a@{digest}"));
+        let sha512 = Reference::parse(&format!("reg.io/a@sha512:{}", "ab".repeat(64))).unwrap();
+        assert!(
+            matches!(sha512.manifest_ref(), ManifestRef::Digest(d) if d.algorithm() == crate::digest::Algorithm::Sha512)
+        );
     }
 
     #[test]

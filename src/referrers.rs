@@ -19,14 +19,12 @@ use crate::error::{Error, IoContext, Result};
 use crate::layout::{Layout, LayoutWriter};
 use crate::location::Location;
 use crate::model::{Descriptor, ImageIndex, ImageManifest, MediaType, RawManifest, MAX_MANIFEST_BYTES};
-use crate::reference::Reference;
+use crate::reference::{ManifestRef, Reference};
 use crate::registry::Client;
 use crate::sink::{RegistrySink, Sink, UploadOptions};
 use crate::source::{LayoutSource, Source};
 use crate::transfer::{transfer, Silent, TransferOptions};
 
-/// The media type of the empty config of artifacts.
-pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// The empty config's content.
 pub const EMPTY_JSON: &[u8] = b"{}";
 /// The annotation naming a file (what `oras` and others show).
@@ -34,7 +32,7 @@ pub const TITLE: &str = "org.opencontainers.image.title";
 
 /// The empty config's descriptor.
 pub fn empty_descriptor() -> Descriptor {
-    Descriptor::new(MediaType::from(EMPTY_MEDIA_TYPE), Digest::of(EMPTY_JSON), EMPTY_JSON.len() as u64)
+    Descriptor::new(MediaType::OciEmpty, Digest::of(EMPTY_JSON), EMPTY_JSON.len() as u64)
 }
 
 /// The tag of the referrers fallback index of `subject`: `sha256-<hex>`.
@@ -164,10 +162,12 @@ pub async fn list(client: &Client, location: &Location, subject: &Digest) -> Res
 /// The entries of the fallback index of `subject` (none when the tag does not exist).
 async fn fallback_entries(client: &Client, reference: &Reference, subject: &Digest) -> Result<Vec<Descriptor>> {
     let tag = fallback_tag(subject);
-    let Some(digest) = client.manifest_digest(&reference.registry, &reference.repository, &tag).await? else {
+    let Some(digest) =
+        client.manifest_digest(&reference.registry, &reference.repository, &ManifestRef::Tag(tag.clone())).await?
+    else {
         return Ok(Vec::new());
     };
-    let at = Reference { tag: None, digest: Some(digest.to_string()), ..reference.clone() };
+    let at = reference.at_digest(&digest);
     let index = client.get_manifest_direct(&at).await?;
     Ok(index.index(&format!("referrers fallback index {}:{tag}", reference.repository))?.manifests)
 }
@@ -359,7 +359,9 @@ impl Amend for FallbackAmend<'_> {
         };
         let bytes = crate::json::canonical(&index, "referrers fallback index")?;
         let raw = RawManifest::new(bytes, Some(MediaType::OciIndex), "referrers fallback index")?;
-        client.put_manifest(&reference.registry, &reference.repository, &self.tag, &raw).await?;
+        client
+            .put_manifest(&reference.registry, &reference.repository, &ManifestRef::Tag(self.tag.clone()), &raw)
+            .await?;
         Ok(Round::Written(()))
     }
 

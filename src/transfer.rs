@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::graph::Plan;
 use crate::layer::Compression;
 use crate::model::{Document, RawManifest};
+use crate::reference::ManifestRef;
 use crate::registry::RetryPolicy;
 use crate::sink::{BlobOutcome, Sink};
 use crate::source::Source;
@@ -69,8 +70,8 @@ pub trait Observer: Send + Sync {
     fn blob_started(&self, _digest: &Digest, _size: u64, _sent: Arc<AtomicU64>) {}
     /// A blob is done.
     fn blob_finished(&self, _digest: &Digest, _size: u64, _outcome: &BlobOutcome) {}
-    /// A manifest or tag is done; `written` is false when it was already there.
-    fn manifest_finished(&self, _reference: &str, _written: bool) {}
+    /// A manifest (by digest) or tag is done; `written` is false when it was already there.
+    fn manifest_finished(&self, _reference: &ManifestRef, _written: bool) {}
 }
 
 /// An observer that says nothing.
@@ -194,7 +195,7 @@ pub async fn transfer(
         if written {
             fresh.insert(manifest.digest.clone());
         }
-        observer.manifest_finished(&manifest.digest.to_string(), written);
+        observer.manifest_finished(&ManifestRef::Digest(manifest.digest.clone()), written);
         match written {
             true => report.manifests_pushed += 1,
             false => report.manifests_skipped += 1,
@@ -203,7 +204,7 @@ pub async fn transfer(
     if !options.dry_run {
         let written = sink.tag(root, tags, fresh.contains(&root.digest)).await?;
         for (tag, written) in tags.iter().zip(written) {
-            observer.manifest_finished(tag, written);
+            observer.manifest_finished(&ManifestRef::Tag(tag.clone()), written);
             report.tags.push(tag.clone());
         }
     }
@@ -225,12 +226,11 @@ fn names_any(manifest: &RawManifest, digests: &HashSet<Digest>) -> bool {
 /// Whether the sink already names `root` under every one of `tags` (by digest when there are
 /// none): then there is nothing to send. One HEAD per tag.
 async fn up_to_date(sink: &dyn Sink, root: &RawManifest, tags: &[String]) -> Result<bool> {
-    let digest = root.digest.to_string();
-    let references: Vec<&str> = match tags.is_empty() {
-        true => vec![digest.as_str()],
-        false => tags.iter().map(String::as_str).collect(),
+    let references: Vec<ManifestRef> = match tags.is_empty() {
+        true => vec![ManifestRef::Digest(root.digest.clone())],
+        false => tags.iter().cloned().map(ManifestRef::Tag).collect(),
     };
-    for reference in references {
+    for reference in &references {
         if sink.resolve(reference).await?.as_ref() != Some(&root.digest) {
             return Ok(false);
         }

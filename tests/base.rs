@@ -254,3 +254,70 @@ fn bad_bases_are_explained_and_nothing_is_pushed() {
     assert!(foreign.contains("foreign"), "{foreign}");
     assert!(fails_with(hoist().args(["digest", &target]), Some(5)).contains("not found"), "nothing was pushed");
 }
+
+/// A docker-made base (schema2, `null` fields, fields hoist does not model) from a layout: the
+/// new config is the base's merged field by field (Env by key, a new Entrypoint dropping the
+/// Cmd, Labels and ports added to), every field hoist does not set passing through as the base
+/// has it, `null` included; and the bytes are the ones hoist wrote before the build moved from
+/// oci-spec and a JSON-value merge to its own types (the digest is pinned).
+#[test]
+fn a_docker_base_config_is_merged_by_field_and_the_rest_passes_through() {
+    use std::io::Write;
+    let work = tempfile::tempdir().unwrap();
+    let mut writer = hoist::layout::LayoutWriter::begin(&work.path().join("base")).unwrap();
+    let mut blob = writer.blob().unwrap();
+    blob.write_all(b"a base layer").unwrap();
+    let (layer, layer_size) = writer.add_blob(blob).unwrap();
+    let base_history = serde_json::json!({ "created_by": "/bin/sh -c #(nop) ADD file", "comment": "x", "x": 1 });
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "container": "abc", "docker_version": "20.10",
+        "config": {
+            "Hostname": "", "User": "", "WorkingDir": "", "Env": ["PATH=/usr/bin", "A=1"], "Cmd": ["/bin/sh"],
+            "Entrypoint": null, "OnBuild": null, "Labels": null, "Volumes": null, "ArgsEscaped": true,
+            "ExposedPorts": { "22/tcp": {} }, "Healthcheck": { "Test": ["CMD", "true"], "Interval": 30 }
+        },
+        "rootfs": { "type": "layers", "diff_ids": [hoist::Digest::of(b"tar").to_string()] },
+        "history": [base_history, { "created_by": "CMD", "empty_layer": true }]
+    });
+    let (config_digest, config_size) = writer.add_json(&config, "config").unwrap();
+    let docker = |kind: &str| format!("application/vnd.docker.{kind}");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": docker("distribution.manifest.v2+json"),
+        "config": { "mediaType": docker("container.image.v1+json"), "digest": config_digest.to_string(), "size": config_size },
+        "layers": [{ "mediaType": docker("image.rootfs.diff.tar.gzip"), "digest": layer.to_string(), "size": layer_size }]
+    });
+    let media_type = oci_spec::image::MediaType::Other(docker("distribution.manifest.v2+json"));
+    commit_json(writer, &manifest, media_type, "docker");
+    std::fs::create_dir_all(work.path().join("dist/linux_amd64")).unwrap();
+    std::fs::write(work.path().join("dist/linux_amd64/app"), "hi\n").unwrap();
+
+    let digest = ok(hoist()
+        .current_dir(work.path())
+        .args(["build", "--platform", "linux/amd64", "--layer", "dist/{os}_{arch}/:/app/", "--base", "oci:base:docker"])
+        .args(["--entrypoint", "/app/app", "-e", "A=2", "-e", "B=3", "--label", "l=1", "--port", "80"])
+        .args(["--output", "oci:out:v1"]));
+    let out = work.path().join("out");
+    let image = format!("oci:{}:v1", out.display());
+    let built: Value =
+        serde_json::from_str(&ok(hoist().args(["inspect", "--config", "--platform", "linux/amd64", &image]))).unwrap();
+    let run = &built["config"];
+    assert_eq!(run["Env"], serde_json::json!(["PATH=/usr/bin", "A=2", "B=3"]), "{built}");
+    assert_eq!(run["Entrypoint"], serde_json::json!(["/app/app"]));
+    assert!(run.get("Cmd").is_none(), "a new entrypoint drops the inherited cmd: {built}");
+    assert_eq!(run["Labels"], serde_json::json!({ "l": "1" }), "labels added to a null");
+    assert_eq!(run["ExposedPorts"], serde_json::json!({ "22/tcp": {}, "80/tcp": {} }));
+    for (field, kept) in [("OnBuild", Value::Null), ("Volumes", Value::Null), ("ArgsEscaped", true.into())] {
+        assert_eq!(run.get(field), Some(&kept), "{field} passes through: {built}");
+    }
+    assert_eq!(run["Healthcheck"], config["config"]["Healthcheck"]);
+    assert_eq!((&run["User"], &run["WorkingDir"], &run["Hostname"]), (&"".into(), &"".into(), &"".into()));
+    assert!(built.get("container").is_none() && built.get("docker_version").is_none(), "{built}");
+    assert_eq!(built["history"].as_array().unwrap().len(), 3);
+    assert_eq!(built["history"][0], config["history"][0], "the base's history first, as it was");
+    assert_eq!(built["rootfs"]["diff_ids"][0], config["rootfs"]["diff_ids"][0]);
+    let manifest: Value =
+        serde_json::from_str(&ok(hoist().args(["inspect", "--raw", "--platform", "linux/amd64", &image]))).unwrap();
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    let before = "sha256:899be949310ef3a5ca15968822716532d8d3dbeaa4f4cf5799ecc855ff712406";
+    assert_eq!(digest.trim(), before, "the bytes hoist writes for this build did not change");
+}

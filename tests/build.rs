@@ -480,3 +480,29 @@ fn normalized_modes_make_the_checkout_umask_irrelevant() {
     assert_eq!(normalized[0].1, expected);
     assert!(plain[0].1.iter().any(|(_, mode)| mode & 0o020 != 0), "umask 002 gives group-write: {:?}", plain[0].1);
 }
+
+/// Every image setting, three platforms (one with a variant), annotations, a plain manifest:
+/// the bytes hoist writes did not change when its build moved from oci-spec's builders to its
+/// own model (the digests hoist wrote before are pinned).
+#[test]
+fn the_bytes_of_built_documents_are_pinned() {
+    let work = tempfile::tempdir().unwrap();
+    for platform in ["linux_amd64", "linux_arm64", "linux_arm"] {
+        fs::create_dir_all(work.path().join("dist").join(platform)).unwrap();
+        fs::write(work.path().join("dist").join(platform).join("app"), format!("hi {platform}\n")).unwrap();
+    }
+    let build = |flags: &str| {
+        let mut command = hoist();
+        command.current_dir(work.path()).args(["build", "--layer", "dist/{os}_{arch}/:/app/"]);
+        ok(command.args(flags.split(' '))).trim().to_owned()
+    };
+    let every_setting = build(concat!(
+        "--platform linux/amd64 --platform linux/arm64 --platform linux/arm/v7 --entrypoint /app/app ",
+        "--cmd a --cmd b -e A=1 -e B=2 -e A=3 -w /app -u 65532:65532 --port 8080 --port 53/udp ",
+        "--port 8080/tcp --volume /data --label z=1 --label a=2 --stop-signal SIGTERM --annotation k=v ",
+        "-o oci:all:v1"
+    ));
+    assert_eq!(every_setting, "sha256:807e1dae54cdf1ef2f683cd4d3bbc9c3c700ecb8406336f9deea01d64458f3d4");
+    let plain = build("--platform linux/amd64 --no-index --compression zstd -o oci:plain:v1");
+    assert_eq!(plain, "sha256:bfbc8d36d431e2a9b14f479d70ebbcadaf57e35d5b2a42636734c1714735738d");
+}

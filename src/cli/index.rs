@@ -12,7 +12,7 @@ use hoist::index::store::{ListStore, LocalList};
 use hoist::index::{merge, render, Format, MergeOptions};
 use hoist::location::Location;
 use hoist::platform::Platform;
-use hoist::reference::Reference;
+use hoist::reference::{ManifestRef, Reference};
 use hoist::registry::Client;
 use hoist::session::Session;
 use serde_json::{json, Value};
@@ -217,11 +217,13 @@ pub fn run(command: IndexCommand) -> anyhow::Result<()> {
                     registry: target.registry.clone(),
                     repository: target.repository.clone(),
                     tag: None,
-                    digest: Some(digest.to_string()),
+                    digest: Some(digest.clone()),
                 })
                 .await?;
             for tag in extra.iter().filter_map(|t| t.tag.as_deref()) {
-                client.put_manifest(&target.registry, &target.repository, tag, &index).await?;
+                client
+                    .put_manifest(&target.registry, &target.repository, &ManifestRef::Tag(tag.to_owned()), &index)
+                    .await?;
             }
         }
         print_line(&digest.to_string())
@@ -377,9 +379,9 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
                 .entries
                 .iter_mut()
                 .find(|e| {
-                    digest.as_deref().map_or(e.source.as_ref().is_some_and(|s| s.same_place(&wanted)), |d| {
-                        e.digest().to_string() == d
-                    })
+                    digest
+                        .as_ref()
+                        .map_or(e.source.as_ref().is_some_and(|s| s.same_place(&wanted)), |d| e.digest() == d)
                 })
                 .ok_or_else(|| anyhow::anyhow!("{reference} is not in the list {list}"))?;
             let mut platform = entry.platform().cloned().unwrap_or_default();
@@ -463,7 +465,7 @@ async fn inspect(
             .entries
             .iter()
             .find(|e| match &wanted {
-                Location::Registry(r) if r.digest.is_some() => r.digest.as_deref() == Some(&e.digest().to_string()),
+                Location::Registry(r) if r.digest.is_some() => r.digest.as_ref() == Some(e.digest()),
                 _ => e.source.as_ref().is_some_and(|s| s.same_place(&wanted)),
             })
             .ok_or_else(|| not_in_list(reference, first, local.entries.iter().map(|e| e.digest().to_string())))?;
@@ -482,14 +484,14 @@ async fn inspect(
             anyhow::bail!("{first} is a single image, not a list; inspect {reference} on its own");
         }
         let wanted = match reference.parse::<Location>()? {
-            Location::Registry(r) if r.digest.is_some() => r.digest.unwrap_or_default(),
-            other => hoist::source::open(&other, client)?.root().await?.digest.to_string(),
+            Location::Registry(Reference { digest: Some(digest), .. }) => digest,
+            other => hoist::source::open(&other, client)?.root().await?.digest,
         };
         let index = manifest.index(first)?;
         let descriptor = index
             .manifests
             .iter()
-            .find(|d| d.digest.to_string() == wanted)
+            .find(|d| d.digest == wanted)
             .cloned()
             .ok_or_else(|| not_in_list(reference, first, index.manifests.iter().map(|d| d.digest.to_string())))?;
         let child = source.manifest_of(&descriptor).await?;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hoist::digest::Digest;
+use hoist::reference::ManifestRef;
 use hoist::sink::BlobOutcome;
 use hoist::transfer::Observer;
 use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -247,13 +248,16 @@ impl Observer for Progress {
         self.state.say(&format!("blob {digest} ({}): {what}", HumanBytes(size)));
     }
 
-    fn manifest_finished(&self, reference: &str, written: bool) {
+    fn manifest_finished(&self, reference: &ManifestRef, written: bool) {
         let what = match (written, self.state.dry_run) {
             (false, _) => "already there",
             (true, false) => "written",
             (true, true) => "would write",
         };
-        let kind = if reference.starts_with("sha256:") { "manifest" } else { "tag" };
+        let kind = match reference {
+            ManifestRef::Digest(_) => "manifest",
+            ManifestRef::Tag(_) => "tag",
+        };
         self.state.say(&format!("{kind} {reference}: {what}"));
     }
 }
@@ -370,7 +374,7 @@ impl Observer for BuildProgress {
         self.push().blob_finished(digest, size, outcome);
     }
 
-    fn manifest_finished(&self, reference: &str, written: bool) {
+    fn manifest_finished(&self, reference: &hoist::reference::ManifestRef, written: bool) {
         self.push().manifest_finished(reference, written);
     }
 }

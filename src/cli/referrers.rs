@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hoist::buildfile::key_values;
-use hoist::digest::Digest;
+use hoist::digest::{Algorithm, Digest};
 use hoist::location::Location;
 use hoist::referrers::{artifact_type, Artifact, ArtifactFile, ReferrerOptions};
 use hoist::registry::Client;
@@ -77,11 +77,12 @@ pub struct ReferrersArgs {
     registry: RegistryArgs,
 }
 
-/// The digest of the image `location` names.
+/// The (sha256) digest of the image `location` names: a sha384 or sha512 pin is read (and so
+/// checked) for it.
 pub async fn subject_digest(client: &Client, location: &Location) -> anyhow::Result<Digest> {
     if let Location::Registry(reference) = location {
-        if let Some(digest) = &reference.digest {
-            return Ok(digest.parse()?);
+        if let Some(digest) = reference.digest.as_ref().filter(|d| d.algorithm() == Algorithm::Sha256) {
+            return Ok(digest.clone());
         }
     }
     Ok(hoist::source::open(location, client)?.root().await?.digest)

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use hoist::digest::Digest;
-use hoist::reference::{is_tag, Reference};
+use hoist::reference::{is_tag, ManifestRef, Reference};
 use hoist::registry::{Client, RegistryError};
 
 use super::print_line;
@@ -44,7 +44,7 @@ fn not_found(reference: &Reference) -> hoist::Error {
 /// The digest `reference` names (a HEAD unless it carries one).
 async fn digest_of(client: &Client, reference: &Reference) -> anyhow::Result<Digest> {
     if let Some(digest) = &reference.digest {
-        return Ok(digest.parse()?);
+        return Ok(digest.clone());
     }
     Ok(client.head_manifest(reference).await?.map(|h| h.digest).ok_or_else(|| not_found(reference))?)
 }
@@ -64,11 +64,11 @@ pub fn tag(args: TagArgs) -> anyhow::Result<()> {
     let client = session.client();
     session.block_on(async {
         let digest = digest_of(client, &reference).await?;
-        let manifest = client
-            .get_manifest_direct(&Reference { tag: None, digest: Some(digest.to_string()), ..reference.clone() })
-            .await?;
+        let manifest = client.get_manifest_direct(&reference.at_digest(&digest)).await?;
         for tag in &args.tags {
-            client.put_manifest(&reference.registry, &reference.repository, tag, &manifest).await?;
+            client
+                .put_manifest(&reference.registry, &reference.repository, &ManifestRef::Tag(tag.clone()), &manifest)
+                .await?;
             tracing::info!("tagged {}/{}:{tag}", reference.registry, reference.repository);
         }
         print_line(&manifest.digest.to_string())

@@ -197,15 +197,6 @@ pub enum Error {
         /// The registry's message.
         message: String,
     },
-    /// An OCI document could not be assembled.
-    #[error("building the OCI {what}: {source}")]
-    Spec {
-        /// Which document.
-        what: &'static str,
-        /// The oci-spec error.
-        #[source]
-        source: oci_spec::OciSpecError,
-    },
 }
 
 /// Exit codes, by what the user should do (README, "Errors and exit codes").
@@ -263,11 +254,9 @@ impl Error {
                 R::TooManyRequests { .. } | R::NoProgress { .. } => exit::TEMPORARY,
                 R::Status { .. } => exit::OTHER,
             },
-            Error::Io { .. }
-            | Error::FileChanged { .. }
-            | Error::Json { .. }
-            | Error::Spec { .. }
-            | Error::Unsupported { .. } => exit::OTHER,
+            Error::Io { .. } | Error::FileChanged { .. } | Error::Json { .. } | Error::Unsupported { .. } => {
+                exit::OTHER
+            }
         }
     }
 }
@@ -335,7 +324,6 @@ mod tests {
             (Error::TooDeep { what: s(), limit: 8 }, 7),
             (Error::Malformed { what: s(), reason: s() }, 7),
             (Error::Contention { what: s(), tries: 10 }, 75),
-            (Error::Spec { what: "x", source: oci_spec::OciSpecError::Other(s()) }, 1),
             (registry(RegistryError::Connect { registry: r(), detail: s() }), 6),
             (registry(RegistryError::Resolve { registry: r(), detail: s() }), 6),
             (registry(RegistryError::Unreachable { registry: r(), detail: s() }), 6),
@@ -356,6 +344,6 @@ mod tests {
         for (error, code) in &table {
             assert_eq!(error.exit_code(), *code, "{error}");
         }
-        assert_eq!(table.len(), 37, "one row per kind");
+        assert_eq!(table.len(), 36, "one row per kind");
     }
 }

@@ -159,6 +159,97 @@ pub enum RegistryError {
     },
 }
 
+/// An error code of the OCI distribution spec (and Docker Hub's `TOOMANYREQUESTS`), as a
+/// registry's error envelope gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// `BLOB_UNKNOWN`
+    BlobUnknown,
+    /// `BLOB_UPLOAD_INVALID`
+    BlobUploadInvalid,
+    /// `BLOB_UPLOAD_UNKNOWN`
+    BlobUploadUnknown,
+    /// `DIGEST_INVALID`
+    DigestInvalid,
+    /// `MANIFEST_BLOB_UNKNOWN`
+    ManifestBlobUnknown,
+    /// `MANIFEST_INVALID`
+    ManifestInvalid,
+    /// `MANIFEST_UNKNOWN`
+    ManifestUnknown,
+    /// `NAME_INVALID`
+    NameInvalid,
+    /// `NAME_UNKNOWN`
+    NameUnknown,
+    /// `SIZE_INVALID`
+    SizeInvalid,
+    /// `UNAUTHORIZED`
+    Unauthorized,
+    /// `DENIED`
+    Denied,
+    /// `UNSUPPORTED`
+    Unsupported,
+    /// `TOOMANYREQUESTS`
+    TooManyRequests,
+    /// Any other code, as sent (made printable; empty when there was none).
+    Other(String),
+}
+
+const CODES: [(ErrorCode, &str); 14] = [
+    (ErrorCode::BlobUnknown, "BLOB_UNKNOWN"),
+    (ErrorCode::BlobUploadInvalid, "BLOB_UPLOAD_INVALID"),
+    (ErrorCode::BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN"),
+    (ErrorCode::DigestInvalid, "DIGEST_INVALID"),
+    (ErrorCode::ManifestBlobUnknown, "MANIFEST_BLOB_UNKNOWN"),
+    (ErrorCode::ManifestInvalid, "MANIFEST_INVALID"),
+    (ErrorCode::ManifestUnknown, "MANIFEST_UNKNOWN"),
+    (ErrorCode::NameInvalid, "NAME_INVALID"),
+    (ErrorCode::NameUnknown, "NAME_UNKNOWN"),
+    (ErrorCode::SizeInvalid, "SIZE_INVALID"),
+    (ErrorCode::Unauthorized, "UNAUTHORIZED"),
+    (ErrorCode::Denied, "DENIED"),
+    (ErrorCode::Unsupported, "UNSUPPORTED"),
+    (ErrorCode::TooManyRequests, "TOOMANYREQUESTS"),
+];
+
+impl ErrorCode {
+    /// The code as registries write it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::Other(text) => text,
+            known => CODES.iter().find(|(code, _)| code == known).map_or("", |(_, text)| text),
+        }
+    }
+}
+
+impl From<&str> for ErrorCode {
+    /// The code `text` names; anything unknown kept, made printable.
+    fn from(text: &str) -> ErrorCode {
+        CODES
+            .iter()
+            .find(|(_, known)| *known == text)
+            .map_or_else(|| ErrorCode::Other(crate::text::printable(text)), |(code, _)| code.clone())
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ErrorCode, D::Error> {
+        Ok(ErrorCode::from(String::deserialize(deserializer)?.as_str()))
+    }
+}
+
+impl Default for ErrorCode {
+    fn default() -> ErrorCode {
+        ErrorCode::Other(String::new())
+    }
+}
+
 /// The OCI distribution error envelope: `{"errors":[{"code","message","detail"}]}`.
 #[derive(Debug, Default, Deserialize)]
 pub struct Envelope {
@@ -170,29 +261,28 @@ pub struct Envelope {
 /// One error of an [`Envelope`].
 #[derive(Debug, Deserialize)]
 pub struct EnvelopeError {
-    /// Code such as `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, `DENIED`, `UNAUTHORIZED`.
+    /// Its code.
     #[serde(default)]
-    pub code: String,
+    pub code: ErrorCode,
     /// Human message.
     #[serde(default)]
     pub message: String,
 }
 
 impl Envelope {
-    /// Parses a body; an unparsable one gives an empty envelope. Codes and messages come out
-    /// printable (no control characters).
+    /// Parses a body, once, into typed codes; an unparsable one gives an empty envelope. Codes
+    /// and messages come out printable (no control characters).
     pub fn parse(body: &[u8]) -> Envelope {
         let mut envelope: Envelope = serde_json::from_slice(body).unwrap_or_default();
         for error in &mut envelope.errors {
-            error.code = crate::text::printable(&error.code);
             error.message = crate::text::printable(&error.message);
         }
         envelope
     }
 
     /// The first error's code.
-    pub fn code(&self) -> Option<&str> {
-        self.errors.first().map(|e| e.code.as_str())
+    pub fn code(&self) -> Option<&ErrorCode> {
+        self.errors.first().map(|e| &e.code)
     }
 
     /// Every message, joined; `fallback` when there is none.
@@ -201,7 +291,7 @@ impl Envelope {
             .errors
             .iter()
             .map(|e| match e.message.is_empty() {
-                true => e.code.clone(),
+                true => e.code.to_string(),
                 false => format!("{}: {}", e.code, e.message),
             })
             .collect();
@@ -220,8 +310,21 @@ mod tests {
     fn envelopes_parse_and_fall_back() {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
         let envelope = Envelope::parse(body);
-        assert_eq!(envelope.code(), Some("MANIFEST_UNKNOWN"));
+        assert_eq!(envelope.code().map(ErrorCode::as_str), Some("MANIFEST_UNKNOWN"));
         assert_eq!(envelope.message("-"), "MANIFEST_UNKNOWN: manifest unknown");
         assert_eq!(Envelope::parse(b"<html>").message("502 Bad Gateway"), "502 Bad Gateway");
+    }
+
+    #[test]
+    fn codes_are_read_once_into_their_kind_and_others_kept_printable() {
+        let body = br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"},{"code":"NEW\u001b[31m","message":""},{"message":"m"}]}"#;
+        let envelope = Envelope::parse(body);
+        assert_eq!(envelope.code(), Some(&ErrorCode::TooManyRequests));
+        assert_eq!(envelope.errors[1].code, ErrorCode::Other("NEW\\u{1b}[31m".into()));
+        assert_eq!(envelope.message("-"), "TOOMANYREQUESTS: slow down; NEW\\u{1b}[31m; : m");
+        for (code, text) in CODES.iter() {
+            assert_eq!(&ErrorCode::from(*text), code);
+            assert_eq!(code.as_str(), *text);
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::graph;
 use crate::location::Location;
 use crate::model::{RawManifest, MAX_MANIFEST_BYTES};
 use crate::platform::Platform;
-use crate::reference::Reference;
+use crate::reference::{ManifestRef, Reference};
 use crate::registry::{Client, RegistryError};
 use crate::sink::{RegistrySink, Sink, UploadOptions};
 use crate::source;
@@ -149,14 +149,11 @@ impl Found {
 async fn read_current(client: &Client, target: &Target) -> Result<Option<Found>> {
     let reference = target.reference();
     // Straight from the registry, never a mirror: a stale copy would make an amend drop entries.
-    let Some(digest) =
-        client.manifest_digest(&target.registry, &target.repository, target.tag.as_deref().unwrap_or("latest")).await?
+    let Some(digest) = client.manifest_digest(&target.registry, &target.repository, &reference.manifest_ref()).await?
     else {
         return Ok(None);
     };
-    let manifest = client
-        .get_manifest_direct(&Reference { tag: None, digest: Some(digest.to_string()), ..reference.clone() })
-        .await?;
+    let manifest = client.get_manifest_direct(&reference.at_digest(&digest)).await?;
     if !manifest.media_type.is_index() {
         return Err(Error::invalid(
             "index",
@@ -267,7 +264,7 @@ impl Amend for IndexAmend<'_> {
         let Some(tag) = &target.tag else { return Ok(Round::Done(index.digest)) };
         // Straight to the PUT (no HEAD first): the shorter the read-merge-write, the smaller
         // the window in which another writer can slip in.
-        client.put_manifest(&target.registry, &target.repository, tag, &index).await?;
+        client.put_manifest(&target.registry, &target.repository, &ManifestRef::Tag(tag.clone()), &index).await?;
         Ok(Round::Written(index.digest))
     }
 

@@ -4,7 +4,7 @@
 use super::{entries_of, Entry};
 use crate::error::{Error, Result};
 use crate::location::Location;
-use crate::model::RawManifest;
+use crate::model::{ImageConfig, RawManifest};
 use crate::platform::Platform;
 use crate::registry::Client;
 use crate::source::{self, Source};
@@ -30,15 +30,15 @@ pub async fn resolve(client: &Client, location: &Location) -> Result<Vec<Entry>>
 /// The platform an image manifest's config names.
 pub async fn platform_of_image(source: &dyn Source, manifest: &RawManifest) -> Result<Platform> {
     let image = manifest.image(&source.name())?;
-    let config: serde_json::Value = serde_json::from_slice(&source.blob_bytes(&image.config).await?)
+    let config: ImageConfig = serde_json::from_slice(&source.blob_bytes(&image.config).await?)
         .map_err(|e| Error::Json { what: format!("config of {}", source.name()), source: e })?;
-    let text = |key: &str| config.get(key).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_owned);
-    match (text("os"), text("architecture")) {
+    let text = |value: Option<String>| value.filter(|v| !v.is_empty());
+    match (text(Some(config.os)), text(Some(config.architecture))) {
         (Some(os), Some(architecture)) => Ok(Platform {
             os,
             architecture,
-            variant: text("variant"),
-            os_version: text("os.version"),
+            variant: text(config.variant),
+            os_version: text(config.os_version),
             ..Platform::default()
         }),
         _ => Err(Error::invalid(

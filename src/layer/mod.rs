@@ -18,6 +18,7 @@ pub use self::blocks::{BlockCodec, ParallelCompressor};
 pub use self::tar::{write_tree, TarOptions};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::model::MediaType;
 use crate::offload::OffloadWriter;
 
 /// How layer tars are compressed.
@@ -34,11 +35,11 @@ pub enum Compression {
 
 impl Compression {
     /// The OCI media type of a layer compressed this way.
-    pub fn media_type(self) -> &'static str {
+    pub fn media_type(self) -> MediaType {
         match self {
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+            Compression::Gzip => MediaType::OciLayerGzip,
+            Compression::Zstd => MediaType::OciLayerZstd,
+            Compression::None => MediaType::OciLayer,
         }
     }
 

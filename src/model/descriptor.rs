@@ -48,12 +48,6 @@ impl Descriptor {
         self
     }
 
-    /// The same descriptor from oci-spec's type (the build writes with oci-spec).
-    pub fn from_oci(descriptor: &oci_spec::image::Descriptor) -> crate::Result<Descriptor> {
-        let json = |source| crate::Error::Json { what: "descriptor".into(), source };
-        serde_json::from_value(serde_json::to_value(descriptor).map_err(json)?).map_err(json)
-    }
-
     /// An annotation's value.
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.get(key).map(String::as_str)

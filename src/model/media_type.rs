@@ -36,11 +36,13 @@ pub enum MediaType {
     OciLayer,
     /// `application/vnd.docker.image.rootfs.diff.tar.gzip`
     DockerLayerGzip,
+    /// `application/vnd.oci.empty.v1+json`: the `{}` config of artifacts.
+    OciEmpty,
     /// Any other media type, as written (empty when a document named none).
     Other(String),
 }
 
-const KNOWN: [(MediaType, &str); 10] = [
+const KNOWN: [(MediaType, &str); 11] = [
     (MediaType::OciIndex, OCI_INDEX),
     (MediaType::OciManifest, OCI_MANIFEST),
     (MediaType::DockerList, DOCKER_LIST),
@@ -51,6 +53,7 @@ const KNOWN: [(MediaType, &str); 10] = [
     (MediaType::OciLayerZstd, "application/vnd.oci.image.layer.v1.tar+zstd"),
     (MediaType::OciLayer, "application/vnd.oci.image.layer.v1.tar"),
     (MediaType::DockerLayerGzip, "application/vnd.docker.image.rootfs.diff.tar.gzip"),
+    (MediaType::OciEmpty, "application/vnd.oci.empty.v1+json"),
 ];
 
 impl MediaType {

@@ -98,7 +98,7 @@ pub fn build(session: &Session, mut request: Build, observer: &dyn BuildObserver
     let built = crate::build::build(&request.options, &mut writer);
     observer.built();
     let built = built?;
-    writer.commit(crate::model::Descriptor::from_oci(built.descriptor())?, tag.as_deref())?;
+    writer.commit(built.descriptor().clone(), tag.as_deref())?;
     tracing::info!("wrote {} to {}", built.digest, dir.display());
     // What was built, by digest: the layout also holds the SBOMs, and may have no tag.
     let layout = Location::Layout { dir: dir.clone(), tag: None, digest: Some(built.digest.clone()) };

@@ -23,7 +23,7 @@ use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use tokio::sync::Mutex;
 
 use self::auth::{basic, fetch_token, Authorization, Challenge, TokenRequest};
-use self::error::Envelope;
+use self::error::{Envelope, ErrorCode};
 use self::exchange::{Credentials, Deadline};
 pub use self::retry::RetryPolicy;
 use self::transport::{classify, connect, Endpoint, Failure, TransportOptions};
@@ -354,23 +354,24 @@ pub async fn status_error(registry: &str, what: &str, request: &str, response: R
     let message = envelope.message(&status.to_string());
     let registry = registry.to_owned();
     match (status, envelope.code()) {
-        (StatusCode::UNAUTHORIZED, _) | (_, Some("UNAUTHORIZED")) => {
+        (StatusCode::UNAUTHORIZED, _) | (_, Some(ErrorCode::Unauthorized)) => {
             RegistryError::Unauthorized { registry, scope: what.to_owned(), message }
         }
-        (StatusCode::FORBIDDEN, _) | (_, Some("DENIED")) => {
+        (StatusCode::FORBIDDEN, _) | (_, Some(ErrorCode::Denied)) => {
             RegistryError::Denied { registry, scope: what.to_owned(), message }
         }
-        (_, Some("NAME_UNKNOWN")) if request.starts_with("POST") => RegistryError::NotFound {
+        (_, Some(ErrorCode::NameUnknown)) if request.starts_with("POST") => RegistryError::NotFound {
             registry,
             what: format!(
                 "{what} (create it first: some registries, ECR among them, do not create repositories on push)"
             ),
             message,
         },
-        (StatusCode::NOT_FOUND, _) | (_, Some("NAME_UNKNOWN" | "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN")) => {
+        (StatusCode::NOT_FOUND, _)
+        | (_, Some(ErrorCode::NameUnknown | ErrorCode::ManifestUnknown | ErrorCode::BlobUnknown)) => {
             RegistryError::NotFound { registry, what: what.to_owned(), message }
         }
-        (StatusCode::TOO_MANY_REQUESTS, _) | (_, Some("TOOMANYREQUESTS")) => {
+        (StatusCode::TOO_MANY_REQUESTS, _) | (_, Some(ErrorCode::TooManyRequests)) => {
             RegistryError::TooManyRequests { registry, retry_after, message }
         }
         _ => RegistryError::Status { registry, status: status.as_u16(), request: request.to_owned(), message },

@@ -32,8 +32,8 @@ const MAX_PAGES: usize = 10_000;
 pub const MAX_LISTING_BYTES: u64 = 32 << 20;
 
 /// The tag or digest a reference points at, for URLs.
-fn target(reference: &Reference) -> &str {
-    reference.digest.as_deref().or(reference.tag.as_deref()).unwrap_or("latest")
+fn target(reference: &Reference) -> String {
+    reference.manifest_ref().to_string()
 }
 
 fn accept() -> String {
@@ -104,7 +104,7 @@ impl Client {
     async fn get_manifest_once(&self, reference: &Reference) -> Result<RawManifest> {
         let registry = &reference.registry;
         let endpoint = self.endpoint(registry).await?;
-        let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
+        let url = api_url(&endpoint.base, &reference.repository, &["manifests", &target(reference)])?;
         let response = self
             .send(registry, &[pull_scope(&reference.repository)], |http, _| {
                 http.get(url.clone()).header(ACCEPT, accept())
@@ -121,18 +121,15 @@ impl Client {
         let bytes = read_limited(registry, &what, response, MAX_MANIFEST_BYTES).await?;
         // The digest asked for must match with the algorithm it names (sha256, sha384 or
         // sha512); so must the registry's Docker-Content-Digest when it is one hoist knows.
-        let pinned = reference.digest.iter().map(|d| (d, true));
-        for (expected, required) in pinned.chain(header_digest.iter().map(|d| (d, false))) {
-            match crate::digest::matches(expected, &bytes) {
-                Some(true) => {}
-                None if !required => {}
-                _ => {
-                    return Err(Error::DigestMismatch {
-                        what: format!("manifest {reference} from {registry} (refused, not used)"),
-                        expected: crate::text::printable(expected),
-                        found: Digest::of(&bytes).to_string(),
-                    })
-                }
+        let pinned = reference.digest.as_ref().map(|d| (d.to_string(), Some(d.verifies(&bytes))));
+        let claimed = header_digest.map(|d| (crate::text::printable(&d), crate::digest::matches(&d, &bytes)));
+        for (expected, matched) in pinned.into_iter().chain(claimed) {
+            if matched == Some(false) {
+                return Err(Error::DigestMismatch {
+                    what: format!("manifest {reference} from {registry} (refused, not used)"),
+                    expected,
+                    found: Digest::of(&bytes).to_string(),
+                });
             }
         }
         // The Content-Type is a claim the document itself must not contradict.
@@ -174,7 +171,7 @@ impl Client {
     async fn head_manifest_once(&self, reference: &Reference, scope: &str) -> Result<Option<ManifestHead>> {
         let registry = &reference.registry;
         let endpoint = self.endpoint(registry).await?;
-        let url = api_url(&endpoint.base, &reference.repository, &["manifests", target(reference)])?;
+        let url = api_url(&endpoint.base, &reference.repository, &["manifests", &target(reference)])?;
         let response =
             self.send(registry, &[scope.to_owned()], |http, _| http.head(url.clone()).header(ACCEPT, accept())).await?;
         if response.status() == StatusCode::NOT_FOUND {
@@ -186,13 +183,13 @@ impl Client {
                 .into());
         }
         let digest = match (docker_content_digest(&response), &reference.digest) {
-            (Some(d), _) => d,
+            (Some(d), _) => d.parse()?,
             (None, Some(d)) => d.clone(),
             (None, None) => return Ok(None),
         };
         Ok(Some(ManifestHead {
             media_type: MediaType::from(header_text(&response, CONTENT_TYPE).unwrap_or_default().as_str()),
-            digest: digest.parse()?,
+            digest,
             size: response.content_length().unwrap_or(0),
         }))
     }
@@ -285,8 +282,8 @@ impl Client {
         let endpoint = self.endpoint(registry).await?;
         let mut first = api_url(&endpoint.base, repository, &["tags", "list"])?;
         first.set_query(Some("n=1000"));
-        self.list(registry, &pull_scope(repository), first, "tags", &format!("repository {registry}/{repository}"))
-            .await
+        let what = format!("repository {registry}/{repository}");
+        self.list(registry, &pull_scope(repository), first, |page| page.tags, &what).await
     }
 
     /// Every repository in `registry`'s catalog, following `Link` pages.
@@ -294,12 +291,21 @@ impl Client {
         let endpoint = self.endpoint(registry).await?;
         let mut first = api_url(&endpoint.base, "", &["_catalog"])?;
         first.set_query(Some("n=1000"));
-        self.list(registry, CATALOG_SCOPE, first, "repositories", &format!("the catalog of {registry}")).await
+        let what = format!("the catalog of {registry}");
+        self.list(registry, CATALOG_SCOPE, first, |page| page.repositories, &what).await
     }
 
-    /// Follows `Link: <…>; rel="next"` pages on the registry's own origin only; a page seen
-    /// before ends the listing, and more than [`MAX_LISTING_BYTES`] in all is refused.
-    async fn list(&self, registry: &str, scope: &str, first: Url, field: &str, what: &str) -> Result<Vec<String>> {
+    /// Follows `Link: <…>; rel="next"` pages on the registry's own origin only, taking the
+    /// names `field` picks from each; a page seen before ends the listing, and more than
+    /// [`MAX_LISTING_BYTES`] in all is refused.
+    async fn list(
+        &self,
+        registry: &str,
+        scope: &str,
+        first: Url,
+        field: fn(Page) -> Option<Vec<String>>,
+        what: &str,
+    ) -> Result<Vec<String>> {
         let endpoint = self.endpoint(registry).await?;
         let mut items = Vec::new();
         let mut total = 0u64;
@@ -341,14 +347,22 @@ impl Client {
                 }
                 .into());
             }
-            let page: serde_json::Value =
+            let page: Page =
                 serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: what.to_owned(), source })?;
-            if let Some(list) = page.get(field).and_then(|v| v.as_array()) {
-                items.extend(list.iter().filter_map(|v| v.as_str()).map(str::to_owned));
-            }
+            items.extend(field(page).unwrap_or_default());
         }
         Ok(items)
     }
+}
+
+/// A page of a tag list (`tags`) or of the catalog (`repositories`); distribution sends
+/// `"tags": null` for a repository without tags.
+#[derive(serde::Deserialize)]
+struct Page {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    repositories: Option<Vec<String>>,
 }
 
 fn header_text(response: &Response, name: reqwest::header::HeaderName) -> Option<String> {

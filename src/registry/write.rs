@@ -10,11 +10,12 @@ use futures_util::stream::BoxStream;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Response, StatusCode, Url};
 
-use super::error::Envelope;
+use super::error::{Envelope, ErrorCode};
 use super::{api_url, resolve_url, status_error, Client};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::model::RawManifest;
+use crate::reference::{ManifestRef, Reference};
 use crate::registry::error::RegistryError;
 
 /// The token scope to push to a repository.
@@ -238,7 +239,7 @@ impl Client {
             StatusCode::BAD_REQUEST => {
                 let envelope = Envelope::parse(&super::body_prefix(response, super::MAX_ERROR_BODY).await);
                 match envelope.code() {
-                    Some("DIGEST_INVALID") => Ok(FinishOutcome::DigestInvalid),
+                    Some(ErrorCode::DigestInvalid) => Ok(FinishOutcome::DigestInvalid),
                     _ => Err(RegistryError::Status {
                         registry: registry.to_owned(),
                         status: 400,
@@ -253,14 +254,17 @@ impl Client {
     }
 
     /// Whether the manifest `reference` (a digest or a tag) exists, and its digest.
-    pub async fn manifest_digest(&self, registry: &str, repository: &str, reference: &str) -> Result<Option<Digest>> {
-        let is_digest = reference.starts_with("sha256:");
-        let target = crate::reference::Reference {
-            registry: registry.to_owned(),
-            repository: repository.to_owned(),
-            tag: (!is_digest).then(|| reference.to_owned()),
-            digest: is_digest.then(|| reference.to_owned()),
+    pub async fn manifest_digest(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &ManifestRef,
+    ) -> Result<Option<Digest>> {
+        let (tag, digest) = match reference {
+            ManifestRef::Tag(tag) => (Some(tag.clone()), None),
+            ManifestRef::Digest(digest) => (None, Some(digest.clone())),
         };
+        let target = Reference { registry: registry.to_owned(), repository: repository.to_owned(), tag, digest };
         Ok(self.head_manifest_scoped(&target, &push_scope(repository)).await?.map(|head| head.digest))
     }
 
@@ -269,13 +273,14 @@ impl Client {
         &self,
         registry: &str,
         repository: &str,
-        reference: &str,
+        reference: &ManifestRef,
         manifest: &RawManifest,
     ) -> Result<()> {
-        let what = format!("manifest {registry}/{repository}:{reference}");
+        let named = reference.qualify(&format!("{registry}/{repository}"));
+        let what = format!("manifest {named}");
         self.idempotent(&what, || async {
             let endpoint = self.endpoint(registry).await?;
-            let url = api_url(&endpoint.base, repository, &["manifests", reference])?;
+            let url = api_url(&endpoint.base, repository, &["manifests", &reference.to_string()])?;
             let body = Bytes::copy_from_slice(&manifest.bytes);
             let response = self
                 .send(registry, &[push_scope(repository)], |http, _| {
@@ -291,7 +296,7 @@ impl Client {
                 let envelope = Envelope::parse(&super::body_prefix(response, super::MAX_ERROR_BODY).await);
                 return Err(Error::invalid(
                     "index",
-                    format!("{registry}/{repository}:{reference}"),
+                    named.clone(),
                     format!(
                         "{registry} refused an OCI image index ({}); it wants a Docker manifest list: pass --format docker (hoist index create/add, push, copy), which changes the index digest",
                         envelope.message(status.as_str())

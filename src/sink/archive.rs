@@ -18,6 +18,7 @@ use crate::layout::{Layout, INDEX_FILE, OCI_LAYOUT_FILE};
 use crate::location::name_and_tag;
 use crate::model::descriptor::attests;
 use crate::model::{Descriptor, Document, RawManifest};
+use crate::reference::ManifestRef;
 use crate::source::Source;
 
 /// Which kind of archive.
@@ -191,7 +192,7 @@ impl Sink for ArchiveSink {
     }
 
     /// Nothing: an archive is written whole every time, never found up to date.
-    fn resolve<'a>(&'a self, _reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>> {
+    fn resolve<'a>(&'a self, _reference: &'a ManifestRef) -> BoxFuture<'a, Result<Option<Digest>>> {
         Box::pin(async { Ok(None) })
     }
 

@@ -14,6 +14,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{BlobWriter, Layout, LayoutWriter};
 use crate::model::{Descriptor, RawManifest};
+use crate::reference::ManifestRef;
 use crate::source::Source;
 
 /// Writes into an OCI layout; nothing lands until the tags are written.
@@ -104,12 +105,12 @@ impl Sink for LayoutSink {
         })
     }
 
-    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>> {
+    fn resolve<'a>(&'a self, reference: &'a ManifestRef) -> BoxFuture<'a, Result<Option<Digest>>> {
         Box::pin(async move {
             let Some(layout) = &self.existing else { return Ok(None) };
-            match reference.parse::<Digest>() {
-                Ok(digest) => Ok(self.has(&digest, None).then_some(digest)),
-                Err(_) => Ok(layout.find_tag(reference)?.map(|d| d.digest)),
+            match reference {
+                ManifestRef::Digest(digest) => Ok(self.has(digest, None).then(|| digest.clone())),
+                ManifestRef::Tag(tag) => Ok(layout.find_tag(tag)?.map(|d| d.digest)),
             }
         })
     }

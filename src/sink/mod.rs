@@ -18,6 +18,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::location::{ArchiveImage, Location};
 use crate::model::{Descriptor, RawManifest};
+use crate::reference::ManifestRef;
 use crate::registry::Client;
 use crate::source::Source;
 
@@ -63,7 +64,7 @@ pub trait Sink: Send + Sync {
     fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String], fresh: bool) -> BoxFuture<'a, Result<Vec<bool>>>;
 
     /// The digest `reference` (a tag or digest) names here now, if any.
-    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>>;
+    fn resolve<'a>(&'a self, reference: &'a ManifestRef) -> BoxFuture<'a, Result<Option<Digest>>>;
 
     /// Whether uncompressed layers are compressed on their way here: a registry, as docker
     /// push, crane and skopeo do; layouts and archives keep them as they are.

@@ -12,7 +12,7 @@ use super::{BlobOutcome, Sink};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::model::{Descriptor, RawManifest};
-use crate::reference::Reference;
+use crate::reference::{ManifestRef, Reference};
 use crate::registry::Client;
 use crate::source::Source;
 pub use crate::upload::UploadOptions;
@@ -67,19 +67,22 @@ impl Sink for RegistrySink<'_> {
 
     fn has_manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let found = self.client.manifest_digest(&self.registry, &self.repository, &digest.to_string()).await?;
+            let found = self
+                .client
+                .manifest_digest(&self.registry, &self.repository, &ManifestRef::Digest(digest.clone()))
+                .await?;
             Ok(found.is_some())
         })
     }
 
     fn put_manifest<'a>(&'a self, manifest: &'a RawManifest) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let digest = manifest.digest.to_string();
+            let digest = ManifestRef::Digest(manifest.digest.clone());
             self.client.put_manifest(&self.registry, &self.repository, &digest, manifest).await
         })
     }
 
-    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<Digest>>> {
+    fn resolve<'a>(&'a self, reference: &'a ManifestRef) -> BoxFuture<'a, Result<Option<Digest>>> {
         Box::pin(self.client.manifest_digest(&self.registry, &self.repository, reference))
     }
 
@@ -87,11 +90,12 @@ impl Sink for RegistrySink<'_> {
         Box::pin(async move {
             let mut written = Vec::new();
             for tag in tags {
-                if !fresh && self.resolve(tag).await?.as_ref() == Some(&root.digest) {
+                let tag = ManifestRef::Tag(tag.clone());
+                if !fresh && self.resolve(&tag).await?.as_ref() == Some(&root.digest) {
                     written.push(false);
                     continue;
                 }
-                self.client.put_manifest(&self.registry, &self.repository, tag, root).await?;
+                self.client.put_manifest(&self.registry, &self.repository, &tag, root).await?;
                 written.push(true);
             }
             Ok(written)

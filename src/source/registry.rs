@@ -44,7 +44,7 @@ impl Source for RegistrySource<'_> {
 
     fn manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<RawManifest>> {
         Box::pin(async move {
-            let at = Reference { tag: None, digest: Some(digest.to_string()), ..self.reference.clone() };
+            let at = self.reference.at_digest(digest);
             self.client.get_manifest(&at).await
         })
     }

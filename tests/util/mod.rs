@@ -226,13 +226,8 @@ pub fn commit_json(
     tag: &str,
 ) -> hoist::Digest {
     let (digest, size) = writer.add_json(document, tag).unwrap();
-    let descriptor = oci_spec::image::DescriptorBuilder::default()
-        .media_type(media_type)
-        .digest(digest.to_oci())
-        .size(size)
-        .build()
-        .unwrap();
-    writer.commit(hoist::model::Descriptor::from_oci(&descriptor).unwrap(), Some(tag)).unwrap();
+    let media_type = hoist::model::MediaType::from(media_type.to_string().as_str());
+    writer.commit(hoist::model::Descriptor::new(media_type, digest.clone(), size), Some(tag)).unwrap();
     digest
 }
 
