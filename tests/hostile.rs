@@ -45,15 +45,7 @@ fn credentials_stay_on_the_registry_host() {
     let other = elsewhere.host();
     let proxy = Proxy::start(registry.host(), move |line, response| {
         if line.starts_with("POST ") && line.contains("/blobs/uploads/") {
-            let head: Vec<String> = response
-                .head
-                .lines()
-                .map(|l| match l.to_ascii_lowercase().starts_with("location:") {
-                    true => format!("Location: http://{other}/stolen/upload"),
-                    false => l.to_owned(),
-                })
-                .collect();
-            response.head = head.join("\r\n");
+            response.set_header("Location", &format!("http://{other}/stolen/upload"));
         }
     });
     let work = tempfile::tempdir().unwrap();
@@ -349,15 +341,7 @@ fn upload_offsets_from_the_registry_cannot_make_hoist_loop() {
     for range in ["0-0", "0-18446744073709551615"] {
         let proxy = Proxy::start(registry.host(), move |line, response| {
             if line.starts_with("PATCH ") || (line.starts_with("GET ") && line.contains("/uploads/")) {
-                let head: Vec<String> = response
-                    .head
-                    .lines()
-                    .map(|l| match l.to_ascii_lowercase().starts_with("range:") {
-                        true => format!("Range: {range}"),
-                        false => l.to_owned(),
-                    })
-                    .collect();
-                response.head = head.join("\r\n");
+                response.set_header("Range", range);
             }
         });
         let repository = if range == "0-0" { "team/zero" } else { "team/wrap" };
@@ -709,15 +693,7 @@ fn an_image_served_as_an_index_is_refused_and_nothing_is_written() {
     ]));
     let proxy = Proxy::start(registry.host(), |line, response| {
         if line.contains("/manifests/") {
-            let head: Vec<String> = response
-                .head
-                .lines()
-                .map(|l| match l.to_ascii_lowercase().starts_with("content-type:") {
-                    true => format!("Content-Type: {INDEX}"),
-                    false => l.to_owned(),
-                })
-                .collect();
-            response.head = head.join("\r\n");
+            response.set_header("Content-Type", INDEX);
         }
     });
     let source = format!("{}/team/app:v1", proxy.host());

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::util::proxy::{Fault, Proxy, Response};
+use crate::util::proxy::{rewrite_header, Fault, Proxy, Response};
 use crate::util::registry::Registry;
 use crate::util::{build_images, fails_with, hoist, make_dist, ok, tool};
 
@@ -34,18 +34,6 @@ fn push(layout: &Path, to: &str, extra: &[&str]) -> std::process::Command {
     let mut command = hoist();
     command.args(["push", "-q", &format!("oci:{}:multi", layout.display()), to]).args(extra);
     command
-}
-
-fn rewrite_header(head: &str, name: &str, value: &str) -> String {
-    let prefix = format!("{}:", name.to_ascii_lowercase());
-    let lines: Vec<String> = head
-        .lines()
-        .map(|l| match l.to_ascii_lowercase().starts_with(&prefix) {
-            true => format!("{name}: {value}"),
-            false => l.to_owned(),
-        })
-        .collect();
-    lines.join("\r\n")
 }
 
 #[test]

@@ -31,6 +31,11 @@ impl Response {
         response
     }
 
+    /// Gives the header `name` (any case) the value `value` where the response has it.
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        self.head = rewrite_header(&self.head, name, value);
+    }
+
     /// Replaces the body and fixes Content-Length.
     pub fn set_body(&mut self, body: Vec<u8>) {
         let head: Vec<String> = self
@@ -161,6 +166,19 @@ impl Proxy {
         let requests = self.requests.lock().unwrap();
         requests.iter().filter(|l| l.starts_with(&format!("{method} ")) && l.contains(part)).count()
     }
+}
+
+/// `head` with every line of the header `name` (any case) set to `name: value`.
+pub fn rewrite_header(head: &str, name: &str, value: &str) -> String {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    let lines: Vec<String> = head
+        .lines()
+        .map(|l| match l.to_ascii_lowercase().starts_with(&prefix) {
+            true => format!("{name}: {value}"),
+            false => l.to_owned(),
+        })
+        .collect();
+    lines.join("\r\n")
 }
 
 /// Reads a request head; returns it and the body bytes read past it.
