@@ -84,6 +84,55 @@ fn credentials_stay_on_the_registry_host() {
     assert!(stderr.contains(&format!("{} for a token", token.host())) && stderr.contains("asking"), "{stderr}");
 }
 
+/// Review of issue 21, 1: a blob GET redirected to another server that answers 401 with a
+/// token realm on itself gets no credential there (no token asked with the password, nothing
+/// looked up): hoist answers only the registry's own challenges (exit 4, naming that server).
+#[test]
+fn a_challenge_from_where_a_redirect_led_gets_no_credentials() {
+    let storage = Hostile::start(|head| {
+        let host = head.lines().find_map(|l| l.strip_prefix("host: ").or(l.strip_prefix("Host: "))).unwrap_or("");
+        match head.starts_with("GET /token") {
+            true => Reply::json("200 OK", r#"{"token":"t"}"#),
+            false => Reply::Send(
+                "401 Unauthorized".into(),
+                vec![format!(r#"WWW-Authenticate: Bearer realm="http://{host}/token",service="storage""#)],
+                b"{}".to_vec(),
+            ),
+        }
+    });
+    let (manifest, _) = image_manifest(br#"{"architecture":"amd64","os":"linux"}"#);
+    let to = storage.host();
+    let registry = registry_like(move |head| match head.contains("/manifests/") {
+        true => Reply::json("200 OK", &manifest),
+        false => {
+            let path = head.split_whitespace().nth(1).unwrap_or_default();
+            Reply::Send("307 Temporary Redirect".into(), vec![format!("Location: http://{to}/storage{path}")], vec![])
+        }
+    });
+    let out = hoist()
+        .args(["inspect", "--config", "--creds", CREDS, &format!("{}/a/b:c", registry.host())])
+        .output()
+        .unwrap();
+    assert!(!storage.heads.lock().unwrap().is_empty(), "the redirect was followed");
+    assert!(storage.heads_with("authorization").is_empty(), "credentials leaked: {:?}", storage.heads);
+    assert!(storage.heads_with("/token").is_empty(), "no token asked there: {:?}", storage.heads);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains(&format!("redirected to http://{}, which asks for credentials", storage.host())), "{stderr}");
+}
+
+/// An image manifest with `config` as its config and no layers, and the config's digest.
+fn image_manifest(config: &[u8]) -> (String, String) {
+    let digest = format!("sha256:{:x}", Sha256::digest(config));
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": config.len() },
+        "layers": [],
+    });
+    (manifest.to_string(), digest)
+}
+
 /// 2 and 16: page links to another host are not followed, a link that repeats a page ends
 /// the listing, and a malformed link does not panic.
 #[test]

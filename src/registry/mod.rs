@@ -146,8 +146,9 @@ impl Client {
         self.exchange(registry, scopes, Deadline::transfer(self.options.document_timeout), make).await
     }
 
-    /// Sends a request, authenticated for `scopes`. On 401 it answers the challenge once and
-    /// sends again.
+    /// Sends a request, authenticated for `scopes`. On 401 from the registry's own origin it
+    /// answers the challenge once and sends again; a 401 from elsewhere (where a redirect led)
+    /// is refused without looking up any credential.
     async fn exchange(
         &self,
         registry: &str,
@@ -164,6 +165,10 @@ impl Client {
         let response = self.attempt(registry, &endpoint, &make, cached.as_ref(), deadline).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
+        }
+        if !same_origin(response.url(), &endpoint.base) {
+            let origin = crate::text::printable(&response.url().origin().ascii_serialization());
+            return Err(RegistryError::ForeignChallenge { registry: registry.to_owned(), origin }.into());
         }
         let authorization = self.answer(registry, &endpoint, scopes, &response, deadline).await?;
         self.authorizations.lock().await.insert(key, authorization.clone());
