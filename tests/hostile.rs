@@ -854,6 +854,36 @@ fn an_image_served_as_an_index_is_refused_and_nothing_is_written() {
     assert!(error.contains("announced as application/vnd.oci.image.index.v1+json"), "{error}");
 }
 
+/// Review of issue 21, 3 (the class of CVE-2021-41190): a document with `manifests` beside
+/// `config` and `layers` is refused (exit 7) and nothing written, whether it has no mediaType
+/// or says index, and whatever the Content-Type claims: it was copied as an empty index.
+#[test]
+fn a_document_both_index_and_image_is_refused_and_nothing_is_written() {
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let mut both = image_manifest(config, &[b"layer"]);
+    both.as_object_mut().unwrap().remove("mediaType");
+    both["manifests"] = json!([]);
+    let mut typed = both.clone();
+    typed["mediaType"] = json!(INDEX);
+    let work = tempfile::tempdir().unwrap();
+    for (document, content_type) in [(&both, INDEX), (&both, IMAGE), (&typed, INDEX)] {
+        let body = document.to_string().into_bytes();
+        let hostile = registry_like(move |head| match head.contains("/manifests/") {
+            true => Reply::Send("200 OK".into(), vec![format!("Content-Type: {content_type}")], body.clone()),
+            false => Reply::Send("200 OK".into(), vec![], config.to_vec()),
+        });
+        let out = work.path().join("out");
+        let error = fails_with(
+            hoist().args(["copy", "-q", &format!("{}/a/b:c", hostile.host()), &format!("oci:{}:c", out.display())]),
+            Some(7),
+        );
+        assert!(error.contains(r#"both "manifests" and "config""#), "{content_type}: {error}");
+        assert!(!out.exists(), "nothing written: {:?}", crate::util::listing(work.path()));
+    }
+}
+
 /// The digest `tag` names in a layout's index.json.
 fn first_manifest(layout: &Path, tag: &str) -> String {
     let index = read_json(&layout.join("index.json"));
