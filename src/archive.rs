@@ -8,18 +8,19 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom};
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use futures_util::stream::{BoxStream, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use std::os::unix::fs::FileExt as _;
+use std::sync::Arc;
 
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use crate::blob::held_chunks;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 
-/// Bytes read per chunk.
-const READ_CHUNK: u64 = 256 * 1024;
 /// Symbolic and hard links followed at most this many times.
 const MAX_LINKS: usize = 8;
 
@@ -32,10 +33,12 @@ enum Entry {
     Link(String),
 }
 
-/// The files of a tar archive by name, for reading ranges of the tar file.
+/// The files of a tar archive by name, for reading ranges of the tar file. The file is the one
+/// opened and checked (a regular file) once: a path replaced since is not read.
 #[derive(Debug)]
 pub struct TarIndex {
     path: PathBuf,
+    file: Arc<File>,
     entries: HashMap<String, Entry>,
 }
 
@@ -49,7 +52,7 @@ impl TarIndex {
             path: path.to_path_buf(),
             reason: format!("not a readable tar: {e}"),
         };
-        let mut archive = tar::Archive::new(file);
+        let mut archive = tar::Archive::new(&file);
         let mut entries = HashMap::new();
         for entry in archive.entries_with_seek().map_err(corrupt)? {
             let entry = entry.map_err(corrupt)?;
@@ -67,7 +70,7 @@ impl TarIndex {
                 entries.insert(name, Entry::Link(resolved));
             }
         }
-        Ok(TarIndex { path: path.to_path_buf(), entries })
+        Ok(TarIndex { path: path.to_path_buf(), file: Arc::new(file), entries })
     }
 
     /// The tar file.
@@ -87,6 +90,15 @@ impl TarIndex {
         None
     }
 
+    /// `length` bytes of the tar from `start`, read in chunks as they are asked for.
+    pub fn range(&self, start: u64, length: u64) -> BoxStream<'static, Result<Bytes>> {
+        held_chunks(Arc::clone(&self.file), self.path.clone(), start, length)
+    }
+
+    fn reader(&self, at: u64) -> ReadAt<'_> {
+        ReadAt { file: &self.file, at }
+    }
+
     fn corrupt(&self, reason: String) -> Error {
         Error::CorruptArchive { path: self.path.clone(), reason }
     }
@@ -102,10 +114,8 @@ impl TarIndex {
         if size > limit {
             return Err(self.corrupt(format!("{name} is larger than {limit} bytes")));
         }
-        let mut file = File::open(&self.path).at("open", &self.path)?;
-        file.seek(SeekFrom::Start(offset)).at("read", &self.path)?;
         let mut bytes = Vec::with_capacity(size as usize);
-        file.take(size).read_to_end(&mut bytes).at("read", &self.path)?;
+        self.reader(offset).take(size).read_to_end(&mut bytes).at("read", &self.path)?;
         if bytes.len() as u64 != size {
             return Err(self.corrupt(format!("{name} is cut short")));
         }
@@ -115,19 +125,15 @@ impl TarIndex {
     /// The first bytes of the file `name` (for telling compressed layers apart).
     pub fn head(&self, name: &str, length: u64) -> Result<Vec<u8>> {
         let (offset, size) = self.require(name)?;
-        let mut file = File::open(&self.path).at("open", &self.path)?;
-        file.seek(SeekFrom::Start(offset)).at("read", &self.path)?;
         let mut bytes = Vec::new();
-        file.take(length.min(size)).read_to_end(&mut bytes).at("read", &self.path)?;
+        self.reader(offset).take(length.min(size)).read_to_end(&mut bytes).at("read", &self.path)?;
         Ok(bytes)
     }
 
     /// The sha256 and size of the file `name`, read through once in chunks.
     pub fn hash(&self, name: &str) -> Result<(Digest, u64)> {
         let (offset, size) = self.require(name)?;
-        let mut file = File::open(&self.path).at("open", &self.path)?;
-        file.seek(SeekFrom::Start(offset)).at("read", &self.path)?;
-        let (digest, total) = Digest::of_reader(file.take(size)).at("read", &self.path)?;
+        let (digest, total) = Digest::of_reader(self.reader(offset).take(size)).at("read", &self.path)?;
         if total != size {
             return Err(self.corrupt(format!("{name} is cut short")));
         }
@@ -150,39 +156,18 @@ fn normalize(name: &str) -> String {
     parts.join("/")
 }
 
-/// `length` bytes of the file at `path` from `start`, read in chunks as they are asked for.
-pub fn range_chunks(path: PathBuf, start: u64, length: u64) -> BoxStream<'static, Result<Bytes>> {
-    futures_util::stream::unfold((path, None::<tokio::fs::File>, length), move |(path, file, remaining)| async move {
-        if remaining == 0 {
-            return None;
-        }
-        let fail = |path: PathBuf, e: std::io::Error| Some((Err(Error::io("read", &path, e)), (path, None, 0)));
-        let mut file = match file {
-            Some(file) => file,
-            None => {
-                let opened = async {
-                    let mut file = tokio::fs::File::open(&path).await?;
-                    file.seek(SeekFrom::Start(start)).await?;
-                    Ok::<_, std::io::Error>(file)
-                };
-                match opened.await {
-                    Ok(file) => file,
-                    Err(e) => return fail(path, e),
-                }
-            }
-        };
-        let mut buffer = vec![0u8; remaining.min(READ_CHUNK) as usize];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                let left = remaining - n as u64;
-                Some((Ok(Bytes::from(buffer)), (path, Some(file), left)))
-            }
-            Err(e) => fail(path, e),
-        }
-    })
-    .boxed()
+/// A reader of `file` from `at` on, by positioned reads: readers of one file share no offset.
+struct ReadAt<'a> {
+    file: &'a File,
+    at: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buffer, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// What goes into an archive under one name.
@@ -280,6 +265,7 @@ pub fn blob_name(digest: &Digest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt as _;
 
     #[test]
     fn entries_are_found_by_name_and_read_in_ranges() {
@@ -306,7 +292,7 @@ mod tests {
         assert_eq!(digest, Digest::of(&vec![7u8; 300_000]));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let read = runtime.block_on(async {
-            let mut stream = range_chunks(tar.clone(), offset + 10, 290_000);
+            let mut stream = index.range(offset + 10, 290_000);
             let mut all = Vec::new();
             while let Some(chunk) = stream.next().await {
                 all.extend_from_slice(&chunk.unwrap());
@@ -315,5 +301,24 @@ mod tests {
         });
         assert_eq!(read, vec![7u8; 290_000]);
         assert_eq!(normalize("./a/../b//c/"), "b/c");
+    }
+
+    /// The file checked when it was opened is the one read: another put at its path since (a
+    /// FIFO, a device, another archive) is not.
+    #[test]
+    fn a_path_replaced_after_the_check_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tar, other) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+        write_tar(&tar, &[("blob".into(), Item::Bytes(b"checked".to_vec()))]).unwrap();
+        write_tar(&other, &[("blob".into(), Item::Bytes(b"swapped".to_vec()))]).unwrap();
+        let index = TarIndex::open(&tar).unwrap();
+        std::fs::rename(&other, &tar).unwrap();
+        assert_eq!(index.read_small("blob", 10).unwrap(), b"checked");
+        assert_eq!(index.head("blob", 3).unwrap(), b"che");
+        assert_eq!(index.hash("blob").unwrap(), (Digest::of(b"checked"), 7));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (offset, size) = index.find("blob").unwrap();
+        let read = runtime.block_on(index.range(offset, size).next()).unwrap().unwrap();
+        assert_eq!(&read[..], b"checked");
     }
 }

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{Source, MAX_CONFIG_BYTES};
-use crate::archive::{blob_name, range_chunks, TarIndex};
+use crate::archive::{blob_name, TarIndex};
 use crate::blob::BlobStream;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -34,7 +34,7 @@ fn entry_stream(
         });
     }
     let start = from.min(size);
-    let chunks = range_chunks(tar.path().to_path_buf(), offset + start, size - start);
+    let chunks = tar.range(offset + start, size - start);
     Ok(BlobStream::new(chunks, descriptor, start, what))
 }
 
