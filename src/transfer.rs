@@ -43,7 +43,7 @@ pub struct TransferOptions {
     /// The level of `compression`.
     pub compression_level: u32,
     /// hoist's cache, where compressed layers are kept for the next push; without one they go
-    /// to a temporary directory.
+    /// to unnamed temporary files.
     pub cache: Option<Cache>,
 }
 

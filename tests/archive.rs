@@ -2,10 +2,12 @@
 //! copy and push, read by the real peers (podman, skopeo, umoci).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::hostile::{Hostile, Reply};
 use crate::util::registry::Registry;
 use crate::util::{fails_with, fails_without_hanging, hoist, make_dist, ok, snapshot, tool, APP_BUILD};
 
@@ -536,4 +538,62 @@ fn uncompressed_layers_are_compressed_on_the_way_to_a_registry() {
     let layout = work.path().join("layout");
     let copied = ok(hoist().args(["copy", "-q", &source, &format!("oci:{}:v1", layout.display())]));
     assert_eq!(copied.trim(), source_digest, "into a layout the layers go as they are");
+}
+
+/// Runs `command` (a push to `registry`, which never answers an upload) until its first upload
+/// starts, its layers compressed by then, and kills it.
+fn killed_at_its_first_upload(command: &mut Command, registry: &Hostile) {
+    let before = registry.heads_with("POST ").len();
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while registry.heads_with("POST ").len() == before {
+        assert!(child.try_wait().unwrap().is_none(), "{command:?} ended before its upload");
+        assert!(Instant::now() < deadline, "{command:?} did not upload within a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Review of issue 21, 4: a push killed after compressing its layers leaves nothing but the
+/// cache's own blobs (hard links in `tmp/staged-*` were never removed, nor counted by
+/// eviction); without a cache, nothing in $TMPDIR; and a staged directory an earlier run left
+/// is removed by the next eviction.
+#[test]
+fn a_killed_push_leaves_no_compressed_layers_behind() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("saved.tar");
+    docker_save(&archive, &[(&["app:v1"], vec![layer_tar("text.txt", &b"text\n".repeat(50_000))])]);
+    let registry = Hostile::start(|head| match head.split_whitespace().next().unwrap_or_default() {
+        "GET" if head.starts_with("GET /v2/ ") => Reply::json("200 OK", "{}"),
+        "POST" => {
+            std::thread::sleep(Duration::from_secs(120));
+            Reply::json("500 Internal Server Error", "{}")
+        }
+        _ => Reply::json("404 Not Found", r#"{"errors":[{"code":"NOT_FOUND","message":"no"}]}"#),
+    });
+    let push = || {
+        let mut command = hoist();
+        command.args(["push", "-q", &format!("docker-archive:{}", archive.display())]);
+        command.arg(format!("{}/a/b:c", registry.host()));
+        command
+    };
+
+    let cache = work.path().join("cache");
+    let leftover = cache.join("hoist/tmp/staged-left");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("blob"), b"a link to a blob").unwrap();
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(48 * 3600);
+    std::fs::File::open(&leftover).unwrap().set_modified(two_days_ago).unwrap();
+    killed_at_its_first_upload(push().env("XDG_CACHE_HOME", &cache), &registry);
+    let blobs = crate::util::listing(&cache.join("hoist/blobs/sha256"));
+    assert_eq!(blobs.len(), 1, "the compressed layer is in the cache: {blobs:?}");
+    let left = crate::util::listing(&cache.join("hoist/tmp"));
+    assert!(left.is_empty(), "left in the cache's tmp/: {left:?}");
+
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    killed_at_its_first_upload(push().env("XDG_CACHE_HOME", "").env_remove("HOME").env("TMPDIR", &tmp), &registry);
+    let left = crate::util::listing(&tmp);
+    assert!(left.is_empty(), "left in $TMPDIR without a cache: {left:?}");
 }

@@ -107,7 +107,7 @@ impl PushFlags {
     }
 
     /// The transfer engine's options. Layers compressed on the way are kept in hoist's cache
-    /// for the next push (without it, in a temporary one).
+    /// for the next push (without it, in unnamed temporary files).
     pub fn transfer_options(&self) -> TransferOptions {
         let cache = match self.layer_compression {
             Compression::None => None,
