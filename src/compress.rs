@@ -55,6 +55,19 @@ fn compressible(manifest_type: &MediaType, layer: &Descriptor) -> bool {
         && !layer.extra.contains_key("urls")
 }
 
+/// How many layers of `plan` (each digest once) [`compress_layers`] would compress.
+pub fn compressible_layers(plan: &Plan) -> usize {
+    let mut layers = HashSet::new();
+    for manifest in &plan.manifests {
+        if let Ok(Document::Image(image)) = manifest.parse("manifest") {
+            layers.extend(
+                image.layers.iter().filter(|l| compressible(&manifest.media_type, l)).map(|l| l.digest.clone()),
+            );
+        }
+    }
+    layers.len()
+}
+
 /// Compresses the uncompressed layers of `plan` (read from `source`) with `compression` at
 /// `level`, through `cache` (into unnamed temporary files when `None`). `None` when there is nothing to
 /// compress, or `compression` is [`Compression::None`]: the plan goes as it is. Otherwise the
@@ -66,11 +79,7 @@ pub async fn compress_layers<'a>(
     level: u32,
     cache: Option<&Cache>,
 ) -> Result<Option<(Plan, Compressed<'a>)>> {
-    let any = plan.manifests.iter().any(|m| match m.parse("manifest") {
-        Ok(Document::Image(image)) => image.layers.iter().any(|l| compressible(&m.media_type, l)),
-        _ => false,
-    });
-    if compression == Compression::None || !any {
+    if compression == Compression::None || compressible_layers(plan) == 0 {
         return Ok(None);
     }
     let mut rewriter = Rewriter {

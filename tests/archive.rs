@@ -597,3 +597,42 @@ fn a_killed_push_leaves_no_compressed_layers_behind() {
     let left = crate::util::listing(&tmp);
     assert!(left.is_empty(), "left in $TMPDIR without a cache: {left:?}");
 }
+
+/// Review of issue 21, 5: a dry run compresses nothing: from a registry with a plain tar layer
+/// (and `--compression gzip`), no layer is downloaded (counted at a proxy) and nothing enters
+/// the cache; it says how many layers would be compressed and that the digest would change.
+#[test]
+fn a_dry_run_compresses_nothing_and_says_what_would_be() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("saved.tar");
+    let layer = layer_tar("text.txt", &b"text\n".repeat(50_000));
+    docker_save(&archive, &[(&["app:v1"], vec![layer.clone()])]);
+    let registry = Registry::start();
+    let kept = format!("{}/team/kept:v1", registry.host());
+    let source_digest =
+        ok(hoist().args(["push", "-q", "--preserve-digests", &format!("docker-archive:{}", archive.display()), &kept]));
+    let proxy = crate::util::proxy::Proxy::start(registry.host(), |_, _| {});
+    let cache = work.path().join("cache");
+    let out = hoist()
+        .env("XDG_CACHE_HOME", &cache)
+        .args(["copy", "--dry-run", "--json", "--compression", "gzip"])
+        .arg(format!("{}/team/kept:v1", proxy.host()))
+        .arg(format!("{}/team/copy:v1", registry.host()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let layer_digest = hoist::Digest::of(&layer).to_string();
+    assert_eq!(proxy.count("GET", &format!("/blobs/{layer_digest}")), 0, "the layer was downloaded");
+    let cached = cache.join("hoist/blobs/sha256");
+    assert!(!cached.exists() || crate::util::listing(&cached).is_empty(), "{:?}", crate::util::listing(&cache));
+    assert!(stderr.contains("dry run: 1 uncompressed layer(s) would be compressed with gzip"), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["layers_compressed"].as_u64(), report["digest"].as_str(), report["dry_run"].as_bool()),
+        (Some(1), Some(source_digest.trim()), Some(true)),
+        "{report}"
+    );
+    let copied = hoist().args(["inspect", &format!("{}/team/copy:v1", registry.host())]).output().unwrap();
+    assert_eq!(copied.status.code(), Some(5), "nothing written");
+}

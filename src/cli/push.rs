@@ -249,11 +249,14 @@ pub fn send(
 fn tell(report: &Report, flags: &PushFlags, to: &Location, quiet: bool) {
     if let (Some(before), false) = (&report.source_digest, quiet) {
         eprintln!(
-            "compressed {} uncompressed layer(s) with {}: {to} {} {}, not the source's {before} (--preserve-digests sends them as they are)",
-            report.layers_compressed,
-            flags.layer_compression,
-            if flags.dry_run { "would be" } else { "is" },
-            report.digest
+            "compressed {} uncompressed layer(s) with {}: {to} is {}, not the source's {before} (--preserve-digests sends them as they are)",
+            report.layers_compressed, flags.layer_compression, report.digest
+        );
+    }
+    if flags.dry_run && report.layers_compressed > 0 {
+        eprintln!(
+            "dry run: {} uncompressed layer(s) would be compressed with {}, so {to} would get another digest than the source's {} (not computed in a dry run; --preserve-digests keeps it)",
+            report.layers_compressed, flags.layer_compression, report.digest
         );
     }
     if flags.dry_run {
