@@ -198,10 +198,14 @@ async fn compress_layer(
     cache: Option<&Cache>,
 ) -> Result<(Descriptor, Held)> {
     let key = LayerKey { diff_id: layer.digest.clone(), compression: compression.identity(level) };
+    // The other fields stay (annotations, say), but not `data`: the tar's bytes embedded.
+    let mut extra = layer.extra.clone();
+    extra.remove("data");
     let compressed = |digest: Digest, size: u64| Descriptor {
         media_type: MediaType::from(compression.media_type()),
         digest,
         size,
+        extra: extra.clone(),
         ..layer.clone()
     };
     if let Some(cache) = cache {

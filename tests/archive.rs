@@ -527,17 +527,36 @@ fn uncompressed_layers_are_compressed_on_the_way_to_a_registry() {
         serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &format!("{}/team/kept:v1", registry.host())])))
             .unwrap();
     assert_eq!(raw["layers"][0]["digest"], hoist::Digest::of(&plain[0]).to_string());
-    // From a registry as from an archive: the same compressed image.
-    let from_registry = ok(hoist().args([
-        "copy",
-        "-q",
-        &format!("{}/team/kept:v1", registry.host()),
-        &format!("{}/team/copied:v1", registry.host()),
-    ]));
+    // From a registry the digest is kept by default (signatures and referrers name it); with
+    // --compression, the same compressed image as from the archive.
+    let kept = format!("{}/team/kept:v1", registry.host());
+    let copied = ok(hoist().args(["copy", "-q", &kept, &format!("{}/team/copied:v1", registry.host())]));
+    assert_eq!(copied.trim(), source_digest, "a registry's image keeps its digest");
+    let compressed = format!("{}/team/compressed:v1", registry.host());
+    let from_registry = ok(hoist().args(["copy", "-q", "--compression", "gzip", &kept, &compressed]));
     assert_eq!(from_registry.trim(), pushed);
     let layout = work.path().join("layout");
     let copied = ok(hoist().args(["copy", "-q", &source, &format!("oci:{}:v1", layout.display())]));
     assert_eq!(copied.trim(), source_digest, "into a layout the layers go as they are");
+
+    // A layer descriptor's `data` (the tar's bytes, embedded) does not stay on the compressed
+    // layer's; its other fields do.
+    use base64::Engine as _;
+    let mut manifest = crate::util::blob_json(&layout, &source_digest);
+    manifest["layers"][1]["data"] = base64::engine::general_purpose::STANDARD.encode(&plain[1]).into();
+    manifest["layers"][1]["annotations"] = serde_json::json!({ "kept": "yes" });
+    crate::util::commit_json(
+        hoist::layout::LayoutWriter::begin(&layout).unwrap(),
+        &manifest,
+        oci_spec::image::MediaType::ImageManifest,
+        "data",
+    );
+    let target = format!("{}/team/data:v1", registry.host());
+    ok(hoist().args(["push", "-q", &format!("oci:{}:data", layout.display()), &target]));
+    let raw: Value = serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &target]))).unwrap();
+    let layer = &raw["layers"][1];
+    assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip", "{raw}");
+    assert!(layer.get("data").is_none() && layer["annotations"]["kept"] == "yes", "{raw}");
 }
 
 /// Runs `command` (a push to `registry`, which never answers an upload) until its first upload
