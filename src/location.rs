@@ -228,8 +228,9 @@ impl<'de> serde::Deserialize<'de> for Location {
 }
 
 impl Location {
-    /// Checks that it can be written to: a layout or oci-archive named by digest is a source
-    /// only (an output gets tags, and its digest is what is written).
+    /// Checks that it can be written to: a layout or oci-archive named by digest, and a
+    /// docker-archive's `@N`, are sources only (an output gets tags or a name, and its digest
+    /// is what is written).
     pub fn check_output(&self) -> Result<()> {
         match self {
             Location::Layout { digest: Some(_), .. } | Location::OciArchive { digest: Some(_), .. } => {
@@ -239,6 +240,11 @@ impl Location {
                     "a digest picks an image to read; write to oci:DIR[:TAG] or oci-archive:FILE[:TAG]",
                 ))
             }
+            Location::DockerArchive { image: Some(ArchiveImage::Index(_)), .. } => Err(Error::invalid(
+                "output",
+                self.to_string(),
+                "@N picks an image to read from an archive; name the image to write as docker-archive:FILE:NAME[:TAG]",
+            )),
             _ => Ok(()),
         }
     }
@@ -331,6 +337,8 @@ mod tests {
         let archive: Location = format!("oci-archive:app.tar@{digest}").parse().unwrap();
         assert_eq!(archive, Location::OciArchive { file: "app.tar".into(), tag: None, digest: Some(digest) });
         assert!(layout.check_output().is_err() && archive.check_output().is_err());
+        assert!("docker-archive:app.tar:@1".parse::<Location>().unwrap().check_output().is_err());
+        assert!("docker-archive:app.tar:app:v1".parse::<Location>().unwrap().check_output().is_ok());
         assert!("oci:out/a@b:v1".parse::<Location>().unwrap().check_output().is_ok(), "an @ in a path is a path");
         assert_eq!(
             "oci:out/a@b:v1".parse::<Location>().unwrap(),

@@ -430,6 +430,23 @@ fn docker_archive_images_are_named_as_docker_names_them_or_by_position() {
     let error = fails_with(hoist().args(["copy", &at("@0"), &to]), Some(3));
     assert!(error.contains("NAME[:TAG]"), "{error}");
     assert!(!written.exists());
+    // A build is refused before it builds anything: no layer compressed into the cache.
+    make_dist(work.path());
+    let cache = work.path().join("cache");
+    let error = fails_with(
+        hoist().current_dir(work.path()).env("XDG_CACHE_HOME", &cache).args([
+            "build",
+            "--platform",
+            "linux/amd64",
+            "--layer",
+            "dist/{os}_{arch}/:/app/",
+            "--output",
+            &to,
+        ]),
+        Some(3),
+    );
+    assert!(error.contains("NAME[:TAG]"), "{error}");
+    assert!(!written.exists() && !cache.join("hoist/blobs").exists(), "{:?}", crate::util::listing(work.path()));
 
     // What failed before: pushing by the bare name the archive itself carries.
     let registry = Registry::start();
