@@ -182,12 +182,12 @@ pub enum Item {
 }
 
 /// Checks that an archive may be written at `target`: nothing is there, or a regular file
-/// (which is replaced). An archive is renamed into place whole, so a FIFO or a device there
-/// would be replaced rather than written into, and a symlink replaced rather than followed:
-/// all three are refused, as is a directory.
-pub fn check_target(target: &Path) -> Result<()> {
+/// (which is replaced); says whether a file is there. An archive is renamed into place whole,
+/// so a FIFO or a device there would be replaced rather than written into, and a symlink
+/// replaced rather than followed: all three are refused, as is a directory.
+pub fn check_target(target: &Path) -> Result<bool> {
     match std::fs::symlink_metadata(target) {
-        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) if meta.is_file() => Ok(true),
         Ok(meta) => Err(Error::invalid(
             "archive",
             target.display().to_string(),
@@ -196,8 +196,39 @@ pub fn check_target(target: &Path) -> Result<()> {
                 crate::small_file::kind(meta.file_type())
             ),
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("read", target, e)),
+    }
+}
+
+/// Renames the complete `temp` to `target`, checked once more just before (something may have
+/// appeared there meanwhile). A regular file there is replaced; where there was nothing,
+/// nothing is replaced (renameat2's RENAME_NOREPLACE, or a hard link where the file system
+/// lacks it, as tempfile does it; the plain rename where neither works), so what appears
+/// after the check is left alone too.
+fn put_in_place(temp: tempfile::NamedTempFile, target: &Path) -> Result<()> {
+    rename_into(temp, target, check_target(target)?)
+}
+
+/// Renames `temp` to `target`, replacing a file there only when `replace`.
+fn rename_into(temp: tempfile::NamedTempFile, target: &Path, replace: bool) -> Result<()> {
+    let placed = match replace {
+        true => temp.persist(target),
+        // A file system that can neither rename without replacing nor hard-link gets the
+        // plain rename.
+        false => temp.persist_noclobber(target).or_else(|e| match e.error.kind() {
+            std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => e.file.persist(target),
+        }),
+    };
+    match placed {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(
+            "archive",
+            target.display().to_string(),
+            "something appeared there while the archive was written; it is left alone: remove it, or name another file",
+        )),
+        Err(e) => Err(Error::io("write", target, e.error)),
     }
 }
 
@@ -251,10 +282,7 @@ pub fn write_tar(target: &Path, items: &[(String, Item)]) -> Result<()> {
     let readable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
     temp.as_file().set_permissions(readable).at("write", target)?;
     temp.as_file().sync_all().at("write", target)?;
-    // Once more just before the rename: something may have appeared there meanwhile.
-    check_target(target)?;
-    temp.persist(target).map_err(|e| Error::io("write", target, e.error))?;
-    Ok(())
+    put_in_place(temp, target)
 }
 
 /// The name of the blob `digest` in a layout or archive: `blobs/ALGORITHM/HEX`.
@@ -301,6 +329,23 @@ mod tests {
         });
         assert_eq!(read, vec![7u8; 290_000]);
         assert_eq!(normalize("./a/../b//c/"), "b/c");
+    }
+
+    /// What appears at the target after the last check found nothing there is not replaced.
+    #[test]
+    fn nothing_that_appears_after_the_last_check_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.tar");
+        let temp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+        assert!(!check_target(&target).unwrap(), "nothing there at the check");
+        std::os::unix::fs::symlink("/dev/null", &target).unwrap();
+        let error = rename_into(temp, &target, false).unwrap_err().to_string();
+        assert!(error.contains("appeared there"), "{error}");
+        assert!(std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink(), "left alone");
+        let temp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+        let free = dir.path().join("free.tar");
+        rename_into(temp, &free, false).unwrap();
+        assert!(free.is_file());
     }
 
     /// The file checked when it was opened is the one read: another put at its path since (a
