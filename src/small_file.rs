@@ -42,6 +42,9 @@ impl ReadError {
                 return Error::invalid(what, path.display().to_string(), "it does not exist; check the path")
             }
             ReadError::Io(e) => return Error::io("read", path, e),
+            ReadError::NotRegular("symlink") => {
+                "hoist reads it only as a regular file, not through a symlink (which could point anywhere); put the file itself there"
+            }
             ReadError::NotRegular(_) => "hoist reads it only as a regular file (or a symlink to one); replace it",
             ReadError::TooLarge(_) => "the most hoist reads of it; check that it is the right file",
         };
