@@ -310,4 +310,11 @@ fn sources_that_are_not_what_they_claim_are_named_with_the_fix() {
         .stdin(std::fs::File::open("/dev/zero").unwrap());
     let error = fails_with(login, Some(3));
     assert!(error.contains("password") && error.contains("longer than 1 MiB"), "{error}");
+    // Cut at 1 MiB inside a character, it is still too long, not "invalid UTF-8".
+    let long = work.path().join("long-password");
+    std::fs::write(&long, format!("{}é and more", "a".repeat(1 << 20))).unwrap();
+    let mut login = hoist();
+    login.args(["login", "-u", "me", "--password-stdin", "127.0.0.1:9"]).stdin(std::fs::File::open(&long).unwrap());
+    let error = fails_with(login, Some(3));
+    assert!(error.contains("password") && error.contains("longer than 1 MiB"), "{error}");
 }
