@@ -423,8 +423,10 @@ fn docker_archive_images_are_named_as_docker_names_them_or_by_position() {
     assert!(error.contains("@1 test_image_2"), "{error}");
     let error = fails_with(hoist().args(["inspect", &format!("docker-archive:{}", archive.display())]), Some(3));
     assert!(error.contains("@N"), "{error}");
-    let error = fails_with(hoist().args(["inspect", &at("@-1")]), Some(3));
-    assert!(error.contains("@N"), "{error}");
+    for position in ["@-1", "@+1"] {
+        let error = fails_with(hoist().args(["inspect", &at(position)]), Some(3));
+        assert!(error.contains("@N"), "{position}: {error}");
+    }
     let written = work.path().join("out.tar");
     let to = format!("docker-archive:{}:@0", written.display());
     let error = fails_with(hoist().args(["copy", &at("@0"), &to]), Some(3));

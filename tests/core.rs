@@ -261,6 +261,11 @@ fn layouts_and_oci_archives_name_an_image_by_digest() {
     let error = fails_with(hoist().args(["copy", &at(&arm), &format!("oci:{}@{arm}", out.display())]), Some(3));
     assert!(error.contains("oci:DIR[:TAG]"), "{error}");
     assert!(!out.exists());
+    // A digest of another algorithm is refused as one, not read as a directory named `…@sha512`.
+    let sha512 = format!("sha512:{}", "a".repeat(128));
+    let error = fails_with(hoist().args(["copy", &at(&arm), &format!("oci:{}@{sha512}", out.display())]), Some(3));
+    assert!(error.contains("sha256 digests"), "{error}");
+    assert!(!out.exists() && !work.path().join("out@sha512").exists(), "{:?}", crate::util::listing(work.path()));
 }
 
 #[test]
