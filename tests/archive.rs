@@ -674,3 +674,20 @@ fn a_dry_run_compresses_nothing_and_says_what_would_be() {
     let copied = hoist().args(["inspect", &format!("{}/team/copy:v1", registry.host())]).output().unwrap();
     assert_eq!(copied.status.code(), Some(5), "nothing written");
 }
+
+/// Review of issue 21 (nit): a dry run to an archive output makes no directory on the way
+/// (its parents were created before anything was looked at).
+#[test]
+fn a_dry_run_to_an_archive_makes_no_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("saved.tar");
+    docker_save(&archive, &[(&["app:v1"], vec![layer_tar("text.txt", b"text\n")])]);
+    let source = format!("docker-archive:{}", archive.display());
+    for output in ["oci-archive:new/dir/out.tar", "docker-archive:new/dir/out.tar:app:v1"] {
+        let out = hoist().current_dir(work.path()).args(["copy", "--dry-run", &source, output]).output().unwrap();
+        assert!(out.status.success(), "{output}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(crate::util::listing(work.path()), ["saved.tar"], "{output}");
+    }
+    ok(hoist().current_dir(work.path()).args(["copy", "-q", &source, "oci-archive:new/dir/out.tar"]));
+    assert!(work.path().join("new/dir/out.tar").is_file(), "a real run makes the parents");
+}
