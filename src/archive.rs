@@ -8,9 +8,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom};
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::FileExt as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use crate::blob::held_chunks;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic::{self, Mode};
@@ -27,10 +34,12 @@ enum Entry {
     Link(String),
 }
 
-/// The files of a tar archive by name, for reading ranges of the tar file.
+/// The files of a tar archive by name, for reading ranges of the tar file. The file is the one
+/// opened and checked (a regular file) once: a path replaced since is not read.
 #[derive(Debug)]
 pub struct TarIndex {
     path: PathBuf,
+    file: Arc<File>,
     entries: HashMap<String, Entry>,
 }
 
@@ -44,7 +53,7 @@ impl TarIndex {
             path: path.to_path_buf(),
             reason: format!("not a readable tar: {e}"),
         };
-        let mut archive = tar::Archive::new(file);
+        let mut archive = tar::Archive::new(&file);
         let mut entries = HashMap::new();
         for entry in archive.entries_with_seek().map_err(corrupt)? {
             let entry = entry.map_err(corrupt)?;
@@ -62,7 +71,7 @@ impl TarIndex {
                 entries.insert(name, Entry::Link(resolved));
             }
         }
-        Ok(TarIndex { path: path.to_path_buf(), entries })
+        Ok(TarIndex { path: path.to_path_buf(), file: Arc::new(file), entries })
     }
 
     /// The tar file.
@@ -82,6 +91,15 @@ impl TarIndex {
         None
     }
 
+    /// `length` bytes of the tar from `start`, read in chunks as they are asked for.
+    pub fn range(&self, start: u64, length: u64) -> BoxStream<'static, Result<Bytes>> {
+        held_chunks(Arc::clone(&self.file), self.path.clone(), start, length)
+    }
+
+    fn reader(&self, at: u64) -> ReadAt<'_> {
+        ReadAt { file: &self.file, at }
+    }
+
     fn corrupt(&self, reason: String) -> Error {
         Error::CorruptArchive { path: self.path.clone(), reason }
     }
@@ -97,10 +115,8 @@ impl TarIndex {
         if size > limit {
             return Err(self.corrupt(format!("{name} is larger than {limit} bytes")));
         }
-        let mut file = File::open(&self.path).at("open", &self.path)?;
-        file.seek(SeekFrom::Start(offset)).at("read", &self.path)?;
         let mut bytes = Vec::with_capacity(size as usize);
-        file.take(size).read_to_end(&mut bytes).at("read", &self.path)?;
+        self.reader(offset).take(size).read_to_end(&mut bytes).at("read", &self.path)?;
         if bytes.len() as u64 != size {
             return Err(self.corrupt(format!("{name} is cut short")));
         }
@@ -110,19 +126,15 @@ impl TarIndex {
     /// The first bytes of the file `name` (for telling compressed layers apart).
     pub fn head(&self, name: &str, length: u64) -> Result<Vec<u8>> {
         let (offset, size) = self.require(name)?;
-        let mut file = File::open(&self.path).at("open", &self.path)?;
-        file.seek(SeekFrom::Start(offset)).at("read", &self.path)?;
         let mut bytes = Vec::new();
-        file.take(length.min(size)).read_to_end(&mut bytes).at("read", &self.path)?;
+        self.reader(offset).take(length.min(size)).read_to_end(&mut bytes).at("read", &self.path)?;
         Ok(bytes)
     }
 
     /// The sha256 and size of the file `name`, read through once in chunks.
     pub fn hash(&self, name: &str) -> Result<(Digest, u64)> {
         let (offset, size) = self.require(name)?;
-        let mut file = File::open(&self.path).at("open", &self.path)?;
-        file.seek(SeekFrom::Start(offset)).at("read", &self.path)?;
-        let (digest, total) = Digest::of_reader(file.take(size)).at("read", &self.path)?;
+        let (digest, total) = Digest::of_reader(self.reader(offset).take(size)).at("read", &self.path)?;
         if total != size {
             return Err(self.corrupt(format!("{name} is cut short")));
         }
@@ -145,6 +157,20 @@ fn normalize(name: &str) -> String {
     parts.join("/")
 }
 
+/// A reader of `file` from `at` on, by positioned reads: readers of one file share no offset.
+struct ReadAt<'a> {
+    file: &'a File,
+    at: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buffer, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 /// What goes into an archive under one name.
 #[derive(Debug)]
 pub enum Item {
@@ -157,12 +183,12 @@ pub enum Item {
 }
 
 /// Checks that an archive may be written at `target`: nothing is there, or a regular file
-/// (which is replaced). An archive is renamed into place whole, so a FIFO or a device there
-/// would be replaced rather than written into, and a symlink replaced rather than followed:
-/// all three are refused, as is a directory.
-pub fn check_target(target: &Path) -> Result<()> {
+/// (which is replaced); says whether a file is there. An archive is renamed into place whole,
+/// so a FIFO or a device there would be replaced rather than written into, and a symlink
+/// replaced rather than followed: all three are refused, as is a directory.
+pub fn check_target(target: &Path) -> Result<bool> {
     match std::fs::symlink_metadata(target) {
-        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) if meta.is_file() => Ok(true),
         Ok(meta) => Err(Error::invalid(
             "archive",
             target.display().to_string(),
@@ -171,8 +197,39 @@ pub fn check_target(target: &Path) -> Result<()> {
                 crate::small_file::kind(meta.file_type())
             ),
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("read", target, e)),
+    }
+}
+
+/// Renames the complete `temp` to `target`, checked once more just before (something may have
+/// appeared there meanwhile). A regular file there is replaced; where there was nothing,
+/// nothing is replaced (renameat2's RENAME_NOREPLACE, or a hard link where the file system
+/// lacks it, as tempfile does it; the plain rename where neither works), so what appears
+/// after the check is left alone too.
+fn put_in_place(temp: tempfile::NamedTempFile, target: &Path) -> Result<()> {
+    rename_into(temp, target, check_target(target)?)
+}
+
+/// Renames `temp` to `target`, replacing a file there only when `replace`.
+fn rename_into(temp: tempfile::NamedTempFile, target: &Path, replace: bool) -> Result<()> {
+    let placed = match replace {
+        true => temp.persist(target),
+        // A file system that can neither rename without replacing nor hard-link gets the
+        // plain rename.
+        false => temp.persist_noclobber(target).or_else(|e| match e.error.kind() {
+            std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => e.file.persist(target),
+        }),
+    };
+    match placed {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(
+            "archive",
+            target.display().to_string(),
+            "something appeared there while the archive was written; it is left alone: remove it, or name another file",
+        )),
+        Err(e) => Err(Error::io("write", target, e.error)),
     }
 }
 
@@ -221,9 +278,7 @@ pub fn write_tar(target: &Path, items: &[(String, Item)]) -> Result<()> {
     temp.as_file().set_permissions(readable).at("write", target)?;
     // The long sync first, so that the last check stays just before the rename.
     temp.as_file().sync_all().at("write", target)?;
-    // Once more just before the rename: something may have appeared there meanwhile.
-    check_target(target)?;
-    atomic::persist(temp, target)?;
+    put_in_place(temp, target)?;
     atomic::sync_dir(parent)
 }
 
@@ -234,7 +289,7 @@ pub fn blob_name(digest: &Digest) -> String {
 
 #[cfg(test)]
 mod tests {
-    use futures_util::StreamExt;
+    use futures_util::StreamExt as _;
 
     use super::*;
 
@@ -263,7 +318,7 @@ mod tests {
         assert_eq!(digest, Digest::of(&vec![7u8; 300_000]));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let read = runtime.block_on(async {
-            let mut stream = crate::blob::file_chunks(tar.clone(), offset + 10, Some(290_000));
+            let mut stream = index.range(offset + 10, 290_000);
             let mut all = Vec::new();
             while let Some(chunk) = stream.next().await {
                 all.extend_from_slice(&chunk.unwrap());
@@ -272,5 +327,41 @@ mod tests {
         });
         assert_eq!(read, vec![7u8; 290_000]);
         assert_eq!(normalize("./a/../b//c/"), "b/c");
+    }
+
+    /// What appears at the target after the last check found nothing there is not replaced.
+    #[test]
+    fn nothing_that_appears_after_the_last_check_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.tar");
+        let temp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+        assert!(!check_target(&target).unwrap(), "nothing there at the check");
+        std::os::unix::fs::symlink("/dev/null", &target).unwrap();
+        let error = rename_into(temp, &target, false).unwrap_err().to_string();
+        assert!(error.contains("appeared there"), "{error}");
+        assert!(std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink(), "left alone");
+        let temp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+        let free = dir.path().join("free.tar");
+        rename_into(temp, &free, false).unwrap();
+        assert!(free.is_file());
+    }
+
+    /// The file checked when it was opened is the one read: another put at its path since (a
+    /// FIFO, a device, another archive) is not.
+    #[test]
+    fn a_path_replaced_after_the_check_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tar, other) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+        write_tar(&tar, &[("blob".into(), Item::Bytes(b"checked".to_vec()))]).unwrap();
+        write_tar(&other, &[("blob".into(), Item::Bytes(b"swapped".to_vec()))]).unwrap();
+        let index = TarIndex::open(&tar).unwrap();
+        std::fs::rename(&other, &tar).unwrap();
+        assert_eq!(index.read_small("blob", 10).unwrap(), b"checked");
+        assert_eq!(index.head("blob", 3).unwrap(), b"che");
+        assert_eq!(index.hash("blob").unwrap(), (Digest::of(b"checked"), 7));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (offset, size) = index.find("blob").unwrap();
+        let read = runtime.block_on(index.range(offset, size).next()).unwrap().unwrap();
+        assert_eq!(&read[..], b"checked");
     }
 }

@@ -203,6 +203,46 @@ pub async fn copy_to_writer<W: std::io::Write + Send + 'static>(
         .map_err(|e| Error::io("write", "a blob", e))
 }
 
+/// `length` bytes of the open `file` from `start`, read in chunks as they are asked for;
+/// `path` names it in errors. What is read is the file opened (and checked), whatever happens
+/// to its path since; reads are by position, so streams of one file share no offset.
+pub fn held_chunks(
+    file: Arc<std::fs::File>,
+    path: PathBuf,
+    start: u64,
+    length: u64,
+) -> BoxStream<'static, Result<Bytes>> {
+    use std::os::unix::fs::FileExt as _;
+    let end = start.saturating_add(length);
+    futures_util::stream::try_unfold((file, path, start), move |(file, path, at)| async move {
+        if at >= end {
+            return Ok(None);
+        }
+        let (reading, want) = (Arc::clone(&file), (end - at).min(READ_CHUNK as u64) as usize);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buffer = vec![0u8; want];
+            let n = loop {
+                match reading.read_at(&mut buffer, at) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    result => break result?,
+                }
+            };
+            buffer.truncate(n);
+            Ok::<_, std::io::Error>(buffer)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|read| read)
+        .map_err(|e| Error::io("read", &path, e))?;
+        if read.is_empty() {
+            return Ok(None);
+        }
+        let next = at + read.len() as u64;
+        Ok(Some((Bytes::from(read), (file, path, next))))
+    })
+    .boxed()
+}
+
 /// The bytes of the file at `path` from byte `start`, at most `length` of them (`None`: to
 /// its end), read in chunks as they are asked for; the file is opened at the first.
 pub fn file_chunks(path: PathBuf, start: u64, length: Option<u64>) -> BoxStream<'static, Result<Bytes>> {

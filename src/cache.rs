@@ -13,7 +13,8 @@
 //! Blobs are verified every time they are used, so a damaged file is found, deleted and
 //! treated as absent. A blob's modification time records its last use; [`Cache::evict`]
 //! deletes the least recently used blobs until the cache fits its bound. Users of a blob take
-//! their own hard link or copy of it ([`Cache::link_into`]), which eviction leaves alone.
+//! their own hard link or copy of it ([`Cache::link_into`]), or hold it open
+//! ([`Cache::open_blob`]), which eviction leaves alone.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -122,7 +123,9 @@ impl Cache {
         self.root.join("tmp")
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
+    /// Where the blob `digest` is (or would be); use it through [`Cache::get`] or
+    /// [`Cache::open_blob`], which verify it.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.blobs().join(digest.hex())
     }
 
@@ -132,19 +135,27 @@ impl Cache {
     /// Another process may evict the blob after this returns: to keep it, use
     /// [`Cache::link_into`], which gives the caller a name of its own.
     pub fn get(&self, digest: &Digest) -> Result<Option<PathBuf>> {
+        Ok(self.open_blob(digest)?.map(|_| self.blob_path(digest)))
+    }
+
+    /// The blob `digest`, open, and its size, once its content is verified through that very
+    /// file; `None` when it is absent or damaged (a damaged blob is deleted). Marks the blob
+    /// as used. Read through the file (by position, `read_at`), it stays whatever evictions
+    /// follow, and nothing of it outlives the process but the cache's own blob.
+    pub fn open_blob(&self, digest: &Digest) -> Result<Option<(File, u64)>> {
         let path = self.blob_path(digest);
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", &path, e)),
         };
-        let (found, _) = hash_reader(file, &path)?;
+        let (found, size) = Digest::of_reader(&file).at("read", &path)?;
         if &found != digest {
             self.discard(digest, &path, &found);
             return Ok(None);
         }
         touch(&path);
-        Ok(Some(path))
+        Ok(Some((file, size)))
     }
 
     /// Puts the blob `digest` into `dir` as `dir/<hex>`: a hard link when `dir` is on the
@@ -220,14 +231,6 @@ impl Cache {
         Ok(CacheWriter { blobs: self.blobs(), inner, writeback: Writeback::default() })
     }
 
-    /// A directory of the caller's own on the cache's file system, removed when dropped: blobs
-    /// linked into it ([`Cache::link_into`], [`CacheWriter::commit`]) stay whatever evictions
-    /// follow.
-    pub fn staging_dir(&self) -> Result<tempfile::TempDir> {
-        let tmp = self.tmp();
-        tempfile::Builder::new().prefix("staged-").tempdir_in(&tmp).at("create a directory in", &tmp)
-    }
-
     /// Stores a copy of `file`, which must hash to `digest` (checked before it is visible).
     pub fn insert_file(&self, digest: &Digest, file: &Path) -> Result<CachedBlob> {
         let input = File::open(file).at("read", file)?;
@@ -295,8 +298,9 @@ impl Cache {
     }
 
     /// Deletes the least recently used blobs until the rest fit the size bound, and temporary
-    /// files left by crashed processes. Files that another process deletes meanwhile are
-    /// skipped.
+    /// files and directories left by crashed processes (a killed push of an earlier version
+    /// left `staged-*` directories of links to blobs). Files that another process deletes
+    /// meanwhile are skipped.
     pub fn evict(&self) -> Result<Eviction> {
         let blobs = self.blobs();
         let mut entries = Vec::new();
@@ -332,12 +336,16 @@ impl Cache {
         eviction.kept = kept;
         let tmp = self.tmp();
         for entry in fs::read_dir(&tmp).at("read", &tmp)?.flatten() {
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TEMPORARY));
-            if stale {
-                let _ = fs::remove_file(entry.path());
+            let Ok(meta) = entry.metadata() else { continue };
+            let stale = meta.modified().is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TEMPORARY));
+            match (stale, meta.is_dir()) {
+                (false, _) => {}
+                (true, true) => {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+                (true, false) => {
+                    let _ = fs::remove_file(entry.path());
+                }
             }
         }
         Ok(eviction)
@@ -392,6 +400,15 @@ impl CacheWriter {
     /// copied) into that directory as `<hex>`, so the caller holds it whatever evictions
     /// follow.
     pub fn commit(self, expected: Option<&Digest>, also_into: Option<&Path>) -> Result<CachedBlob> {
+        self.persist(expected, also_into).map(|(blob, _)| blob)
+    }
+
+    /// [`CacheWriter::commit`], keeping the blob open (as [`Cache::open_blob`] gives it).
+    pub fn commit_open(self, expected: Option<&Digest>) -> Result<(CachedBlob, File)> {
+        self.persist(expected, None)
+    }
+
+    fn persist(self, expected: Option<&Digest>, also_into: Option<&Path>) -> Result<(CachedBlob, File)> {
         let (digest, size, buffered) = self.inner.finish();
         let tmp = self.blobs.clone();
         let file = buffered.into_inner().map_err(|e| Error::io("write a blob in", &tmp, e.into_error()))?;
@@ -412,8 +429,9 @@ impl CacheWriter {
                 File::open(&target).and_then(|f| f.sync_all()).at("write", &target)?;
             }
         }
-        atomic::persist(file, &self.blobs.join(digest.hex()))?;
-        Ok(CachedBlob { digest, size })
+        let path = self.blobs.join(digest.hex());
+        let file = atomic::persist_open(file, &path)?;
+        Ok((CachedBlob { digest, size }, file))
     }
 }
 

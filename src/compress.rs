@@ -4,9 +4,10 @@
 //!
 //! [`compress_layers`] rewrites a [`Plan`] before it is walked: each `tar` layer of an OCI
 //! image manifest becomes a `tar+gzip` (or `tar+zstd`) blob, compressed by the build's parallel
-//! compressor into hoist's cache and linked into a staging directory of the transfer's own; the
-//! manifests that name those layers, and the indexes that name those manifests, are rewritten
-//! with the new digests and sizes. The config is unchanged (its diff_ids are the digests of
+//! compressor into hoist's cache (without one, into a temporary file that has no name) and held
+//! open for the transfer, so that evictions cannot take it and a killed process leaves nothing
+//! behind but the cache's own blob; the manifests that name those layers, and the indexes that
+//! name those manifests, are rewritten with the new digests and sizes. The config is unchanged (its diff_ids are the digests of
 //! the uncompressed tars). The transfer engine then sends ordinary blobs from [`Compressed`].
 //!
 //! The cache keys a compressed layer on its tar's digest and the compression's identity, as
@@ -15,15 +16,18 @@
 //! manifests are left as they are.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use crate::blob::{copy_to_writer, file_chunks, BlobStream};
-use crate::cache::{Cache, CachedLayer, LayerKey};
-use crate::digest::Digest;
+use crate::blob::{copy_to_writer, held_chunks, BlobStream};
+use crate::cache::{Cache, CacheWriter, CachedBlob, CachedLayer, LayerKey};
+use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::graph::Plan;
 use crate::layer::{Compression, ParallelCompressor};
@@ -38,8 +42,8 @@ pub struct Compressed<'a> {
     pub layers: usize,
     /// The digest of the plan's root before: the source's.
     pub source_root: Digest,
-    /// The source the plan reads from: the compressed layers and the rewritten manifests from
-    /// the staging directory, everything else from the original source.
+    /// The source the plan reads from: the compressed layers (held open) and the rewritten
+    /// manifests of its own, everything else from the original source.
     pub source: StagedSource<'a>,
 }
 
@@ -51,8 +55,21 @@ fn compressible(manifest_type: &MediaType, layer: &Descriptor) -> bool {
         && !layer.extra.contains_key("urls")
 }
 
+/// How many layers of `plan` (each digest once) [`compress_layers`] would compress.
+pub fn compressible_layers(plan: &Plan) -> usize {
+    let mut layers = HashSet::new();
+    for manifest in &plan.manifests {
+        if let Ok(Document::Image(image)) = manifest.parse("manifest") {
+            layers.extend(
+                image.layers.iter().filter(|l| compressible(&manifest.media_type, l)).map(|l| l.digest.clone()),
+            );
+        }
+    }
+    layers.len()
+}
+
 /// Compresses the uncompressed layers of `plan` (read from `source`) with `compression` at
-/// `level`, through `cache` (a temporary one when `None`). `None` when there is nothing to
+/// `level`, through `cache` (into unnamed temporary files when `None`). `None` when there is nothing to
 /// compress, or `compression` is [`Compression::None`]: the plan goes as it is. Otherwise the
 /// rewritten plan (new layer descriptors, new manifests, a new root) and what was done.
 pub async fn compress_layers<'a>(
@@ -62,44 +79,31 @@ pub async fn compress_layers<'a>(
     level: u32,
     cache: Option<&Cache>,
 ) -> Result<Option<(Plan, Compressed<'a>)>> {
-    let any = plan.manifests.iter().any(|m| match m.parse("manifest") {
-        Ok(Document::Image(image)) => image.layers.iter().any(|l| compressible(&m.media_type, l)),
-        _ => false,
-    });
-    if compression == Compression::None || !any {
+    if compression == Compression::None || compressible_layers(plan) == 0 {
         return Ok(None);
     }
-    let (cache, scratch) = match cache {
-        Some(cache) => (cache.clone(), None),
-        None => {
-            let dir = tempfile::tempdir().at("create a temporary directory in", std::env::temp_dir())?;
-            (Cache::open(dir.path())?, Some(dir))
-        }
-    };
-    let staging = cache.staging_dir()?;
     let mut rewriter = Rewriter {
         source,
         compression,
         level,
-        cache: &cache,
-        staging: &staging,
+        cache,
         layers: HashMap::new(),
+        staged: HashMap::new(),
         manifests: HashMap::new(),
     };
     let mut manifests = Vec::with_capacity(plan.manifests.len());
     for manifest in &plan.manifests {
         manifests.push(rewriter.rewrite(manifest).await?);
     }
-    let layers: HashSet<Digest> = rewriter.layers.into_values().map(|d| d.digest).collect();
-    if let Err(e) = cache.evict() {
+    if let Some(Err(e)) = cache.map(Cache::evict) {
         tracing::warn!("hoist's cache: {e}");
     }
     let by_digest = manifests.iter().map(|m| (m.digest.clone(), m.clone())).collect();
     let rewritten = Plan { blobs: blobs_of(&manifests)?, manifests };
     let done = Compressed {
-        layers: layers.len(),
+        layers: rewriter.staged.len(),
         source_root: plan.root().digest.clone(),
-        source: StagedSource { inner: source, staging, staged: layers, manifests: by_digest, _scratch: scratch },
+        source: StagedSource { inner: source, staged: rewriter.staged, manifests: by_digest },
     };
     Ok(Some((rewritten, done)))
 }
@@ -109,10 +113,11 @@ struct Rewriter<'s, 'a> {
     source: &'a dyn Source,
     compression: Compression,
     level: u32,
-    cache: &'s Cache,
-    staging: &'s tempfile::TempDir,
+    cache: Option<&'s Cache>,
     /// Old layer digest → its compressed layer.
     layers: HashMap<Digest, Descriptor>,
+    /// New layer digest → its blob.
+    staged: HashMap<Digest, Held>,
     /// Old manifest digest → the rewritten manifest's descriptor.
     manifests: HashMap<Digest, Descriptor>,
 }
@@ -134,15 +139,10 @@ impl Rewriter<'_, '_> {
                     let new = match self.layers.get(&layer.digest) {
                         Some(new) => new.clone(),
                         None => {
-                            let new = compress_layer(
-                                self.source,
-                                layer,
-                                (self.compression, self.level),
-                                self.cache,
-                                self.staging,
-                            )
-                            .await?;
+                            let how = (self.compression, self.level);
+                            let (new, held) = compress_layer(self.source, layer, how, self.cache).await?;
                             self.layers.insert(layer.digest.clone(), new.clone());
+                            self.staged.insert(new.digest.clone(), held);
                             new
                         }
                     };
@@ -182,41 +182,53 @@ fn blobs_of(manifests: &[RawManifest]) -> Result<Vec<Descriptor>> {
     Ok(blobs)
 }
 
-/// The compressed form of `layer`: from the cache when it was compressed the same way before,
-/// else compressed now, streaming (the layer is read once, verified, and never held whole).
-/// The blob is linked into `staging`, where evictions cannot take it.
+/// A compressed layer, held open for the transfer: its file, and a path naming it in errors.
+struct Held {
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+/// The compressed form of `layer`, held open: from the cache when it was compressed the same
+/// way before, else compressed now, streaming (the layer is read once, verified, and never
+/// held whole) into the cache, or without one into an unnamed temporary file.
 async fn compress_layer(
     source: &dyn Source,
     layer: &Descriptor,
     (compression, level): (Compression, u32),
-    cache: &Cache,
-    staging: &tempfile::TempDir,
-) -> Result<Descriptor> {
+    cache: Option<&Cache>,
+) -> Result<(Descriptor, Held)> {
     let key = LayerKey { diff_id: layer.digest.clone(), compression: compression.identity(level) };
-    let compressed =
-        |digest: Digest, size: u64| Descriptor { media_type: compression.media_type(), digest, size, ..layer.clone() };
-    let (blocking_cache, dir, found) = (cache.clone(), staging.path().to_path_buf(), cache.layer(&key)?);
-    if let Some(found) = found {
-        // Verified (hashed) as it is linked: on a blocking thread.
-        let digest = found.digest.clone();
-        let linked =
-            tokio::task::spawn_blocking(move || blocking_cache.link_into(&digest, &dir)).await.map_err(panicked)??;
-        if let Some(size) = linked {
-            tracing::info!("layer {}: compressed before, {} from the cache", layer.digest, found.digest);
-            return Ok(compressed(found.digest, size));
+    // The other fields stay (annotations, say), but not `data`: the tar's bytes embedded.
+    let mut extra = layer.extra.clone();
+    extra.remove("data");
+    let compressed = |digest: Digest, size: u64| Descriptor {
+        media_type: compression.media_type(),
+        digest,
+        size,
+        extra: extra.clone(),
+        ..layer.clone()
+    };
+    if let Some(cache) = cache {
+        if let Some((blob, held)) = cached(cache, &key).await? {
+            tracing::info!("layer {}: compressed before, {} from the cache", layer.digest, blob.digest);
+            return Ok((compressed(blob.digest, blob.size), held));
         }
     }
     let codec = compression
         .codec(level)
         .ok_or_else(|| Error::invalid("compression", compression.to_string(), "use gzip or zstd"))?;
     tracing::info!("layer {}: compressing it ({compression})", layer.digest);
-    let writer = cache.writer()?;
-    let compressor = ParallelCompressor::new(writer, codec).at("start compressing", cache.dir())?;
+    let place = cache.map_or_else(std::env::temp_dir, |c| c.dir().to_path_buf());
+    let store = match cache {
+        Some(cache) => Store::Cache(cache.writer()?),
+        None => Store::Unnamed(HashingWriter::new(BufWriter::new(tempfile::tempfile().at("write in", &place)?))),
+    };
+    let compressor = ParallelCompressor::new(store, codec).at("start compressing", &place)?;
     let compressor = copy_to_writer(source.blob(layer, 0).await?, compressor, &AtomicU64::new(0)).await?;
-    let dir = staging.path().to_path_buf();
-    let (diff_id, stored) = tokio::task::spawn_blocking(move || {
-        let (diff_id, writer) = compressor.finish().at("compress a layer into", &dir)?;
-        Ok::<_, Error>((diff_id, writer.commit(None, Some(&dir))?))
+    let dir = place.clone();
+    let (diff_id, (stored, file)) = tokio::task::spawn_blocking(move || {
+        let (diff_id, store) = compressor.finish().at("compress a layer into", &dir)?;
+        Ok::<_, Error>((diff_id, store.keep(&dir)?))
     })
     .await
     .map_err(panicked)??;
@@ -227,29 +239,75 @@ async fn compress_layer(
             found: diff_id.to_string(),
         });
     }
-    cache.record_layer(&key, &CachedLayer { digest: stored.digest.clone(), size: stored.size })?;
-    Ok(compressed(stored.digest, stored.size))
+    let path = match cache {
+        Some(cache) => {
+            cache.record_layer(&key, &CachedLayer { digest: stored.digest.clone(), size: stored.size })?;
+            cache.blob_path(&stored.digest)
+        }
+        None => place,
+    };
+    Ok((compressed(stored.digest, stored.size), Held { file: Arc::new(file), path }))
+}
+
+/// The blob the layer `key` became before, opened from `cache` and verified (on a blocking
+/// thread); `None` when there is none, or it is gone or damaged.
+async fn cached(cache: &Cache, key: &LayerKey) -> Result<Option<(CachedBlob, Held)>> {
+    let Some(found) = cache.layer(key)? else { return Ok(None) };
+    let (blocking_cache, digest) = (cache.clone(), found.digest.clone());
+    let opened = tokio::task::spawn_blocking(move || blocking_cache.open_blob(&digest)).await.map_err(panicked)??;
+    Ok(opened.map(|(file, size)| {
+        let held = Held { file: Arc::new(file), path: cache.blob_path(&found.digest) };
+        (CachedBlob { digest: found.digest, size }, held)
+    }))
+}
+
+/// Where a layer is compressed to: hoist's cache, or without one a temporary file that has no
+/// name (nothing of it outlives the process, killed or not).
+enum Store {
+    Cache(CacheWriter),
+    Unnamed(HashingWriter<BufWriter<File>>),
+}
+
+impl Store {
+    /// The blob written (its digest and size), open; `dir` names where in errors.
+    fn keep(self, dir: &std::path::Path) -> Result<(CachedBlob, File)> {
+        match self {
+            Store::Cache(writer) => writer.commit_open(None),
+            Store::Unnamed(writer) => {
+                let (digest, size, buffered) = writer.finish();
+                let file = buffered.into_inner().map_err(|e| Error::io("write in", dir, e.into_error()))?;
+                Ok((CachedBlob { digest, size }, file))
+            }
+        }
+    }
+}
+
+impl Write for Store {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Store::Cache(writer) => writer.write(buf),
+            Store::Unnamed(writer) => writer.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Store::Cache(writer) => writer.flush(),
+            Store::Unnamed(writer) => writer.flush(),
+        }
+    }
 }
 
 fn panicked(error: tokio::task::JoinError) -> Error {
     Error::io("compress", "a layer", std::io::Error::other(error.to_string()))
 }
 
-/// A source with compressed layers and rewritten manifests of its own, staged in a directory
-/// (removed when it goes); everything else is read from the original source.
+/// A source with compressed layers (held open) and rewritten manifests of its own; everything
+/// else is read from the original source.
 pub struct StagedSource<'a> {
     inner: &'a dyn Source,
-    staging: tempfile::TempDir,
-    staged: HashSet<Digest>,
+    staged: HashMap<Digest, Held>,
     manifests: HashMap<Digest, RawManifest>,
-    /// The temporary cache, when there was no cache to use.
-    _scratch: Option<tempfile::TempDir>,
-}
-
-impl StagedSource<'_> {
-    fn staged_file(&self, digest: &Digest) -> Option<PathBuf> {
-        self.staged.contains(digest).then(|| self.staging.path().join(digest.hex()))
-    }
 }
 
 impl Source for StagedSource<'_> {
@@ -273,24 +331,25 @@ impl Source for StagedSource<'_> {
     }
 
     fn blob<'a>(&'a self, descriptor: &'a Descriptor, offset: u64) -> BoxFuture<'a, Result<BlobStream>> {
-        match self.staged_file(&descriptor.digest) {
-            Some(path) => {
-                let stream = BlobStream::new(file_chunks(path, offset, None), descriptor, offset, self.name());
-                Box::pin(std::future::ready(Ok(stream)))
+        match self.staged.get(&descriptor.digest) {
+            Some(held) => {
+                let (file, length) = (Arc::clone(&held.file), descriptor.size.saturating_sub(offset));
+                let chunks = held_chunks(file, held.path.clone(), offset, length);
+                Box::pin(std::future::ready(Ok(BlobStream::new(chunks, descriptor, offset, self.name()))))
             }
             None => self.inner.blob(descriptor, offset),
         }
     }
 
     fn check_blob<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<()>> {
-        match self.staged.contains(&descriptor.digest) {
+        match self.staged.contains_key(&descriptor.digest) {
             true => Box::pin(std::future::ready(Ok(()))),
             false => self.inner.check_blob(descriptor),
         }
     }
 
     fn origin(&self, digest: &Digest) -> Option<Reference> {
-        match self.staged.contains(digest) {
+        match self.staged.contains_key(digest) {
             true => None,
             false => self.inner.origin(digest),
         }

@@ -360,8 +360,8 @@ fn open_lock(path: &Path) -> Result<File> {
         })
 }
 
-/// The path itself when it exists, else its closest existing ancestor (or `.`).
-fn nearest_existing(path: &Path) -> PathBuf {
+/// The path itself when it is a directory, else its closest existing ancestor (or `.`).
+pub(crate) fn nearest_existing(path: &Path) -> PathBuf {
     let mut candidate = Some(path);
     while let Some(p) = candidate {
         if !p.as_os_str().is_empty() && p.is_dir() {

@@ -130,15 +130,26 @@ impl FromStr for Location {
 }
 
 /// `PATH[:TAG]` or `PATH@sha256:HEX`: a digest after the last `@` (the path is all before
-/// it), else a tag as [`split_tag`] finds one.
+/// it; one of another algorithm is refused), else a tag as [`split_tag`] finds one.
 fn split_tag_or_digest(rest: &str) -> Result<(&str, Option<String>, Option<Digest>)> {
     match rest.rsplit_once('@') {
-        Some((path, digest)) if digest.starts_with("sha256:") => Ok((path, None, Some(digest.parse()?))),
+        Some((path, digest)) if is_digest(digest) => Ok((path, None, Some(digest.parse()?))),
         _ => {
             let (path, tag) = split_tag(rest);
             Ok((path, tag, None))
         }
     }
+}
+
+/// Whether `text` (what follows a location's last `@`) is a digest: `ALGORITHM:ENCODED` with
+/// an algorithm of the OCI digest grammar that is a SHA-2 one, or an encoded part of 32 hex
+/// digits or more. A path with an `@` in it (`out/a@b:v1`) is no digest.
+fn is_digest(text: &str) -> bool {
+    let Some((algorithm, encoded)) = text.split_once(':') else { return false };
+    let grammar = !algorithm.is_empty()
+        && algorithm.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
+    let hex = encoded.len() >= 32 && encoded.bytes().all(|b| b.is_ascii_hexdigit());
+    grammar && (matches!(algorithm, "sha256" | "sha384" | "sha512") || hex)
 }
 
 /// `PATH[:TAG]`: the part after the last `:` is a tag when it is a valid one.
@@ -154,7 +165,9 @@ fn split_tag(rest: &str) -> (&str, Option<String>) {
 /// digest.
 fn docker_archive_image(text: &str) -> Result<ArchiveImage> {
     if let Some(index) = text.strip_prefix('@') {
-        return index.parse().map(ArchiveImage::Index).map_err(|_| {
+        // Digits only: a number parses from `+1` too.
+        let digits = index.bytes().all(|b| b.is_ascii_digit());
+        return index.parse().ok().filter(|_| digits).map(ArchiveImage::Index).ok_or_else(|| {
             Error::invalid(
                 "docker-archive image",
                 text,
@@ -228,8 +241,9 @@ impl<'de> serde::Deserialize<'de> for Location {
 }
 
 impl Location {
-    /// Checks that it can be written to: a layout or oci-archive named by digest is a source
-    /// only (an output gets tags, and its digest is what is written).
+    /// Checks that it can be written to: a layout or oci-archive named by digest, and a
+    /// docker-archive's `@N`, are sources only (an output gets tags or a name, and its digest
+    /// is what is written).
     pub fn check_output(&self) -> Result<()> {
         match self {
             Location::Layout { digest: Some(_), .. } | Location::OciArchive { digest: Some(_), .. } => {
@@ -239,6 +253,11 @@ impl Location {
                     "a digest picks an image to read; write to oci:DIR[:TAG] or oci-archive:FILE[:TAG]",
                 ))
             }
+            Location::DockerArchive { image: Some(ArchiveImage::Index(_)), .. } => Err(Error::invalid(
+                "output",
+                self.to_string(),
+                "@N picks an image to read from an archive; name the image to write as docker-archive:FILE:NAME[:TAG]",
+            )),
             _ => Ok(()),
         }
     }
@@ -315,6 +334,11 @@ mod tests {
             "docker-archive:a.tar:@-1",
             "docker-archive:a.tar:@x",
             "docker-archive:a.tar:@",
+            "docker-archive:a.tar:@+1",
+            "docker-archive:a.tar:@ 1",
+            "oci:out@sha512:abcd",
+            "oci-archive:a.tar@sha384:abcd",
+            "oci:out@blake3:0000000000000000000000000000000000000000000000000000000000000000",
         ] {
             assert!(bad.parse::<Location>().is_err(), "{bad}");
         }
@@ -329,6 +353,8 @@ mod tests {
         let archive: Location = format!("oci-archive:app.tar@{digest}").parse().unwrap();
         assert_eq!(archive, Location::OciArchive { file: "app.tar".into(), tag: None, digest: Some(digest) });
         assert!(layout.check_output().is_err() && archive.check_output().is_err());
+        assert!("docker-archive:app.tar:@1".parse::<Location>().unwrap().check_output().is_err());
+        assert!("docker-archive:app.tar:app:v1".parse::<Location>().unwrap().check_output().is_ok());
         assert!("oci:out/a@b:v1".parse::<Location>().unwrap().check_output().is_ok(), "an @ in a path is a path");
         assert_eq!(
             "oci:out/a@b:v1".parse::<Location>().unwrap(),

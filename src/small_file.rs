@@ -42,6 +42,9 @@ impl ReadError {
                 return Error::invalid(what, path.display().to_string(), "it does not exist; check the path")
             }
             ReadError::Io(e) => return Error::io("read", path, e),
+            ReadError::NotRegular("symlink") => {
+                "hoist reads it only as a regular file, not through a symlink (which could point anywhere); put the file itself there"
+            }
             ReadError::NotRegular(_) => "hoist reads it only as a regular file (or a symlink to one); replace it",
             ReadError::TooLarge(_) => "the most hoist reads of it; check that it is the right file",
         };
@@ -89,10 +92,25 @@ fn open_with(path: &Path, flags: libc::c_int) -> Result<(File, u64), ReadError> 
             },
         )?;
     let meta = file.metadata()?;
-    match meta.is_file() {
-        true => Ok((file, meta.len())),
-        false => Err(ReadError::NotRegular(kind(meta.file_type()))),
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular(kind(meta.file_type())));
     }
+    blocking(&file)?;
+    Ok((file, meta.len()))
+}
+
+/// Clears `O_NONBLOCK` on `file`, opened with it so as not to wait on a FIFO: a regular file
+/// found is then read as any other (on every file system).
+fn blocking(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: the descriptor is open for as long as `file` is borrowed, and neither call reads
+    // or writes memory of ours.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn read_with(path: &Path, limit: u64, flags: libc::c_int) -> Result<Vec<u8>, ReadError> {
@@ -154,5 +172,17 @@ mod tests {
         assert!(missing.is_none());
         let refused = read_optional(Path::new("/dev/zero"), 2, "docker config").unwrap_err();
         assert!(matches!(refused, Error::Invalid { .. }) && refused.to_string().contains("/dev/zero"), "{refused}");
+    }
+
+    #[test]
+    fn a_regular_file_is_handed_on_without_o_nonblock() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("archive.tar");
+        std::fs::write(&path, "tar").unwrap();
+        let (file, size) = open_regular(&path).unwrap();
+        // SAFETY: a valid descriptor; the call touches no memory of ours.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!((size, flags & libc::O_NONBLOCK), (3, 0));
     }
 }

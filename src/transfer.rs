@@ -44,7 +44,7 @@ pub struct TransferOptions {
     /// The level of `compression`.
     pub compression_level: u32,
     /// hoist's cache, where compressed layers are kept for the next push; without one they go
-    /// to a temporary directory.
+    /// to unnamed temporary files.
     pub cache: Option<Cache>,
 }
 
@@ -110,7 +110,8 @@ pub struct Report {
     /// Whether nothing was written.
     pub dry_run: bool,
     /// Uncompressed layers compressed on the way (so the manifests that name them, and
-    /// `digest`, changed).
+    /// `digest`, changed). In a dry run, those that would be: nothing is compressed, so
+    /// `digest` is then the source's, not the one a real run would send.
     pub layers_compressed: usize,
     /// The root's digest in the source, when compressing layers changed it: `digest` is what
     /// was sent instead.
@@ -292,7 +293,15 @@ pub async fn copy(
         Some(compressed) => transfer(&plan, &compressed.source, sink, tags, options, observer).await?,
         None => transfer(&plan, source, sink, tags, options, observer).await?,
     };
-    Ok(noted(report, compressed.as_ref()))
+    match options.dry_run && compresses(sink, options) {
+        true => Ok(Report { layers_compressed: crate::compress::compressible_layers(&plan), ..report }),
+        false => Ok(noted(report, compressed.as_ref())),
+    }
+}
+
+/// Whether uncompressed layers are compressed on the way to `sink`.
+fn compresses(sink: &dyn Sink, options: &TransferOptions) -> bool {
+    sink.compresses_layers() && options.compression != Compression::None
 }
 
 /// `report`, saying what compressing layers did to the digest.
@@ -308,14 +317,15 @@ fn noted(report: Report, compressed: Option<&Compressed<'_>>) -> Report {
 }
 
 /// `plan`, with its uncompressed layers compressed when `sink` wants that and `options` allow
-/// it, and the source of what was compressed.
+/// it (not in a dry run, which reads and writes no blob), and the source of what was
+/// compressed.
 async fn prepare<'a>(
     source: &'a dyn Source,
     sink: &dyn Sink,
     plan: Plan,
     options: &TransferOptions,
 ) -> Result<(Plan, Option<Compressed<'a>>)> {
-    if !sink.compresses_layers() {
+    if options.dry_run || !compresses(sink, options) {
         return Ok((plan, None));
     }
     let (compression, level, cache) = (options.compression, options.compression_level, options.cache.as_ref());

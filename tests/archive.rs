@@ -2,10 +2,12 @@
 //! copy and push, read by the real peers (podman, skopeo, umoci).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::hostile::{Hostile, Reply};
 use crate::util::registry::Registry;
 use crate::util::{fails_with, fails_without_hanging, hoist, make_dist, ok, snapshot, tool, APP_BUILD};
 
@@ -421,13 +423,32 @@ fn docker_archive_images_are_named_as_docker_names_them_or_by_position() {
     assert!(error.contains("@1 test_image_2"), "{error}");
     let error = fails_with(hoist().args(["inspect", &format!("docker-archive:{}", archive.display())]), Some(3));
     assert!(error.contains("@N"), "{error}");
-    let error = fails_with(hoist().args(["inspect", &at("@-1")]), Some(3));
-    assert!(error.contains("@N"), "{error}");
+    for position in ["@-1", "@+1"] {
+        let error = fails_with(hoist().args(["inspect", &at(position)]), Some(3));
+        assert!(error.contains("@N"), "{position}: {error}");
+    }
     let written = work.path().join("out.tar");
     let to = format!("docker-archive:{}:@0", written.display());
     let error = fails_with(hoist().args(["copy", &at("@0"), &to]), Some(3));
     assert!(error.contains("NAME[:TAG]"), "{error}");
     assert!(!written.exists());
+    // A build is refused before it builds anything: no layer compressed into the cache.
+    make_dist(work.path());
+    let cache = work.path().join("cache");
+    let error = fails_with(
+        hoist().current_dir(work.path()).env("XDG_CACHE_HOME", &cache).args([
+            "build",
+            "--platform",
+            "linux/amd64",
+            "--layer",
+            "dist/{os}_{arch}/:/app/",
+            "--output",
+            &to,
+        ]),
+        Some(3),
+    );
+    assert!(error.contains("NAME[:TAG]"), "{error}");
+    assert!(!written.exists() && !cache.join("hoist/blobs").exists(), "{:?}", crate::util::listing(work.path()));
 
     // What failed before: pushing by the bare name the archive itself carries.
     let registry = Registry::start();
@@ -525,15 +546,148 @@ fn uncompressed_layers_are_compressed_on_the_way_to_a_registry() {
         serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &format!("{}/team/kept:v1", registry.host())])))
             .unwrap();
     assert_eq!(raw["layers"][0]["digest"], hoist::Digest::of(&plain[0]).to_string());
-    // From a registry as from an archive: the same compressed image.
-    let from_registry = ok(hoist().args([
-        "copy",
-        "-q",
-        &format!("{}/team/kept:v1", registry.host()),
-        &format!("{}/team/copied:v1", registry.host()),
-    ]));
+    // From a registry the digest is kept by default (signatures and referrers name it); with
+    // --compression, the same compressed image as from the archive.
+    let kept = format!("{}/team/kept:v1", registry.host());
+    let copied = ok(hoist().args(["copy", "-q", &kept, &format!("{}/team/copied:v1", registry.host())]));
+    assert_eq!(copied.trim(), source_digest, "a registry's image keeps its digest");
+    let compressed = format!("{}/team/compressed:v1", registry.host());
+    let from_registry = ok(hoist().args(["copy", "-q", "--compression", "gzip", &kept, &compressed]));
     assert_eq!(from_registry.trim(), pushed);
     let layout = work.path().join("layout");
     let copied = ok(hoist().args(["copy", "-q", &source, &format!("oci:{}:v1", layout.display())]));
     assert_eq!(copied.trim(), source_digest, "into a layout the layers go as they are");
+
+    // A layer descriptor's `data` (the tar's bytes, embedded) does not stay on the compressed
+    // layer's; its other fields do.
+    use base64::Engine as _;
+    let mut manifest = crate::util::blob_json(&layout, &source_digest);
+    manifest["layers"][1]["data"] = base64::engine::general_purpose::STANDARD.encode(&plain[1]).into();
+    manifest["layers"][1]["annotations"] = serde_json::json!({ "kept": "yes" });
+    crate::util::commit_json(
+        hoist::layout::LayoutWriter::begin(&layout).unwrap(),
+        &manifest,
+        oci_spec::image::MediaType::ImageManifest,
+        "data",
+    );
+    let target = format!("{}/team/data:v1", registry.host());
+    ok(hoist().args(["push", "-q", &format!("oci:{}:data", layout.display()), &target]));
+    let raw: Value = serde_json::from_str(&ok(hoist().args(["inspect", "--raw", &target]))).unwrap();
+    let layer = &raw["layers"][1];
+    assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip", "{raw}");
+    assert!(layer.get("data").is_none() && layer["annotations"]["kept"] == "yes", "{raw}");
+}
+
+/// Runs `command` (a push to `registry`, which never answers an upload) until its first upload
+/// starts, its layers compressed by then, and kills it.
+fn killed_at_its_first_upload(command: &mut Command, registry: &Hostile) {
+    let before = registry.heads_with("POST ").len();
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while registry.heads_with("POST ").len() == before {
+        assert!(child.try_wait().unwrap().is_none(), "{command:?} ended before its upload");
+        assert!(Instant::now() < deadline, "{command:?} did not upload within a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Review of issue 21, 4: a push killed after compressing its layers leaves nothing but the
+/// cache's own blobs (hard links in `tmp/staged-*` were never removed, nor counted by
+/// eviction); without a cache, nothing in $TMPDIR; and a staged directory an earlier run left
+/// is removed by the next eviction.
+#[test]
+fn a_killed_push_leaves_no_compressed_layers_behind() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("saved.tar");
+    docker_save(&archive, &[(&["app:v1"], vec![layer_tar("text.txt", &b"text\n".repeat(50_000))])]);
+    let registry = Hostile::start(|head| match head.split_whitespace().next().unwrap_or_default() {
+        "GET" if head.starts_with("GET /v2/ ") => Reply::json("200 OK", "{}"),
+        "POST" => {
+            std::thread::sleep(Duration::from_secs(120));
+            Reply::json("500 Internal Server Error", "{}")
+        }
+        _ => Reply::json("404 Not Found", r#"{"errors":[{"code":"NOT_FOUND","message":"no"}]}"#),
+    });
+    let push = || {
+        let mut command = hoist();
+        command.args(["push", "-q", &format!("docker-archive:{}", archive.display())]);
+        command.arg(format!("{}/a/b:c", registry.host()));
+        command
+    };
+
+    let cache = work.path().join("cache");
+    let leftover = cache.join("hoist/tmp/staged-left");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("blob"), b"a link to a blob").unwrap();
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(48 * 3600);
+    std::fs::File::open(&leftover).unwrap().set_modified(two_days_ago).unwrap();
+    killed_at_its_first_upload(push().env("XDG_CACHE_HOME", &cache), &registry);
+    let blobs = crate::util::listing(&cache.join("hoist/blobs/sha256"));
+    assert_eq!(blobs.len(), 1, "the compressed layer is in the cache: {blobs:?}");
+    let left = crate::util::listing(&cache.join("hoist/tmp"));
+    assert!(left.is_empty(), "left in the cache's tmp/: {left:?}");
+
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    killed_at_its_first_upload(push().env("XDG_CACHE_HOME", "").env_remove("HOME").env("TMPDIR", &tmp), &registry);
+    let left = crate::util::listing(&tmp);
+    assert!(left.is_empty(), "left in $TMPDIR without a cache: {left:?}");
+}
+
+/// Review of issue 21, 5: a dry run compresses nothing: from a registry with a plain tar layer
+/// (and `--compression gzip`), no layer is downloaded (counted at a proxy) and nothing enters
+/// the cache; it says how many layers would be compressed and that the digest would change.
+#[test]
+fn a_dry_run_compresses_nothing_and_says_what_would_be() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("saved.tar");
+    let layer = layer_tar("text.txt", &b"text\n".repeat(50_000));
+    docker_save(&archive, &[(&["app:v1"], vec![layer.clone()])]);
+    let registry = Registry::start();
+    let kept = format!("{}/team/kept:v1", registry.host());
+    let source_digest =
+        ok(hoist().args(["push", "-q", "--preserve-digests", &format!("docker-archive:{}", archive.display()), &kept]));
+    let proxy = crate::util::proxy::Proxy::start(registry.host(), |_, _| {});
+    let cache = work.path().join("cache");
+    let out = hoist()
+        .env("XDG_CACHE_HOME", &cache)
+        .args(["copy", "--dry-run", "--json", "--compression", "gzip"])
+        .arg(format!("{}/team/kept:v1", proxy.host()))
+        .arg(format!("{}/team/copy:v1", registry.host()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let layer_digest = hoist::Digest::of(&layer).to_string();
+    assert_eq!(proxy.count("GET", &format!("/blobs/{layer_digest}")), 0, "the layer was downloaded");
+    let cached = cache.join("hoist/blobs/sha256");
+    assert!(!cached.exists() || crate::util::listing(&cached).is_empty(), "{:?}", crate::util::listing(&cache));
+    assert!(stderr.contains("dry run: 1 uncompressed layer(s) would be compressed with gzip"), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["layers_compressed"].as_u64(), report["digest"].as_str(), report["dry_run"].as_bool()),
+        (Some(1), Some(source_digest.trim()), Some(true)),
+        "{report}"
+    );
+    let copied = hoist().args(["inspect", &format!("{}/team/copy:v1", registry.host())]).output().unwrap();
+    assert_eq!(copied.status.code(), Some(5), "nothing written");
+}
+
+/// Review of issue 21 (nit): a dry run to an archive output makes no directory on the way
+/// (its parents were created before anything was looked at).
+#[test]
+fn a_dry_run_to_an_archive_makes_no_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("saved.tar");
+    docker_save(&archive, &[(&["app:v1"], vec![layer_tar("text.txt", b"text\n")])]);
+    let source = format!("docker-archive:{}", archive.display());
+    for output in ["oci-archive:new/dir/out.tar", "docker-archive:new/dir/out.tar:app:v1"] {
+        let out = hoist().current_dir(work.path()).args(["copy", "--dry-run", &source, output]).output().unwrap();
+        assert!(out.status.success(), "{output}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(crate::util::listing(work.path()), ["saved.tar"], "{output}");
+    }
+    ok(hoist().current_dir(work.path()).args(["copy", "-q", &source, "oci-archive:new/dir/out.tar"]));
+    assert!(work.path().join("new/dir/out.tar").is_file(), "a real run makes the parents");
 }

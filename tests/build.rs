@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::util::{
-    blob_json, blob_path, fails, fails_without_hanging, hoist, index_platforms, listing, make_dist, ok, read_json,
-    schema, snapshot, tool, write, APP_BUILD,
+    blob_json, blob_path, fails, fails_with, fails_without_hanging, hoist, index_platforms, listing, make_dist, ok,
+    read_json, schema, snapshot, tool, write, APP_BUILD,
 };
 
 const TAG: &str = "v1.2.3";
@@ -336,11 +336,12 @@ fn special_files_are_refused_by_name_or_skipped() {
 }
 
 /// `run` fails at once with an error naming `path` while it is a FIFO, and again while it is
-/// a symlink to `/dev/zero` (which never ends).
-fn refused_while_special(path: &Path, run: impl Fn() -> Command) {
+/// a symlink to `/dev/zero` (which never ends), refused as `link_kind` (the device it points
+/// to, or the symlink itself).
+fn refused_while_special(path: &Path, link_kind: &str, run: impl Fn() -> Command) {
     ok(tool("mkfifo").arg(path));
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    for kind in ["fifo", "character device"] {
+    for kind in ["fifo", link_kind] {
         let error = fails_without_hanging(run(), Some(3));
         assert!(error.contains(&name) && error.contains(kind), "{error}");
         fs::remove_file(path).unwrap();
@@ -356,12 +357,37 @@ fn an_ignore_file_or_build_file_that_is_a_fifo_or_a_device_is_refused_at_once() 
     make_dist(work.path());
     let layout = work.path().join("layout");
     // A checkout can bring a .hoistignore that is a symlink, to /dev/zero say.
-    refused_while_special(&work.path().join("dist/linux_amd64/.hoistignore"), || build_app(work.path(), &layout, &[]));
-    refused_while_special(&work.path().join("hoist.toml"), || {
+    let ignore = work.path().join("dist/linux_amd64/.hoistignore");
+    refused_while_special(&ignore, "symlink", || build_app(work.path(), &layout, &[]));
+    refused_while_special(&work.path().join("hoist.toml"), "character device", || {
         let mut command = hoist();
         command.current_dir(work.path()).args(["build", "-f", "hoist.toml"]);
         command
     });
+    assert!(!layout.exists(), "nothing built");
+}
+
+/// Review of issue 21 (nit): a `.hoistignore` that is a symlink is refused, whatever it points
+/// to (a file outside the context, whose lines an error would echo); a bad pattern is shown
+/// cut, not echoed whole.
+#[test]
+fn an_ignore_file_is_never_read_through_a_symlink_nor_echoed_whole() {
+    let work = tempfile::tempdir().unwrap();
+    make_dist(work.path());
+    let layout = work.path().join("layout");
+    let outside = work.path().join("outside.txt");
+    fs::write(&outside, "[secret-token-1234\n").unwrap();
+    let ignore = work.path().join("dist/linux_amd64/.hoistignore");
+    std::os::unix::fs::symlink(&outside, &ignore).unwrap();
+    let error = fails_with(&mut build_app(work.path(), &layout, &[]), Some(3));
+    assert!(error.contains(".hoistignore") && error.contains("symlink"), "{error}");
+    assert!(!error.contains("secret-token"), "{error}");
+
+    fs::remove_file(&ignore).unwrap();
+    fs::write(&ignore, format!("[{}END-OF-LINE\n", "a".repeat(300))).unwrap();
+    let error = fails_with(&mut build_app(work.path(), &layout, &[]), Some(3));
+    assert!(error.contains("exclude pattern") && error.contains("aaaa…"), "{error}");
+    assert!(!error.contains("END-OF-LINE"), "{error}");
     assert!(!layout.exists(), "nothing built");
 }
 

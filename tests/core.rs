@@ -261,6 +261,11 @@ fn layouts_and_oci_archives_name_an_image_by_digest() {
     let error = fails_with(hoist().args(["copy", &at(&arm), &format!("oci:{}@{arm}", out.display())]), Some(3));
     assert!(error.contains("oci:DIR[:TAG]"), "{error}");
     assert!(!out.exists());
+    // A digest of another algorithm is refused as one, not read as a directory named `…@sha512`.
+    let sha512 = format!("sha512:{}", "a".repeat(128));
+    let error = fails_with(hoist().args(["copy", &at(&arm), &format!("oci:{}@{sha512}", out.display())]), Some(3));
+    assert!(error.contains("sha256 digests"), "{error}");
+    assert!(!out.exists() && !work.path().join("out@sha512").exists(), "{:?}", crate::util::listing(work.path()));
 }
 
 #[test]
@@ -308,6 +313,13 @@ fn sources_that_are_not_what_they_claim_are_named_with_the_fix() {
     login
         .args(["login", "-u", "me", "--password-stdin", "127.0.0.1:9"])
         .stdin(std::fs::File::open("/dev/zero").unwrap());
+    let error = fails_with(login, Some(3));
+    assert!(error.contains("password") && error.contains("longer than 1 MiB"), "{error}");
+    // Cut at 1 MiB inside a character, it is still too long, not "invalid UTF-8".
+    let long = work.path().join("long-password");
+    std::fs::write(&long, format!("{}é and more", "a".repeat(1 << 20))).unwrap();
+    let mut login = hoist();
+    login.args(["login", "-u", "me", "--password-stdin", "127.0.0.1:9"]).stdin(std::fs::File::open(&long).unwrap());
     let error = fails_with(login, Some(3));
     assert!(error.contains("password") && error.contains("longer than 1 MiB"), "{error}");
 }

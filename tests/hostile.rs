@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 use crate::util::hostile::{Hostile, Reply};
 use crate::util::proxy::{Fault, Proxy, Response};
 use crate::util::registry::{with_htpasswd, Registry};
-use crate::util::{build_images, commit_json, fails_with, hoist, make_dist, ok, read_json};
+use crate::util::{build_images, commit_json, fails_with, fails_without_hanging, hoist, make_dist, ok, read_json};
 
 const CREDS: &str = "alice:wonderland";
 
@@ -74,6 +74,100 @@ fn credentials_stay_on_the_registry_host() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(stderr.contains(&format!("{} for a token", token.host())) && stderr.contains("asking"), "{stderr}");
+}
+
+/// Review of issue 21, 1: a blob GET redirected to another server that answers 401 with a
+/// token realm on itself gets no credential there (no token asked with the password, nothing
+/// looked up): hoist answers only the registry's own challenges (exit 4, naming that server).
+#[test]
+fn a_challenge_from_where_a_redirect_led_gets_no_credentials() {
+    let storage = Hostile::start(|head| {
+        let host = head.lines().find_map(|l| l.strip_prefix("host: ").or(l.strip_prefix("Host: "))).unwrap_or("");
+        match head.starts_with("GET /token") {
+            true => Reply::json("200 OK", r#"{"token":"t"}"#),
+            false => Reply::Send(
+                "401 Unauthorized".into(),
+                vec![format!(r#"WWW-Authenticate: Bearer realm="http://{host}/token",service="storage""#)],
+                b"{}".to_vec(),
+            ),
+        }
+    });
+    let manifest = image_manifest(br#"{"architecture":"amd64","os":"linux"}"#, &[]).to_string();
+    let to = storage.host();
+    let registry = registry_like(move |head| match head.contains("/manifests/") {
+        true => Reply::json("200 OK", &manifest),
+        false => {
+            let path = head.split_whitespace().nth(1).unwrap_or_default();
+            Reply::Send("307 Temporary Redirect".into(), vec![format!("Location: http://{to}/storage{path}")], vec![])
+        }
+    });
+    let out = hoist()
+        .args(["inspect", "--config", "--creds", CREDS, &format!("{}/a/b:c", registry.host())])
+        .output()
+        .unwrap();
+    assert!(!storage.heads.lock().unwrap().is_empty(), "the redirect was followed");
+    assert!(storage.heads_with("authorization").is_empty(), "credentials leaked: {:?}", storage.heads);
+    assert!(storage.heads_with("/token").is_empty(), "no token asked there: {:?}", storage.heads);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&format!("redirected to http://{}, which asks for credentials", storage.host())),
+        "{stderr}"
+    );
+}
+
+/// Review of issue 21, 2: a token asked for by a blob transfer is a document: one sent a byte
+/// every 2 s is cut by the document deadline (exit 6), not waited on without end.
+#[test]
+fn a_token_asked_during_a_transfer_has_the_document_deadline() {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = format!("sha256:{:x}", Sha256::digest(config));
+    let manifest = image_manifest(config, &[b"not a real layer"]).to_string();
+    let registry = registry_like(move |head| {
+        let host = head.lines().find_map(|l| l.strip_prefix("host: ").or(l.strip_prefix("Host: "))).unwrap_or("");
+        match head.split_whitespace().nth(1).unwrap_or_default() {
+            path if path.starts_with("/token") => {
+                let body = format!(r#"{{"token":"{}"}}"#, "t".repeat(100)).into_bytes();
+                Reply::Trickle("200 OK".into(), vec![], body, Duration::from_secs(2))
+            }
+            path if path.contains("/manifests/") => Reply::json("200 OK", &manifest),
+            path if path.ends_with(&config_digest) => Reply::Send("200 OK".into(), vec![], config.to_vec()),
+            _ => Reply::Send(
+                "401 Unauthorized".into(),
+                vec![format!(r#"WWW-Authenticate: Bearer realm="http://{host}/token",service="x""#)],
+                b"{}".to_vec(),
+            ),
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let error = fails_without_hanging(
+        hoist().env("HOIST_DOCUMENT_TIMEOUT", "3").args([
+            "copy",
+            "-q",
+            "--retries",
+            "0",
+            &format!("{}/a/b:c", registry.host()),
+            &format!("oci:{}:c", out.display()),
+        ]),
+        Some(6),
+    );
+    assert!(error.contains("did not answer in time"), "{error}");
+    assert_eq!(registry.heads_with("GET /token").len(), 1, "{:?}", registry.heads);
+}
+
+/// An image manifest (as JSON) with `config` and gzip `layers`.
+fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Value {
+    let descriptor = |media_type: &str, blob: &[u8]| {
+        let digest = format!("sha256:{:x}", Sha256::digest(blob));
+        json!({ "mediaType": media_type, "digest": digest, "size": blob.len() })
+    };
+    json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": layers.iter().map(|l| descriptor("application/vnd.oci.image.layer.v1.tar+gzip", l)).collect::<Vec<_>>(),
+    })
 }
 
 /// 2 and 16: page links to another host are not followed, a link that repeats a page ends
@@ -734,6 +828,36 @@ fn an_image_served_as_an_index_is_refused_and_nothing_is_written() {
         Some(7),
     );
     assert!(error.contains("announced as application/vnd.oci.image.index.v1+json"), "{error}");
+}
+
+/// Review of issue 21, 3 (the class of CVE-2021-41190): a document with `manifests` beside
+/// `config` and `layers` is refused (exit 7) and nothing written, whether it has no mediaType
+/// or says index, and whatever the Content-Type claims: it was copied as an empty index.
+#[test]
+fn a_document_both_index_and_image_is_refused_and_nothing_is_written() {
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let mut both = image_manifest(config, &[b"layer"]);
+    both.as_object_mut().unwrap().remove("mediaType");
+    both["manifests"] = json!([]);
+    let mut typed = both.clone();
+    typed["mediaType"] = json!(INDEX);
+    let work = tempfile::tempdir().unwrap();
+    for (document, content_type) in [(&both, INDEX), (&both, IMAGE), (&typed, INDEX)] {
+        let body = document.to_string().into_bytes();
+        let hostile = registry_like(move |head| match head.contains("/manifests/") {
+            true => Reply::Send("200 OK".into(), vec![format!("Content-Type: {content_type}")], body.clone()),
+            false => Reply::Send("200 OK".into(), vec![], config.to_vec()),
+        });
+        let out = work.path().join("out");
+        let error = fails_with(
+            hoist().args(["copy", "-q", &format!("{}/a/b:c", hostile.host()), &format!("oci:{}:c", out.display())]),
+            Some(7),
+        );
+        assert!(error.contains(r#"both "manifests" and "config""#), "{content_type}: {error}");
+        assert!(!out.exists(), "nothing written: {:?}", crate::util::listing(work.path()));
+    }
 }
 
 /// The digest `tag` names in a layout's index.json.

@@ -241,4 +241,9 @@ fn errors_exit_at_once_whatever_the_progress_interval() {
         ]);
         fails_without_hanging(push, Some(4));
     }
+
+    // An interval past what a Duration holds is the longest one, not a panic.
+    let mut build = hoist();
+    build.current_dir(work.path()).env("HOIST_PROGRESS_INTERVAL", "1e30");
+    ok(build.args(["build", "--layer", "dist/amd64/:/app/", "--output", &layout]));
 }

@@ -55,7 +55,7 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let layer_compression = match args.referrers {
         true => hoist::layer::Compression::None,
-        false => args.layers.compression()?,
+        false => args.layers.compression(&source)?,
     };
     let flags = PushFlags { layer_compression, ..args.flags.clone() };
     let session = args.registry.session(flags.retry())?;

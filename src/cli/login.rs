@@ -72,13 +72,16 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
         (Some(_), true) => anyhow::bail!("give the password with -p or --password-stdin, not both"),
         (Some(password), false) => password.clone(),
         (None, true) => {
-            // A password or token is short: read at most 1 MiB of it, never a stream without end.
-            let mut text = String::new();
-            std::io::stdin().take(PASSWORD_LIMIT + 1).read_to_string(&mut text)?;
-            if text.len() as u64 > PASSWORD_LIMIT {
-                let reason = "it is longer than 1 MiB; pipe the password or token alone";
-                return Err(hoist::Error::invalid("password", "(standard input)", reason).into());
+            // A password or token is short: read at most 1 MiB of it, never a stream without end;
+            // its length is checked before its text (the cut may fall inside a character).
+            let mut bytes = Vec::new();
+            std::io::stdin().take(PASSWORD_LIMIT + 1).read_to_end(&mut bytes)?;
+            let refused = |reason: &str| hoist::Error::invalid("password", "(standard input)", reason);
+            if bytes.len() as u64 > PASSWORD_LIMIT {
+                return Err(refused("it is longer than 1 MiB; pipe the password or token alone").into());
             }
+            let text = String::from_utf8(bytes)
+                .map_err(|_| refused("it is not UTF-8 text; pipe the password or token alone"))?;
             text.trim_end_matches(['\n', '\r']).to_owned()
         }
         (None, false) if terminal => {

@@ -25,13 +25,17 @@ static SCREEN: Mutex<Option<MultiProgress>> = Mutex::new(None);
 /// How often the terminal display is redrawn.
 const REDRAW: Duration = Duration::from_millis(200);
 
-/// How often a progress line goes to a log: `$HOIST_PROGRESS_INTERVAL` seconds, default 10.
+/// The longest wait between progress lines in a log, in seconds: a day.
+const MAX_LOG_INTERVAL: f64 = 86_400.0;
+
+/// How often a progress line goes to a log: `$HOIST_PROGRESS_INTERVAL` seconds, default 10,
+/// at most [`MAX_LOG_INTERVAL`].
 fn log_interval() -> Duration {
     std::env::var("HOIST_PROGRESS_INTERVAL")
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(Duration::from_secs(10), Duration::from_secs_f64)
+        .map_or(Duration::from_secs(10), |s| Duration::from_secs_f64(s.min(MAX_LOG_INTERVAL)))
 }
 
 /// Whether stderr may carry colour codes: a terminal, and `NO_COLOR` unset or empty.
@@ -90,9 +94,10 @@ impl State {
         let percent = sent.saturating_mul(100).checked_div(total).unwrap_or(100);
         let seconds = self.started.elapsed().as_secs_f64();
         let rate = if seconds > 0.0 { sent as f64 / seconds } else { 0.0 };
-        let eta = match rate > 0.0 {
-            true => HumanDuration(Duration::from_secs_f64((total - sent) as f64 / rate)).to_string(),
-            false => "unknown".to_owned(),
+        // No rate yet, or sizes a Duration cannot hold: unknown.
+        let eta = match Duration::try_from_secs_f64((total - sent) as f64 / rate) {
+            Ok(left) if rate > 0.0 => HumanDuration(left).to_string(),
+            _ => "unknown".to_owned(),
         };
         format!(
             "progress: {percent}% ({} of {}) at {}/s, eta {eta}",

@@ -68,19 +68,23 @@ pub struct PushFlags {
 /// write them) on their way to a registry.
 #[derive(Debug, Args, Clone)]
 pub struct LayerArgs {
-    /// Compress uncompressed layers sent to a registry with gzip (the default, as docker push,
-    /// crane and skopeo do) or zstd. The image's digest changes; the output says so.
+    /// Compress uncompressed layers sent to a registry with gzip or zstd. The default from an
+    /// archive or a layout is gzip (as docker push, crane and skopeo do); from a registry,
+    /// layers are compressed only when this is given. The image's digest changes; the output
+    /// says so.
     #[arg(long, value_name = "gzip|zstd")]
     compression: Option<String>,
     /// Send uncompressed layers to a registry as they are, so the image keeps its digest (as
-    /// skopeo's --preserve-digests).
+    /// skopeo's --preserve-digests; the default from a registry).
     #[arg(long, conflicts_with = "compression")]
     preserve_digests: bool,
 }
 
 impl LayerArgs {
-    /// The compression of uncompressed layers; none with --preserve-digests.
-    pub fn compression(&self) -> anyhow::Result<Compression> {
+    /// The compression of uncompressed layers read from `source`: none with
+    /// --preserve-digests, and by default from a registry, whose images keep their digests
+    /// (signatures and referrers name them) unless --compression asks otherwise.
+    pub fn compression(&self, source: &Location) -> anyhow::Result<Compression> {
         if self.preserve_digests {
             return Ok(Compression::None);
         }
@@ -91,7 +95,9 @@ impl LayerArgs {
                 "to send uncompressed layers as they are, pass --preserve-digests",
             )
             .into()),
-            chosen => Ok(chosen.unwrap_or(Compression::Gzip)),
+            Some(chosen) => Ok(chosen),
+            None if matches!(source, Location::Registry(_)) => Ok(Compression::None),
+            None => Ok(Compression::Gzip),
         }
     }
 }
@@ -107,7 +113,7 @@ impl PushFlags {
     }
 
     /// The transfer engine's options. Layers compressed on the way are kept in hoist's cache
-    /// for the next push (without it, in a temporary one).
+    /// for the next push (without it, in unnamed temporary files).
     pub fn transfer_options(&self) -> TransferOptions {
         let cache = match self.layer_compression {
             Compression::None => None,
@@ -174,7 +180,7 @@ pub struct PushArgs {
 pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let source: Location = args.source.parse()?;
     let destination: Location = args.destination.parse()?;
-    let flags = PushFlags { layer_compression: args.layers.compression()?, ..args.flags };
+    let flags = PushFlags { layer_compression: args.layers.compression(&source)?, ..args.flags };
     let session = args.registry.session(flags.retry())?;
     let report = send(&session, &source, &destination, None, &flags, quiet)?;
     print_report(&report, args.json)
@@ -224,11 +230,14 @@ pub fn published(report: &Report, flags: &PushFlags, to: &Location, quiet: bool)
 fn tell(report: &Report, flags: &PushFlags, to: &Location, quiet: bool) {
     if let (Some(before), false) = (&report.source_digest, quiet) {
         eprintln!(
-            "compressed {} uncompressed layer(s) with {}: {to} {} {}, not the source's {before} (--preserve-digests sends them as they are)",
-            report.layers_compressed,
-            flags.layer_compression,
-            if flags.dry_run { "would be" } else { "is" },
-            report.digest
+            "compressed {} uncompressed layer(s) with {}: {to} is {}, not the source's {before} (--preserve-digests sends them as they are)",
+            report.layers_compressed, flags.layer_compression, report.digest
+        );
+    }
+    if flags.dry_run && report.layers_compressed > 0 {
+        eprintln!(
+            "dry run: {} uncompressed layer(s) would be compressed with {}, so {to} would get another digest than the source's {} (not computed in a dry run; --preserve-digests keeps it)",
+            report.layers_compressed, flags.layer_compression, report.digest
         );
     }
     if flags.dry_run {

@@ -239,7 +239,7 @@ impl Error {
             | Error::Malformed { .. } => exit::INTEGRITY,
             Error::RetriesExhausted { .. } | Error::Contention { .. } => exit::TEMPORARY,
             Error::Registry(error) => match error {
-                R::Unauthorized { .. } | R::Denied { .. } => exit::AUTH,
+                R::Unauthorized { .. } | R::ForeignChallenge { .. } | R::Denied { .. } => exit::AUTH,
                 R::NotFound { .. } => exit::NOT_FOUND,
                 R::Connect { .. }
                 | R::Unreachable { .. }
@@ -334,6 +334,7 @@ mod tests {
             (registry(RegistryError::Timeout { registry: r(), detail: s() }), 6),
             (registry(RegistryError::Stalled { registry: r(), seconds: 1 }), 6),
             (registry(RegistryError::Unauthorized { registry: r(), scope: s(), message: s() }), 4),
+            (registry(RegistryError::ForeignChallenge { registry: r(), origin: s() }), 4),
             (registry(RegistryError::Denied { registry: r(), scope: s(), message: s() }), 4),
             (registry(RegistryError::NotFound { registry: r(), what: s(), message: s() }), 5),
             (registry(RegistryError::TooManyRequests { registry: r(), retry_after: None, message: s() }), 75),
@@ -344,6 +345,6 @@ mod tests {
         for (error, code) in &table {
             assert_eq!(error.exit_code(), *code, "{error}");
         }
-        assert_eq!(table.len(), 36, "one row per kind");
+        assert_eq!(table.len(), 37, "one row per kind");
     }
 }

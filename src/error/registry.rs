@@ -79,6 +79,15 @@ pub enum RegistryError {
         /// The registry's message.
         message: String,
     },
+    /// A 401 came from another origin than the registry's (a server a redirect led to): hoist
+    /// answers only the registry's own challenges, so no credential was looked up or sent.
+    #[error("registry {registry} redirected to {origin}, which asks for credentials; hoist answers only the registry's own challenges, so none were sent there; the storage a registry redirects to must accept the redirect as it is (check the registry's storage settings, or the proxy in front of it)")]
+    ForeignChallenge {
+        /// `host[:port]`.
+        registry: String,
+        /// The origin (scheme, host and port) that asked.
+        origin: String,
+    },
     /// The credentials are valid but lack permission.
     #[error("registry {registry} denied access to {scope}: {message}; check that the account may use this repository")]
     Denied {

@@ -45,9 +45,14 @@ pub fn temp_in(dir: &Path, mode: Mode) -> Result<NamedTempFile> {
 /// is at `path` (a symlink there is replaced, not followed). `path` must be on `file`'s file
 /// system.
 pub fn persist(file: NamedTempFile, path: &Path) -> Result<()> {
+    persist_open(file, path).map(drop)
+}
+
+/// [`persist`], keeping the file open: what was written is read through it, whatever happens
+/// to `path` afterwards.
+pub fn persist_open(file: NamedTempFile, path: &Path) -> Result<File> {
     file.as_file().sync_all().at("write", path)?;
-    file.persist(path).map_err(|e| Error::io("write", path, e.error))?;
-    Ok(())
+    file.persist(path).map_err(|e| Error::io("write", path, e.error))
 }
 
 /// Syncs the directory `dir`, so that the renames in it survive a crash.

@@ -44,7 +44,7 @@ impl Excludes {
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
-                .map_err(|e| Error::invalid("exclude pattern", raw, e.kind().to_string()))?;
+                .map_err(|e| Error::invalid("exclude pattern", shown(&pattern), e.kind().to_string()))?;
             builder.add(glob);
             negated.push(negate);
         }
@@ -52,10 +52,16 @@ impl Excludes {
         Ok(Excludes { set, negated })
     }
 
-    /// Reads `root/.hoistignore` (when present) followed by the `extra` patterns.
+    /// Reads `root/.hoistignore` (when present) followed by the `extra` patterns. The file
+    /// must be a regular file itself: a symlink, which could point outside the source, is
+    /// refused.
     pub fn for_source<S: AsRef<str>>(root: &Path, extra: &[S]) -> Result<Excludes> {
         let file = root.join(IGNORE_FILE);
-        let bytes = crate::small_file::read_optional(&file, MAX_IGNORE_BYTES, "ignore file")?.unwrap_or_default();
+        let bytes = match crate::small_file::read_unlinked(&file, MAX_IGNORE_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_missing() => Vec::new(),
+            Err(e) => return Err(e.into_error("ignore file", &file)),
+        };
         let mut patterns: Vec<String> = String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect();
         patterns.extend(extra.iter().map(|p| p.as_ref().to_owned()));
         Excludes::new(&patterns)
@@ -80,6 +86,17 @@ impl Excludes {
             candidate = path.parent();
         }
         last_match.is_some_and(|index| !self.negated[index])
+    }
+}
+
+/// The most of a pattern an error shows.
+const SHOWN_PATTERN_CHARS: usize = 100;
+
+/// `pattern` for an error: its first [`SHOWN_PATTERN_CHARS`] characters.
+fn shown(pattern: &str) -> String {
+    match pattern.char_indices().nth(SHOWN_PATTERN_CHARS) {
+        Some((end, _)) => format!("{}…", &pattern[..end]),
+        None => pattern.to_owned(),
     }
 }
 

@@ -151,6 +151,7 @@ struct Probe {
     media_type: Option<MediaType>,
     manifests: Option<serde::de::IgnoredAny>,
     config: Option<serde::de::IgnoredAny>,
+    layers: Option<serde::de::IgnoredAny>,
 }
 
 /// The media type of `bytes`, as [`RawManifest::new`] decides it.
@@ -161,6 +162,13 @@ fn media_type_of(bytes: &[u8], claimed: Option<&MediaType>, what: &str) -> Resul
         return Ok(claimed.cloned().unwrap_or(MediaType::Other(String::new())));
     };
     let malformed = |reason: String| Error::Malformed { what: what.to_owned(), reason };
+    // An index and an image at once (CVE-2021-41190): readers would disagree on what it is.
+    if probe.manifests.is_some() && (probe.config.is_some() || probe.layers.is_some()) {
+        let field = if probe.config.is_some() { "config" } else { "layers" };
+        return Err(malformed(format!(
+            "it has both \"manifests\" and \"{field}\", so it could be read as an index or as an image; refusing an ambiguous document"
+        )));
+    }
     let (media_type, said_by) = match (probe.media_type, claimed) {
         (Some(own), Some(claimed)) if own != *claimed => {
             return Err(malformed(format!("it was announced as {claimed} but its mediaType is {own}")))
@@ -246,6 +254,26 @@ mod tests {
         let empty = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#;
         malformed(RawManifest::new(empty.into(), None, "m"));
         assert!(serde_json::from_str::<ImageIndex>(IMAGE).is_err(), "manifests is required");
+    }
+
+    #[test]
+    fn a_document_both_index_and_image_is_refused_whatever_it_claims() {
+        let both = IMAGE.replacen('{', r#"{"manifests":[],"#, 1);
+        let typed = |media_type: &str| both.replacen('{', &format!(r#"{{"mediaType":"{media_type}","#), 1);
+        let layers_only = r#"{"schemaVersion":2,"manifests":[],"layers":[]}"#.to_owned();
+        for (bytes, claimed) in [
+            (both.clone(), None),
+            (both.clone(), Some(MediaType::OciIndex)),
+            (both.clone(), Some(MediaType::OciManifest)),
+            (typed("application/vnd.oci.image.index.v1+json"), None),
+            (typed("application/vnd.oci.image.manifest.v1+json"), Some(MediaType::OciManifest)),
+            (layers_only, Some(MediaType::OciIndex)),
+        ] {
+            match RawManifest::new(bytes.clone().into_bytes(), claimed, "m") {
+                Err(Error::Malformed { reason, .. }) => assert!(reason.contains("both \"manifests\""), "{reason}"),
+                other => panic!("{bytes}: expected a refusal, got {other:?}"),
+            }
+        }
     }
 
     const MEDIA_LIST: &str = super::super::media_type::DOCKER_LIST;

@@ -46,7 +46,7 @@ impl Build {
         match &self.output {
             Some(output @ (Location::OciArchive { file, .. } | Location::DockerArchive { file, .. })) => {
                 output.check_output()?;
-                crate::archive::check_target(file)
+                crate::archive::check_target(file).map(drop)
             }
             Some(output) => output.check_output(),
             None => Ok(()),

@@ -118,13 +118,15 @@ pub struct TokenRequest<'a> {
 
 /// Gets a bearer token for `asked` from its realm, with `credential` (Basic to the token
 /// endpoint, or the OAuth2 refresh grant for an identity token) or anonymously, sent as every
-/// request is ([`super::exchange`]): the credential goes only to the realm's own origin.
+/// request is ([`super::exchange`]): the credential goes only to the realm's own origin. A
+/// token is a document, whatever request asked for it (a blob transfer too): the whole
+/// exchange, its body read, ends within `document_timeout`.
 pub async fn fetch_token(
     endpoint: &Endpoint,
     registry: &str,
     asked: TokenRequest<'_>,
     credential: Option<&Credential>,
-    deadline: Deadline,
+    document_timeout: Duration,
 ) -> Result<Authorization> {
     let TokenRequest { realm, scopes, .. } = asked;
     let request = token_request(&endpoint.http, asked, credential).map_err(|e| super::transport_error(registry, &e))?;
@@ -134,18 +136,11 @@ pub async fn fetch_token(
     };
     let credentials = header.as_ref().map(|header| Credentials { header, home: realm });
     let scope_text = if scopes.is_empty() { "login".to_owned() } else { scopes.join(" ") };
+    let deadline = Deadline::document(document_timeout);
     let response = super::exchange::send(registry, endpoint, request, credentials, deadline).await?;
     let status = response.status();
-    let too_large = response.content_length().is_some_and(|n| n > MAX_TOKEN_ANSWER as u64);
-    let body = super::body_prefix(response, MAX_TOKEN_ANSWER + 1).await;
-    if too_large || body.len() > MAX_TOKEN_ANSWER {
-        return Err(RegistryError::TooLarge {
-            registry: registry.to_owned(),
-            what: format!("the token answer from {realm}"),
-            limit: MAX_TOKEN_ANSWER as u64,
-        }
-        .into());
-    }
+    let what = format!("the token answer from {realm}");
+    let body = super::read::read_limited(registry, &what, response, MAX_TOKEN_ANSWER).await?;
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(RegistryError::Unauthorized {
             registry: registry.to_owned(),
@@ -217,7 +212,7 @@ fn token_request(
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// The most of a token answer hoist reads.
-const MAX_TOKEN_ANSWER: usize = 1 << 20;
+const MAX_TOKEN_ANSWER: u64 = 1 << 20;
 
 /// When a token given for `expires_in` seconds stops being used: a little early, so it never
 /// expires in flight; any number from the server is safe (capped, no overflow).

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-use reqwest::{Method, Request, Response, StatusCode, Url};
+use reqwest::{Method, Request, Response, ResponseBuilderExt as _, StatusCode, Url};
 
 use super::error::RegistryError;
 use super::transport::Endpoint;
@@ -220,10 +220,15 @@ async fn settle(registry: &str, response: Response, deadline: Deadline) -> Resul
         return Ok(response);
     }
     let (status, version, headers) = (response.status(), response.version(), response.headers().clone());
+    let url = response.url().clone();
     let body = tokio::time::timeout(deadline.limit, super::body_prefix(response, super::MAX_ERROR_BODY))
         .await
         .map_err(|_| Error::from(deadline.expired(registry)))?;
-    let mut answer = http::Response::new(body);
+    // The URL goes with it: whether a 401 came from the registry's own origin is decided by it.
+    let mut answer = http::Response::builder()
+        .url(url.clone())
+        .body(body)
+        .map_err(|e| Error::invalid("registry answer", shown(&url), e.to_string()))?;
     *answer.status_mut() = status;
     *answer.version_mut() = version;
     *answer.headers_mut() = headers;

@@ -146,8 +146,9 @@ impl Client {
         self.exchange(registry, scopes, Deadline::transfer(self.options.document_timeout), make).await
     }
 
-    /// Sends a request, authenticated for `scopes`. On 401 it answers the challenge once and
-    /// sends again.
+    /// Sends a request, authenticated for `scopes`. On 401 from the registry's own origin it
+    /// answers the challenge once and sends again; a 401 from elsewhere (where a redirect led)
+    /// is refused without looking up any credential.
     async fn exchange(
         &self,
         registry: &str,
@@ -165,7 +166,11 @@ impl Client {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let authorization = self.answer(registry, &endpoint, scopes, &response, deadline).await?;
+        if !same_origin(response.url(), &endpoint.base) {
+            let origin = crate::text::printable(&response.url().origin().ascii_serialization());
+            return Err(RegistryError::ForeignChallenge { registry: registry.to_owned(), origin }.into());
+        }
+        let authorization = self.answer(registry, &endpoint, scopes, &response).await?;
         self.authorizations.lock().await.insert(key, authorization.clone());
         let retried = self.attempt(registry, &endpoint, &make, Some(&authorization), deadline).await?;
         if retried.status() == StatusCode::UNAUTHORIZED {
@@ -196,14 +201,14 @@ impl Client {
         exchange::send(registry, endpoint, request, credentials, deadline).await
     }
 
-    /// Answers a 401's challenge: Basic with the stored credential, or a Bearer token.
+    /// Answers a 401's challenge: Basic with the stored credential, or a Bearer token (a
+    /// document, under the document deadline even when a blob transfer asked for it).
     async fn answer(
         &self,
         registry: &str,
         endpoint: &Endpoint,
         scopes: &[String],
         response: &Response,
-        deadline: Deadline,
     ) -> Result<Authorization> {
         let challenge = response
             .headers()
@@ -222,7 +227,7 @@ impl Client {
             Some(Challenge::Bearer { realm, service }) => {
                 let (realm, credential) = credential_for_realm(registry, &endpoint.base, &realm, credential)?;
                 let asked = TokenRequest { realm: &realm, service: service.as_deref(), scopes };
-                fetch_token(endpoint, registry, asked, credential.as_ref(), deadline).await
+                fetch_token(endpoint, registry, asked, credential.as_ref(), self.options.document_timeout).await
             }
             Some(Challenge::Basic) => match credential {
                 Some(Credential::Basic { username, password }) => {

@@ -43,18 +43,16 @@ pub struct ArchiveSink {
 
 impl ArchiveSink {
     /// Prepares to write an archive of `format` at `file` (a regular file there is replaced;
-    /// anything else is refused, see [`check_target`]).
+    /// anything else is refused, see [`check_target`]). The layout is staged in the nearest
+    /// directory that exists: missing parents are made only when the archive is written (so a
+    /// dry run makes none).
     pub fn begin(format: ArchiveFormat, file: &Path) -> Result<ArchiveSink> {
         check_target(file)?;
-        let parent = match file.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).at("create", &parent)?;
+        let anchor = crate::layout::nearest_existing(file);
         let staging = tempfile::Builder::new()
             .prefix(".hoist-archive-")
-            .tempdir_in(&parent)
-            .at("create a staging directory in", &parent)?;
+            .tempdir_in(&anchor)
+            .at("create a staging directory in", &anchor)?;
         let layout = staging.path().join("layout");
         let inner = LayoutSink::begin(&layout)?;
         Ok(ArchiveSink { format, target: file.to_path_buf(), layout, inner, _staging: staging })

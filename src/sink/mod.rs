@@ -91,13 +91,6 @@ pub fn open<'a>(location: &Location, client: &'a Client, upload: UploadOptions) 
         Location::Layout { dir, .. } => Box::new(LayoutSink::begin(dir)?),
         Location::Registry(reference) => Box::new(RegistrySink::new(client, reference, upload)),
         Location::OciArchive { file, .. } => Box::new(ArchiveSink::begin(ArchiveFormat::Oci, file)?),
-        Location::DockerArchive { image: Some(ArchiveImage::Index(_)), .. } => {
-            return Err(crate::Error::invalid(
-                "destination",
-                location.to_string(),
-                "@N picks an image to read from an archive; name the image to write as docker-archive:FILE:NAME[:TAG]",
-            ))
-        }
         Location::DockerArchive { file, .. } => Box::new(ArchiveSink::begin(ArchiveFormat::Docker, file)?),
     })
 }

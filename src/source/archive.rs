@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::root::{self, Holder, Naming};
 use super::{Source, MAX_CONFIG_BYTES};
 use crate::archive::{blob_name, TarIndex};
-use crate::blob::{file_chunks, BlobStream};
+use crate::blob::BlobStream;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::INDEX_FILE;
@@ -35,7 +35,7 @@ fn entry_stream(
         });
     }
     let start = from.min(size);
-    let chunks = file_chunks(tar.path().to_path_buf(), offset + start, Some(size - start));
+    let chunks = tar.range(offset + start, size - start);
     Ok(BlobStream::new(chunks, descriptor, start, what))
 }
 
