@@ -113,10 +113,11 @@ impl PushFlags {
     }
 
     /// The transfer engine's options. Layers compressed on the way are kept in hoist's cache
-    /// for the next push (without it, in unnamed temporary files).
+    /// for the next push (without it, in unnamed temporary files); a dry run, which compresses
+    /// nothing, does not even open it.
     pub fn transfer_options(&self) -> TransferOptions {
-        let cache = match self.layer_compression {
-            Compression::None => None,
+        let cache = match (self.layer_compression, self.dry_run) {
+            (Compression::None, _) | (_, true) => None,
             _ => hoist::cache::Cache::default_dir()
                 .and_then(hoist::cache::Cache::open)
                 .map_err(|e| tracing::warn!("compressing layers without hoist's cache: {e}"))
