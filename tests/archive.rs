@@ -672,6 +672,12 @@ fn a_dry_run_compresses_nothing_and_says_what_would_be() {
     );
     let copied = hoist().args(["inspect", &format!("{}/team/copy:v1", registry.host())]).output().unwrap();
     assert_eq!(copied.status.code(), Some(5), "nothing written");
+    // Into the repository that has the blobs: found there, and not recorded either.
+    ok(hoist()
+        .env("XDG_CACHE_HOME", &cache)
+        .args(["push", "--dry-run", "--compression", "gzip"])
+        .args([&format!("docker-archive:{}", archive.display()), &format!("{}/team/kept:v2", registry.host())]));
+    assert!(!cache.exists(), "the cache was touched: {:?}", crate::util::listing(&cache));
 }
 
 /// Review of issue 21 (nit): a dry run to an archive output makes no directory on the way

@@ -205,7 +205,9 @@ pub fn send(
         .into());
     }
     let mut client = registry.client()?.with_retry(flags.retry());
-    if let Ok(cache) = hoist::cache::Cache::default_dir() {
+    // Where blobs were seen is recorded for later mounts; a dry run, which mounts nothing,
+    // records nothing.
+    if let (Ok(cache), false) = (hoist::cache::Cache::default_dir(), flags.dry_run) {
         client = client.with_places(hoist::places::BlobPlaces::open(&cache));
     }
     let mut source = hoist::source::open(from, &client)?;
