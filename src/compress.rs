@@ -7,8 +7,9 @@
 //! compressor into hoist's cache (without one, into a temporary file that has no name) and held
 //! open for the transfer, so that evictions cannot take it and a killed process leaves nothing
 //! behind but the cache's own blob; the manifests that name those layers, and the indexes that
-//! name those manifests, are rewritten with the new digests and sizes. The config is unchanged (its diff_ids are the digests of
-//! the uncompressed tars). The transfer engine then sends ordinary blobs from [`Compressed`].
+//! name those manifests, are rewritten with the new digests and sizes. The config is unchanged
+//! (its diff_ids are the digests of the uncompressed tars). The transfer engine then sends
+//! ordinary blobs from [`Compressed`].
 //!
 //! The cache keys a compressed layer on its tar's digest and the compression's identity, as
 //! the build does, so a second push of the same archive compresses nothing and names the same
@@ -69,9 +70,10 @@ pub fn compressible_layers(plan: &Plan) -> usize {
 }
 
 /// Compresses the uncompressed layers of `plan` (read from `source`) with `compression` at
-/// `level`, through `cache` (into unnamed temporary files when `None`). `None` when there is nothing to
-/// compress, or `compression` is [`Compression::None`]: the plan goes as it is. Otherwise the
-/// rewritten plan (new layer descriptors, new manifests, a new root) and what was done.
+/// `level`, through `cache` (into unnamed temporary files when `None`). `None` when there is
+/// nothing to compress, or `compression` is [`Compression::None`]: the plan goes as it is.
+/// Otherwise the rewritten plan (new layer descriptors, new manifests, a new root) and what was
+/// done.
 pub async fn compress_layers<'a>(
     plan: &Plan,
     source: &'a dyn Source,

@@ -204,7 +204,7 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let mut request = Build { options, output, base, push, publish, sbom: args.sbom };
     request.check()?;
     request.options.cache = cache(&args)?;
-    let session = args.registry.session(args.push_flags.retry())?;
+    let session = args.registry.session(args.push_flags.retry(), args.push_flags.dry_run)?;
     let observer = BuildProgress::new(quiet, args.push_flags.dry_run);
     let report = hoist::ops::build(&session, request, &observer);
     observer.finish();

@@ -58,7 +58,7 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
         false => args.layers.compression(&source)?,
     };
     let flags = PushFlags { layer_compression, ..args.flags.clone() };
-    let session = args.registry.session(flags.retry())?;
+    let session = args.registry.session(flags.retry(), flags.dry_run)?;
     let report = send(&session, &source, &destination, platform.as_ref(), &flags, quiet)?;
     if args.referrers && !args.flags.dry_run {
         let client = session.client();

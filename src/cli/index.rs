@@ -206,7 +206,7 @@ pub fn run(command: IndexCommand) -> anyhow::Result<()> {
         );
     }
     let remove: Vec<Platform> = platforms.iter().map(|p| p.parse()).collect::<hoist::Result<_>>()?;
-    let session = registry.session(hoist::registry::RetryPolicy::default())?;
+    let session = registry.session(hoist::registry::RetryPolicy::default(), false)?;
     let client = session.client();
     session.block_on(async {
         let change = Change { add: resolve_all(client, &refs).await?, remove };

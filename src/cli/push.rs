@@ -113,10 +113,11 @@ impl PushFlags {
     }
 
     /// The transfer engine's options. Layers compressed on the way are kept in hoist's cache
-    /// for the next push (without it, in unnamed temporary files).
+    /// for the next push (without it, in unnamed temporary files); a dry run, which compresses
+    /// nothing, does not even open it.
     pub fn transfer_options(&self) -> TransferOptions {
-        let cache = match self.layer_compression {
-            Compression::None => None,
+        let cache = match (self.layer_compression, self.dry_run) {
+            (Compression::None, _) | (_, true) => None,
             _ => hoist::cache::Cache::default_dir()
                 .and_then(hoist::cache::Cache::open)
                 .map_err(|e| tracing::warn!("compressing layers without hoist's cache: {e}"))
@@ -181,7 +182,7 @@ pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let source: Location = args.source.parse()?;
     let destination: Location = args.destination.parse()?;
     let flags = PushFlags { layer_compression: args.layers.compression(&source)?, ..args.flags };
-    let session = args.registry.session(flags.retry())?;
+    let session = args.registry.session(flags.retry(), flags.dry_run)?;
     let report = send(&session, &source, &destination, None, &flags, quiet)?;
     print_report(&report, args.json)
 }

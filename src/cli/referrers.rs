@@ -48,7 +48,7 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
             .collect(),
         annotations: key_values("annotation", &args.annotations)?,
     };
-    let session = args.registry.session(hoist::registry::RetryPolicy::default())?;
+    let session = args.registry.session(hoist::registry::RetryPolicy::default(), false)?;
     let client = session.client();
     let attached = session.block_on(async {
         anyhow::Ok(hoist::referrers::attach(client, &location, &artifact, &ReferrerOptions::default()).await?)

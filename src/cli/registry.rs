@@ -51,9 +51,10 @@ impl RegistryArgs {
     }
 
     /// The session of a command that moves content: it retries idempotent requests as
-    /// `retry` says and remembers where blobs were seen, for mounts.
-    pub fn session(&self, retry: RetryPolicy) -> anyhow::Result<Session> {
-        Ok(Session::new(Settings { retry, remember_places: true, ..self.settings()? }))
+    /// `retry` says and, unless it only looks (a dry run, which mounts nothing), remembers
+    /// where blobs were seen, for mounts.
+    pub fn session(&self, retry: RetryPolicy, dry_run: bool) -> anyhow::Result<Session> {
+        Ok(Session::new(Settings { retry, remember_places: !dry_run, ..self.settings()? }))
     }
 
     /// The session of a command that only shows something (inspect, digest, tags, catalog):

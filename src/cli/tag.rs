@@ -60,7 +60,7 @@ pub fn tag(args: TagArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let session = args.registry.session(hoist::registry::RetryPolicy::default())?;
+    let session = args.registry.session(hoist::registry::RetryPolicy::default(), false)?;
     let client = session.client();
     session.block_on(async {
         let digest = digest_of(client, &reference).await?;
@@ -86,7 +86,7 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let session = args.registry.session(hoist::registry::RetryPolicy::default())?;
+    let session = args.registry.session(hoist::registry::RetryPolicy::default(), false)?;
     let client = session.client();
     session.block_on(async {
         let digest = digest_of(client, &reference).await?;
