@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod delete;
 pub mod exchange;
+pub mod options;
 pub mod read;
 pub mod referrers;
 pub mod retry;
