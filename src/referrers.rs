@@ -10,12 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::amend::{Amend, Round};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::blocking;
 use crate::layout::{Layout, LayoutWriter};
 use crate::location::Location;
 use crate::model::{Descriptor, ImageIndex, ImageManifest, MediaType, RawManifest, MAX_MANIFEST_BYTES};
@@ -150,7 +151,11 @@ pub async fn list(client: &Client, location: &Location, subject: &Digest) -> Res
             }
             Ok((fallback_entries(client, reference, subject).await?, Discovery::FallbackTag))
         }
-        Location::Layout { dir, .. } => Ok((in_layout(&Layout::open(dir)?, subject)?, Discovery::Layout)),
+        Location::Layout { dir, .. } => {
+            let (dir, subject) = (dir.clone(), subject.clone());
+            let found = blocking::run(move || in_layout(&Layout::open(&dir)?, &subject)).await?;
+            Ok((found, Discovery::Layout))
+        }
         other => Err(Error::invalid(
             "location",
             other.to_string(),
@@ -229,6 +234,19 @@ pub struct Attached {
     pub fallback_tag: Option<String>,
 }
 
+/// Writes `artifact` for `subject` into the layout at `dir` ([`stage`], then committed), off
+/// the async threads.
+async fn stage_in_layout(dir: &Path, artifact: &Artifact, subject: &Descriptor) -> Result<RawManifest> {
+    let (dir, artifact, subject) = (dir.to_path_buf(), artifact.clone(), subject.clone());
+    blocking::run(move || {
+        let mut writer = LayoutWriter::begin(&dir)?;
+        let manifest = stage(&mut writer, &artifact, &subject)?;
+        writer.commit(manifest.descriptor(), None)?;
+        Ok(manifest)
+    })
+    .await
+}
+
 /// Attaches `artifact` to the image `location` names (a registry reference or a layout).
 pub async fn attach(
     client: &Client,
@@ -241,9 +259,7 @@ pub async fn attach(
             let subject = client.get_manifest(reference).await?.descriptor();
             let staging = tempfile::tempdir().at("create a temporary directory in", std::env::temp_dir())?;
             let dir = staging.path().join("layout");
-            let mut writer = LayoutWriter::begin(&dir)?;
-            let manifest = stage(&mut writer, artifact, &subject)?;
-            writer.commit(manifest.descriptor(), None)?;
+            let manifest = stage_in_layout(&dir, artifact, &subject).await?;
             let source = LayoutSource::open(&dir, None, None)?;
             let sink = RegistrySink::new(client, reference, options.upload.clone());
             send_referrer(&source, &sink, &manifest, options).await?;
@@ -253,9 +269,7 @@ pub async fn attach(
         Location::Layout { dir, tag, digest } => {
             let source = LayoutSource::open(dir, tag.clone(), digest.clone())?;
             let subject = source.root().await?.descriptor();
-            let mut writer = LayoutWriter::begin(dir)?;
-            let manifest = stage(&mut writer, artifact, &subject)?;
-            writer.commit(manifest.descriptor(), None)?;
+            let manifest = stage_in_layout(dir, artifact, &subject).await?;
             Ok(Attached {
                 digest: manifest.digest,
                 subject: subject.digest,
