@@ -22,8 +22,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::error::RegistryError;
 use super::options::{split_host_port, TransportOptions};
+use crate::error::RegistryError;
 use crate::small_file;
 
 /// The largest CA, certificate or key file hoist reads (a system CA bundle is about 200 KiB).

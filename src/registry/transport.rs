@@ -5,12 +5,12 @@
 //! treated as docker treats them: HTTPS without verification of the registry's own host
 //! first, then plain HTTP.
 
-use super::error::RegistryError;
 pub use super::options::{
     is_loopback, TransportOptions, DOCKER_CERTS_DIR, DOCKER_DAEMON_JSON, DOCKER_HUB_HOST_ENV, DOCUMENT_TIMEOUT_ENV,
     INSECURE_ENV, MIRRORS_ENV,
 };
 use super::tls::{self, Handshakes};
+use crate::error::RegistryError;
 use crate::fsutil::blocking;
 
 /// A registry reached: its base URL and the HTTP client configured for it.
