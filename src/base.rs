@@ -73,7 +73,7 @@ pub async fn resolve(
     location: &Location,
     platforms: &[Platform],
 ) -> Result<BTreeMap<Platform, BaseImage>> {
-    let source = source::open(location, client)?;
+    let source = source::open_async(location, client).await?;
     let root = source.root().await?;
     let name = location.to_string();
     let mut bases = BTreeMap::new();
@@ -149,7 +149,7 @@ pub async fn fetch_into_cache(
 ) -> Result<BTreeMap<Digest, PathBuf>> {
     let mut files = BTreeMap::new();
     for base in bases.values() {
-        let source = source::open(&base.location, client)?;
+        let source = source::open_async(&base.location, client).await?;
         for layer in &base.layers {
             if files.contains_key(&layer.digest) {
                 continue;

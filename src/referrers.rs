@@ -260,14 +260,15 @@ pub async fn attach(
             let staging = tempfile::tempdir().at("create a temporary directory in", std::env::temp_dir())?;
             let dir = staging.path().join("layout");
             let manifest = stage_in_layout(&dir, artifact, &subject).await?;
-            let source = LayoutSource::open(&dir, None, None)?;
+            let source = blocking::run(move || LayoutSource::open(&dir, None, None)).await?;
             let sink = RegistrySink::new(client, reference, options.upload.clone());
             send_referrer(&source, &sink, &manifest, options).await?;
             let (discovery, fallback_tag) = publish(client, reference, &subject.digest, &manifest, options).await?;
             Ok(Attached { digest: manifest.digest, subject: subject.digest, discovery, fallback_tag })
         }
         Location::Layout { dir, tag, digest } => {
-            let source = LayoutSource::open(dir, tag.clone(), digest.clone())?;
+            let (owned, tag, digest) = (dir.clone(), tag.clone(), digest.clone());
+            let source = blocking::run(move || LayoutSource::open(&owned, tag, digest)).await?;
             let subject = source.root().await?.descriptor();
             let manifest = stage_in_layout(dir, artifact, &subject).await?;
             Ok(Attached {
@@ -406,7 +407,7 @@ pub async fn copy(
     for subject in subjects {
         let (referrers, _) = list(client, from, subject).await?;
         for referrer in referrers {
-            let source = crate::source::open(&from.at_digest(&referrer.digest), client)?;
+            let source = crate::source::open_async(&from.at_digest(&referrer.digest), client).await?;
             let manifest = source.manifest_of(&referrer).await?;
             let sink = crate::sink::open(to, client, options.upload.clone())?;
             send_referrer(source.as_ref(), sink.as_ref(), &manifest, options).await?;
