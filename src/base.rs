@@ -12,6 +12,7 @@ use crate::blob::copy_to_writer;
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fsutil::blocking;
 use crate::graph::pick_platform;
 use crate::location::Location;
 use crate::model::{Descriptor, Field, ImageConfig, MediaType, RawManifest, RootFs};
@@ -72,7 +73,7 @@ pub async fn resolve(
     location: &Location,
     platforms: &[Platform],
 ) -> Result<BTreeMap<Platform, BaseImage>> {
-    let source = source::open(location, client)?;
+    let source = source::open_async(location, client).await?;
     let root = source.root().await?;
     let name = location.to_string();
     let mut bases = BTreeMap::new();
@@ -148,7 +149,7 @@ pub async fn fetch_into_cache(
 ) -> Result<BTreeMap<Digest, PathBuf>> {
     let mut files = BTreeMap::new();
     for base in bases.values() {
-        let source = source::open(&base.location, client)?;
+        let source = source::open_async(&base.location, client).await?;
         for layer in &base.layers {
             if files.contains_key(&layer.digest) {
                 continue;
@@ -158,11 +159,11 @@ pub async fn fetch_into_cache(
                 None => {
                     let descriptor = Descriptor::new(layer.media_type.clone(), layer.digest.clone(), layer.size);
                     let stream = source.blob(&descriptor, 0).await?;
-                    let writer = copy_to_writer(stream, cache.writer()?, &AtomicU64::new(0)).await?;
+                    let owned = cache.clone();
+                    let writer = blocking::run(move || owned.writer()).await?;
+                    let writer = copy_to_writer(stream, writer, &AtomicU64::new(0)).await?;
                     let digest = layer.digest.clone();
-                    tokio::task::spawn_blocking(move || writer.commit(Some(&digest), None))
-                        .await
-                        .map_err(|e| Error::io("write", cache.dir(), std::io::Error::other(e.to_string())))??;
+                    blocking::run(move || writer.commit(Some(&digest), None)).await?;
                     cache_get(cache, &layer.digest).await?.ok_or_else(|| {
                         Error::io("read", cache.dir(), std::io::Error::other("a base layer left the cache at once"))
                     })?
@@ -177,9 +178,7 @@ pub async fn fetch_into_cache(
 /// [`Cache::get`] (which hashes the blob) on a blocking thread.
 async fn cache_get(cache: &Cache, digest: &Digest) -> Result<Option<PathBuf>> {
     let (cache, digest) = (cache.clone(), digest.clone());
-    tokio::task::spawn_blocking(move || cache.get(&digest))
-        .await
-        .map_err(|e| Error::io("read", "hoist's cache", std::io::Error::other(e.to_string())))?
+    blocking::run(move || cache.get(&digest)).await
 }
 
 /// The new image's config: the base's, with hoist's settings applied by docker's rules (Env

@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic::{self, Mode};
+use crate::fsutil::blocking;
 use crate::secret::Secret;
 
 /// The key docker uses for Docker Hub in `config.json`.
@@ -72,7 +73,7 @@ impl CredentialStore {
         let Some(path) = &self.config_path else {
             return Ok(None);
         };
-        let config = read_config(path)?;
+        let config = read_config(path).await?;
         let key = config_key(registry);
         if let Some(helper) = helper_for(&config, &key, path)? {
             return helper_get(&helper, &key).await;
@@ -97,7 +98,7 @@ impl CredentialStore {
     /// else base64 in `auths` of `config.json` (written atomically, mode 0600).
     pub async fn store(&self, registry: &str, username: &str, password: &Secret) -> Result<PathBuf> {
         let path = self.writable_config()?;
-        let mut config = read_config(&path)?;
+        let mut config = read_config(&path).await?;
         let key = config_key(registry);
         if let Some(helper) = helper_for(&config, &key, &path)? {
             let request = json!({ "ServerURL": key, "Username": username, "Secret": password.expose() });
@@ -108,14 +109,14 @@ impl CredentialStore {
         let auths = object_entry(&mut config, "auths");
         auths.retain(|k, _| normalize_key(k) != normalize_key(&key));
         auths.insert(key, json!({ "auth": auth }));
-        write_config(&path, &config)?;
+        write_config(&path, &config).await?;
         Ok(path)
     }
 
     /// Removes stored credentials for `registry`. Returns whether there were any.
     pub async fn erase(&self, registry: &str) -> Result<bool> {
         let path = self.writable_config()?;
-        let mut config = read_config(&path)?;
+        let mut config = read_config(&path).await?;
         let key = config_key(registry);
         if let Some(helper) = helper_for(&config, &key, &path)? {
             run_helper(&helper, "erase", &key).await?;
@@ -126,7 +127,7 @@ impl CredentialStore {
         auths.retain(|k, _| normalize_key(k) != normalize_key(&key));
         let removed = auths.len() != before;
         if removed {
-            write_config(&path, &config)?;
+            write_config(&path, &config).await?;
         }
         Ok(removed)
     }
@@ -164,7 +165,19 @@ fn normalize_key(key: &str) -> String {
     }
 }
 
-fn read_config(path: &Path) -> Result<Map<String, Value>> {
+/// [`read_config_file`] off the async threads.
+async fn read_config(path: &Path) -> Result<Map<String, Value>> {
+    let path = path.to_owned();
+    blocking::run(move || read_config_file(&path)).await
+}
+
+/// [`write_config_file`] off the async threads.
+async fn write_config(path: &Path, config: &Map<String, Value>) -> Result<()> {
+    let (path, config) = (path.to_owned(), config.clone());
+    blocking::run(move || write_config_file(&path, &config)).await
+}
+
+fn read_config_file(path: &Path) -> Result<Map<String, Value>> {
     let Some(bytes) = crate::small_file::read_optional(path, MAX_CONFIG_BYTES, "docker config")? else {
         return Ok(Map::new());
     };
@@ -183,7 +196,7 @@ fn read_config(path: &Path) -> Result<Map<String, Value>> {
 
 /// Writes docker's config atomically with mode 0600, in a directory created 0700. A
 /// `config.json` that is a symlink (dotfiles) is written through: its target is replaced.
-fn write_config(path: &Path, config: &Map<String, Value>) -> Result<()> {
+fn write_config_file(path: &Path, config: &Map<String, Value>) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     let resolved = std::fs::canonicalize(path).ok().filter(|_| path.is_symlink());
     let path = resolved.as_deref().unwrap_or(path);

@@ -1,12 +1,13 @@
 //! hoist builds reproducible multi-platform OCI images from directories and publishes them.
 //!
-//! The library is organised by concept: [`reference`] and [`platform`] parse what users type,
-//! [`model`] is the typed read model (media types, descriptors, manifests), [`layer`] turns
-//! directories into compressed tar blobs, [`config`] writes image configurations, [`layout`]
-//! stores blobs and tags in an OCI image layout, and [`build`] ties them together into
-//! per-platform images and an index. Content moves one way: a [`source`] (layout or registry)
-//! is walked by [`graph`] into a plan, and [`transfer`] sends the plan to a [`sink`] (layout or
-//! registry); push, copy, index publishing and base images all run through it.
+//! The library is organised by concept: [`reference`](mod@reference) and [`platform`] parse
+//! what users type, [`model`] is the typed read model (media types, descriptors, manifests),
+//! [`layer`] turns directories into compressed tar blobs, [`config`] writes image
+//! configurations, [`layout`] stores blobs and tags in an OCI image layout, and [`build`] ties
+//! them together into per-platform images and an index. Content moves one way: a [`source`]
+//! (layout or registry) is walked by [`graph`] into a plan, and [`transfer`] sends the plan to
+//! a [`sink`] (layout or registry); push, copy, index publishing and base images all run
+//! through it.
 #![deny(missing_docs)]
 
 pub(crate) mod amend;

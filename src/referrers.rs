@@ -10,12 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::amend::{Amend, Round};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::blocking;
 use crate::layout::{Layout, LayoutWriter};
 use crate::location::Location;
 use crate::model::{Descriptor, ImageIndex, ImageManifest, MediaType, RawManifest, MAX_MANIFEST_BYTES};
@@ -150,7 +151,11 @@ pub async fn list(client: &Client, location: &Location, subject: &Digest) -> Res
             }
             Ok((fallback_entries(client, reference, subject).await?, Discovery::FallbackTag))
         }
-        Location::Layout { dir, .. } => Ok((in_layout(&Layout::open(dir)?, subject)?, Discovery::Layout)),
+        Location::Layout { dir, .. } => {
+            let (dir, subject) = (dir.clone(), subject.clone());
+            let found = blocking::run(move || in_layout(&Layout::open(&dir)?, &subject)).await?;
+            Ok((found, Discovery::Layout))
+        }
         other => Err(Error::invalid(
             "location",
             other.to_string(),
@@ -229,6 +234,19 @@ pub struct Attached {
     pub fallback_tag: Option<String>,
 }
 
+/// Writes `artifact` for `subject` into the layout at `dir` ([`stage`], then committed), off
+/// the async threads.
+async fn stage_in_layout(dir: &Path, artifact: &Artifact, subject: &Descriptor) -> Result<RawManifest> {
+    let (dir, artifact, subject) = (dir.to_path_buf(), artifact.clone(), subject.clone());
+    blocking::run(move || {
+        let mut writer = LayoutWriter::begin(&dir)?;
+        let manifest = stage(&mut writer, &artifact, &subject)?;
+        writer.commit(manifest.descriptor(), None)?;
+        Ok(manifest)
+    })
+    .await
+}
+
 /// Attaches `artifact` to the image `location` names (a registry reference or a layout).
 pub async fn attach(
     client: &Client,
@@ -241,21 +259,18 @@ pub async fn attach(
             let subject = client.get_manifest(reference).await?.descriptor();
             let staging = tempfile::tempdir().at("create a temporary directory in", std::env::temp_dir())?;
             let dir = staging.path().join("layout");
-            let mut writer = LayoutWriter::begin(&dir)?;
-            let manifest = stage(&mut writer, artifact, &subject)?;
-            writer.commit(manifest.descriptor(), None)?;
-            let source = LayoutSource::open(&dir, None, None)?;
+            let manifest = stage_in_layout(&dir, artifact, &subject).await?;
+            let source = blocking::run(move || LayoutSource::open(&dir, None, None)).await?;
             let sink = RegistrySink::new(client, reference, options.upload.clone());
             send_referrer(&source, &sink, &manifest, options).await?;
             let (discovery, fallback_tag) = publish(client, reference, &subject.digest, &manifest, options).await?;
             Ok(Attached { digest: manifest.digest, subject: subject.digest, discovery, fallback_tag })
         }
         Location::Layout { dir, tag, digest } => {
-            let source = LayoutSource::open(dir, tag.clone(), digest.clone())?;
+            let (owned, tag, digest) = (dir.clone(), tag.clone(), digest.clone());
+            let source = blocking::run(move || LayoutSource::open(&owned, tag, digest)).await?;
             let subject = source.root().await?.descriptor();
-            let mut writer = LayoutWriter::begin(dir)?;
-            let manifest = stage(&mut writer, artifact, &subject)?;
-            writer.commit(manifest.descriptor(), None)?;
+            let manifest = stage_in_layout(dir, artifact, &subject).await?;
             Ok(Attached {
                 digest: manifest.digest,
                 subject: subject.digest,
@@ -392,7 +407,7 @@ pub async fn copy(
     for subject in subjects {
         let (referrers, _) = list(client, from, subject).await?;
         for referrer in referrers {
-            let source = crate::source::open(&from.at_digest(&referrer.digest), client)?;
+            let source = crate::source::open_async(&from.at_digest(&referrer.digest), client).await?;
             let manifest = source.manifest_of(&referrer).await?;
             let sink = crate::sink::open(to, client, options.upload.clone())?;
             send_referrer(source.as_ref(), sink.as_ref(), &manifest, options).await?;

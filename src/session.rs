@@ -23,6 +23,7 @@ use crate::credentials::CredentialStore;
 use crate::error::Error;
 use crate::registry::transport::{TransportOptions, DOCKER_DAEMON_JSON};
 use crate::registry::{Client, RetryPolicy};
+use crate::resume::Sessions;
 
 /// Environment variable naming docker's per-registry certificate directory (tests, set-ups
 /// without `/etc/docker`).
@@ -43,12 +44,16 @@ pub struct Settings {
     /// Whether to remember where blobs were seen (in hoist's cache directory), for mounts:
     /// on for commands that move content.
     pub remember_places: bool,
+    /// Where upload sessions are remembered across runs (`$XDG_STATE_HOME/hoist/uploads`), so
+    /// that a push killed from outside continues in the next run; `None`: not remembered.
+    pub upload_sessions: Option<Sessions>,
 }
 
 impl Settings {
     /// The settings the environment gives: docker's certificate directory and daemon settings
     /// (or the files `$HOIST_DOCKER_CERTS_DIR` and `$HOIST_DOCKER_DAEMON_JSON` name), the
-    /// `$HOIST_*` variables, docker's credentials; default retries, places not remembered.
+    /// `$HOIST_*` variables, docker's credentials, the upload sessions' directory; default
+    /// retries, places not remembered.
     pub fn from_environment() -> Settings {
         Settings::with_transport(TransportOptions::default(), None)
     }
@@ -68,6 +73,7 @@ impl Settings {
             credentials: CredentialStore::from_environment(explicit),
             retry: RetryPolicy::default(),
             remember_places: false,
+            upload_sessions: Sessions::from_environment(),
         }
     }
 }
@@ -92,6 +98,10 @@ impl Session {
             if let Ok(cache) = crate::cache::Cache::default_dir() {
                 client = client.with_places(crate::places::BlobPlaces::open(&cache));
             }
+        }
+        if let Some(uploads) = settings.upload_sessions {
+            uploads.clean();
+            client = client.with_upload_sessions(uploads);
         }
         Session { client, runtime: OnceLock::new() }
     }

@@ -65,7 +65,7 @@ pub async fn bring_children(
         if location.is_repository_of(&reference) {
             continue;
         }
-        let from = source::open(&location.at_digest(entry.digest()), client)?;
+        let from = source::open_async(&location.at_digest(entry.digest()), client).await?;
         let root = from.manifest(entry.digest()).await?;
         let plan = graph::plan(from.as_ref(), root, None).await?;
         transfer(&plan, from.as_ref(), &sink, &[], &options.transfer, &Silent).await?;

@@ -11,7 +11,7 @@ use crate::source::{self, Source};
 
 /// The entries `location` contributes, each with its platform.
 pub async fn resolve(client: &Client, location: &Location) -> Result<Vec<Entry>> {
-    let source = source::open(location, client)?;
+    let source = source::open_async(location, client).await?;
     let root = source.root().await?;
     if root.media_type.is_index() {
         let (mut entries, _) = entries_of(&root.bytes, Some(location))?;

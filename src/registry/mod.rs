@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod delete;
 pub mod exchange;
+pub mod options;
 pub mod read;
 pub mod referrers;
 pub mod retry;
@@ -50,6 +51,7 @@ pub struct Client {
     retry: RetryPolicy,
     retries: AtomicU32,
     places: Option<crate::places::BlobPlaces>,
+    uploads: Option<crate::resume::Sessions>,
 }
 
 impl Client {
@@ -63,6 +65,7 @@ impl Client {
             retry: RetryPolicy::default(),
             retries: AtomicU32::new(0),
             places: None,
+            uploads: None,
         }
     }
 
@@ -75,6 +78,18 @@ impl Client {
     /// Where blobs were seen, when the client keeps that record.
     pub fn places(&self) -> Option<&crate::places::BlobPlaces> {
         self.places.as_ref()
+    }
+
+    /// The same client remembering its upload sessions in `uploads`, so that a run that
+    /// follows a kill continues them.
+    pub fn with_upload_sessions(mut self, uploads: crate::resume::Sessions) -> Client {
+        self.uploads = Some(uploads);
+        self
+    }
+
+    /// Where upload sessions are remembered across runs, when the client keeps them.
+    pub fn upload_sessions(&self) -> Option<&crate::resume::Sessions> {
+        self.uploads.as_ref()
     }
 
     /// The same client with another retry policy.

@@ -7,8 +7,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::error::RegistryError;
 use crate::error::{Error, Result};
-use crate::registry::RegistryError;
 
 /// How often and how patiently to retry.
 #[derive(Clone, Debug)]

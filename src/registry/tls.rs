@@ -22,8 +22,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::error::RegistryError;
-use super::transport::{api_host, split_host_port, TransportOptions};
+use super::options::{split_host_port, TransportOptions};
+use crate::error::RegistryError;
 use crate::small_file;
 
 /// The largest CA, certificate or key file hoist reads (a system CA bundle is about 200 KiB).
@@ -70,7 +70,7 @@ pub fn client_config(
     let unverified = if verify {
         None
     } else {
-        let host = api_host(registry);
+        let host = options.api_host(registry);
         let (name, _) = split_host_port(&host);
         ServerName::try_from(name.to_owned()).ok()
     };

@@ -14,6 +14,7 @@ use super::{BlobOutcome, LayoutSink, Sink};
 use crate::archive::{blob_name, check_target, write_tar, Item};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::blocking;
 use crate::layout::{Layout, INDEX_FILE, OCI_LAYOUT_FILE};
 use crate::location::name_and_tag;
 use crate::model::descriptor::attests;
@@ -203,12 +204,11 @@ impl Sink for ArchiveSink {
             self.inner.tag(root, layout_tags, fresh).await?;
             let (format, target, staged) = (self.format, self.target.clone(), self.layout.clone());
             let (root_owned, owned) = (root.clone(), tags.to_vec());
-            tokio::task::spawn_blocking(move || match format {
+            blocking::run(move || match format {
                 ArchiveFormat::Oci => write_oci(&target, &staged),
                 ArchiveFormat::Docker => write_docker(&target, &staged, &root_owned, &owned),
             })
-            .await
-            .map_err(|e| Error::invalid("archive", self.target.display().to_string(), e.to_string()))??;
+            .await?;
             Ok(vec![true; tags.len()])
         })
     }

@@ -12,12 +12,15 @@ use super::{BlobOutcome, Sink};
 use crate::blob::copy_to_writer;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::blocking;
 use crate::layout::{BlobWriter, Layout, LayoutWriter};
 use crate::model::{Descriptor, RawManifest};
 use crate::reference::ManifestRef;
 use crate::source::Source;
 
-/// Writes into an OCI layout; nothing lands until the tags are written.
+/// Writes into an OCI layout; nothing lands until the tags are written. Its file work runs
+/// off the async threads, on a clone (the writer is shared).
+#[derive(Clone)]
 pub struct LayoutSink {
     existing: Option<Layout>,
     writer: Arc<Mutex<Option<LayoutWriter>>>,
@@ -35,37 +38,44 @@ impl LayoutSink {
         })
     }
 
-    fn has(&self, digest: &Digest, size: Option<u64>) -> bool {
+    fn has_now(&self, digest: &Digest, size: Option<u64>) -> bool {
         let in_layout = self.existing.as_ref().is_some_and(|layout| {
             std::fs::metadata(layout.blob_path(digest)).is_ok_and(|m| size.is_none_or(|s| m.len() == s))
         });
         in_layout || self.writer.lock().ok().and_then(|w| w.as_ref().map(|w| w.has_staged(digest))).unwrap_or(false)
     }
 
+    /// Whether the layout has, or the staging area holds, `digest` (of `size` bytes).
+    async fn has(&self, digest: &Digest, size: Option<u64>) -> bool {
+        let (this, digest) = (self.clone(), digest.clone());
+        blocking::run(move || this.has_now(&digest, size)).await
+    }
+
     fn closed(&self) -> Error {
         Error::invalid("layout", self.target.display().to_string(), "it was already committed")
     }
 
-    /// Names a finished blob in the staging area, refusing it unless it has `expected`'s
-    /// digest (on a blocking thread: it syncs the file).
-    async fn add(&self, blob: BlobWriter, expected: &Descriptor) -> Result<()> {
-        let writer = Arc::clone(&self.writer);
-        let digest = expected.digest.clone();
-        let target = self.target.display().to_string();
-        tokio::task::spawn_blocking(move || {
-            let mut guard =
-                writer.lock().map_err(|_| Error::invalid("layout", target.as_str(), "a writer panicked"))?;
-            let writer =
-                guard.as_mut().ok_or_else(|| Error::invalid("layout", target.as_str(), "it was already committed"))?;
-            writer.add_blob_expecting(blob, Some(&digest)).map(|_| ())
+    /// Runs `work` on the staging writer, off the async threads.
+    async fn on_writer<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut LayoutWriter) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        blocking::run(move || {
+            let mut guard = this
+                .writer
+                .lock()
+                .map_err(|_| Error::invalid("layout", this.target.display().to_string(), "a writer panicked"))?;
+            work(guard.as_mut().ok_or_else(|| this.closed())?)
         })
         .await
-        .map_err(|e| Error::invalid("layout", self.target.display().to_string(), e.to_string()))?
     }
 
-    fn new_blob(&self) -> Result<BlobWriter> {
-        let guard = self.writer.lock().map_err(|_| self.closed())?;
-        guard.as_ref().ok_or_else(|| self.closed())?.blob()
+    /// Names a finished blob in the staging area, refusing it unless it has `expected`'s
+    /// digest (it syncs the file).
+    async fn add(&self, blob: BlobWriter, expected: &Descriptor) -> Result<()> {
+        let digest = expected.digest.clone();
+        self.on_writer(move |writer| writer.add_blob_expecting(blob, Some(&digest)).map(|_| ())).await
     }
 }
 
@@ -75,7 +85,7 @@ impl Sink for LayoutSink {
     }
 
     fn has_blob<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { Ok(self.has(&descriptor.digest, Some(descriptor.size))) })
+        Box::pin(async move { Ok(self.has(&descriptor.digest, Some(descriptor.size)).await) })
     }
 
     fn put_blob<'a>(
@@ -87,30 +97,34 @@ impl Sink for LayoutSink {
         Box::pin(async move {
             progress.store(0, Ordering::Relaxed);
             let blob = source.blob(descriptor, 0).await?;
-            let written = copy_to_writer(blob, self.new_blob()?, progress).await?;
+            let written = copy_to_writer(blob, self.on_writer(|writer| writer.blob()).await?, progress).await?;
             self.add(written, descriptor).await?;
             Ok(BlobOutcome::Pushed)
         })
     }
 
     fn has_manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { Ok(self.has(digest, None)) })
+        Box::pin(async move { Ok(self.has(digest, None).await) })
     }
 
     fn put_manifest<'a>(&'a self, manifest: &'a RawManifest) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let mut blob = self.new_blob()?;
-            blob.write_all(&manifest.bytes).at("write a manifest into", &self.target)?;
-            self.add(blob, &manifest.descriptor()).await
-        })
+        let (bytes, digest, target) = (manifest.bytes.clone(), manifest.digest.clone(), self.target.clone());
+        Box::pin(self.on_writer(move |writer| {
+            let mut blob = writer.blob()?;
+            blob.write_all(&bytes).at("write a manifest into", &target)?;
+            writer.add_blob_expecting(blob, Some(&digest)).map(|_| ())
+        }))
     }
 
     fn resolve<'a>(&'a self, reference: &'a ManifestRef) -> BoxFuture<'a, Result<Option<Digest>>> {
         Box::pin(async move {
-            let Some(layout) = &self.existing else { return Ok(None) };
+            let Some(layout) = self.existing.clone() else { return Ok(None) };
             match reference {
-                ManifestRef::Digest(digest) => Ok(self.has(digest, None).then(|| digest.clone())),
-                ManifestRef::Tag(tag) => Ok(layout.find_tag(tag)?.map(|d| d.digest)),
+                ManifestRef::Digest(digest) => Ok(self.has(digest, None).await.then(|| digest.clone())),
+                ManifestRef::Tag(tag) => {
+                    let tag = tag.clone();
+                    Ok(blocking::run(move || layout.find_tag(&tag)).await?.map(|d| d.digest))
+                }
             }
         })
     }
@@ -120,9 +134,7 @@ impl Sink for LayoutSink {
             let writer = self.writer.lock().ok().and_then(|mut w| w.take()).ok_or_else(|| self.closed())?;
             let root = root.descriptor();
             let owned = tags.to_vec();
-            tokio::task::spawn_blocking(move || writer.commit_tags(root, &owned))
-                .await
-                .map_err(|e| Error::invalid("layout", self.target.display().to_string(), e.to_string()))??;
+            blocking::run(move || writer.commit_tags(root, &owned)).await?;
             Ok(vec![true; tags.len()])
         })
     }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
@@ -13,6 +14,7 @@ use crate::archive::{blob_name, TarIndex};
 use crate::blob::BlobStream;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fsutil::blocking;
 use crate::layout::INDEX_FILE;
 use crate::location::{ArchiveImage, Location};
 use crate::model::media_type::OCI_MANIFEST;
@@ -40,8 +42,10 @@ fn entry_stream(
 }
 
 /// A tar of an OCI image layout, and the tag or digest in it, if any.
+#[derive(Clone)]
 pub struct OciArchiveSource {
-    tar: TarIndex,
+    /// Shared with the blocking-pool work that reads the index and manifests.
+    tar: Arc<TarIndex>,
     tag: Option<String>,
     digest: Option<Digest>,
 }
@@ -52,7 +56,7 @@ impl OciArchiveSource {
     pub fn open(file: &Path, tag: Option<String>, digest: Option<Digest>) -> Result<OciArchiveSource> {
         let tar = TarIndex::open(file)?;
         tar.require("oci-layout")?;
-        Ok(OciArchiveSource { tar, tag, digest })
+        Ok(OciArchiveSource { tar: Arc::new(tar), tag, digest })
     }
 }
 
@@ -102,11 +106,13 @@ impl Source for OciArchiveSource {
     }
 
     fn root(&self) -> BoxFuture<'_, Result<RawManifest>> {
-        Box::pin(async move { root::find(self, self.tag.as_deref(), self.digest.as_ref()) })
+        let this = self.clone();
+        Box::pin(blocking::run(move || root::find(&this, this.tag.as_deref(), this.digest.as_ref())))
     }
 
     fn manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<RawManifest>> {
-        Box::pin(async move { self.read_manifest(digest, None) })
+        let (this, digest) = (self.clone(), digest.clone());
+        Box::pin(blocking::run(move || this.read_manifest(&digest, None)))
     }
 
     fn blob<'a>(&'a self, descriptor: &'a Descriptor, offset: u64) -> BoxFuture<'a, Result<BlobStream>> {

@@ -7,11 +7,13 @@ use super::Source;
 use crate::blob::{file_chunks, BlobStream};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fsutil::blocking;
 use crate::layout::Layout;
 use crate::location::Location;
 use crate::model::{Descriptor, ImageIndex, MediaType, RawManifest};
 
 /// An OCI layout and the tag or digest in it, if any.
+#[derive(Clone)]
 pub struct LayoutSource {
     layout: Layout,
     tag: Option<String>,
@@ -32,6 +34,20 @@ impl LayoutSource {
 
     fn corrupt(&self, reason: String) -> Error {
         Error::CorruptLayout { path: self.layout.root().to_path_buf(), reason }
+    }
+
+    /// The file of the blob `descriptor`, checked (off the async threads) to be a regular
+    /// file of the descriptor's size.
+    async fn blob_file(&self, descriptor: &Descriptor) -> Result<std::path::PathBuf> {
+        let (layout, digest) = (self.layout.clone(), descriptor.digest.clone());
+        let (path, actual) = blocking::run(move || layout.blob_file(&digest)).await?;
+        match actual == descriptor.size {
+            true => Ok(path),
+            false => Err(self.corrupt(format!(
+                "blob {} has {actual} bytes, its descriptor says {}",
+                descriptor.digest, descriptor.size
+            ))),
+        }
     }
 }
 
@@ -64,33 +80,24 @@ impl Source for LayoutSource {
     }
 
     fn root(&self) -> BoxFuture<'_, Result<RawManifest>> {
-        Box::pin(async move { root::find(self, self.tag.as_deref(), self.digest.as_ref()) })
+        let this = self.clone();
+        Box::pin(blocking::run(move || root::find(&this, this.tag.as_deref(), this.digest.as_ref())))
     }
 
     fn manifest<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<RawManifest>> {
-        Box::pin(async move { self.read_manifest(digest, None) })
+        let (this, digest) = (self.clone(), digest.clone());
+        Box::pin(blocking::run(move || this.read_manifest(&digest, None)))
     }
 
     fn blob<'a>(&'a self, descriptor: &'a Descriptor, offset: u64) -> BoxFuture<'a, Result<BlobStream>> {
         Box::pin(async move {
-            self.check_blob(descriptor).await?;
-            let (path, _) = self.layout.blob_file(&descriptor.digest)?;
+            let path = self.blob_file(descriptor).await?;
             Ok(BlobStream::new(file_chunks(path, offset, None), descriptor, offset, self.name()))
         })
     }
 
     fn check_blob<'a>(&'a self, descriptor: &'a Descriptor) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let digest = &descriptor.digest;
-            let (_, actual) = self.layout.blob_file(digest)?;
-            match actual == descriptor.size {
-                true => Ok(()),
-                false => {
-                    Err(self
-                        .corrupt(format!("blob {digest} has {actual} bytes, its descriptor says {}", descriptor.size)))
-                }
-            }
-        })
+        Box::pin(async move { self.blob_file(descriptor).await.map(|_| ()) })
     }
 
     fn seekable(&self) -> bool {

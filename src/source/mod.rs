@@ -16,7 +16,8 @@ pub use self::layout::{root_descriptor, LayoutSource};
 pub use self::registry::RegistrySource;
 use crate::blob::BlobStream;
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::fsutil::blocking;
 use crate::location::Location;
 use crate::model::{Descriptor, RawManifest};
 use crate::reference::Reference;
@@ -89,15 +90,38 @@ pub trait Source: Send + Sync {
     }
 }
 
-/// The source for `location`; registry locations read through `client`.
+/// The source for `location`; registry locations read through `client`. From async code,
+/// [`open_async`].
 pub fn open<'a>(location: &Location, client: &'a Client) -> Result<Box<dyn Source + 'a>> {
+    match location {
+        Location::Registry(reference) => Ok(Box::new(RegistrySource::new(client, reference.clone()))),
+        files => open_files(files),
+    }
+}
+
+/// [`open`] from async code: a layout or an archive (whose tar is walked, and a
+/// docker-archive's unnamed layers hashed) is opened on the blocking pool.
+pub async fn open_async<'a>(location: &Location, client: &'a Client) -> Result<Box<dyn Source + 'a>> {
+    match location {
+        Location::Registry(_) => open(location, client),
+        files => {
+            let files = files.clone();
+            blocking::run(move || open_files(&files)).await
+        }
+    }
+}
+
+/// The source for a layout or an archive.
+fn open_files(location: &Location) -> Result<Box<dyn Source>> {
     Ok(match location {
         Location::Layout { dir, tag, digest } => Box::new(LayoutSource::open(dir, tag.clone(), digest.clone())?),
-        Location::Registry(reference) => Box::new(RegistrySource::new(client, reference.clone())),
         Location::OciArchive { file, tag, digest } => {
             Box::new(OciArchiveSource::open(file, tag.clone(), digest.clone())?)
         }
         Location::DockerArchive { file, image } => Box::new(DockerArchiveSource::open(file, image.clone())?),
+        Location::Registry(_) => {
+            return Err(Error::invalid("source", location.to_string(), "a registry is not opened as files"))
+        }
     })
 }
 

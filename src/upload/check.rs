@@ -10,8 +10,8 @@ impl Uploader<'_> {
     pub async fn check(&self, descriptor: &Descriptor) -> Result<bool> {
         let exists = self.client.blob_exists(&self.registry, &self.repository, &descriptor.digest).await?;
         if exists {
-            self.remember(&descriptor.digest);
-            self.forget_session(&descriptor.digest);
+            self.remember(&descriptor.digest).await;
+            self.forget_session(&descriptor.digest).await;
         }
         Ok(exists)
     }

@@ -25,7 +25,7 @@ impl Uploader<'_> {
             self.client.finish_upload(&self.registry, &self.repository, &session.url, &descriptor.digest, None);
         match finish.await? {
             FinishOutcome::Done => {
-                self.forget_session(&descriptor.digest);
+                self.forget_session(&descriptor.digest).await;
                 return Ok(Some(Uploaded::Pushed));
             }
             FinishOutcome::SessionGone | FinishOutcome::TooLarge => {}

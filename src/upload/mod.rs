@@ -56,7 +56,7 @@ impl Uploader<'_> {
         let mut upload = self.take(digest).unwrap_or_else(|| BlobUpload::new(self.first_chunk(descriptor.size)));
         let result = self.attempt(&Blob { descriptor, source, progress }, &mut upload).await;
         match &result {
-            Ok(_) => self.remember(digest),
+            Ok(_) => self.remember(digest).await,
             Err(_) => {
                 upload.stage.interrupt(progress.load(Ordering::Relaxed));
                 self.keep(digest, upload);

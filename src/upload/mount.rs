@@ -8,6 +8,7 @@ use super::state::{BlobUpload, Session, Stage, Uploaded};
 use super::uploader::{Blob, Uploader};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fsutil::blocking;
 use crate::registry::write::Started;
 use crate::registry::RegistryError;
 use crate::source::Source;
@@ -23,7 +24,7 @@ impl Uploader<'_> {
     pub(super) async fn mount(&self, blob: &Blob<'_>, upload: &mut BlobUpload) -> Result<Option<Uploaded>> {
         let digest = &blob.descriptor.digest;
         let mut session = None;
-        for from in self.mount_candidates(blob.source, digest) {
+        for from in self.mount_candidates(blob.source, digest).await {
             match self.client.start_upload(&self.registry, &self.repository, Some((digest, &from))).await {
                 Ok(Started::Mounted) => return Ok(Some(Uploaded::Mounted(from))),
                 Ok(Started::Session { url, min_chunk }) => {
@@ -44,12 +45,18 @@ impl Uploader<'_> {
 
     /// Repositories of this registry that may hold `digest`: where the source has it, where
     /// hoist saw it before (at most [`REMEMBERED_MOUNTS`]), then `--mount-from`.
-    fn mount_candidates(&self, source: &dyn Source, digest: &Digest) -> Vec<String> {
+    async fn mount_candidates(&self, source: &dyn Source, digest: &Digest) -> Vec<String> {
         if self.mounts_refused.load(Ordering::Relaxed) {
             return Vec::new();
         }
         let origin = source.origin(digest).filter(|o| o.registry == self.registry).map(|o| o.repository);
-        let remembered = self.client.places().map(|p| p.repositories(&self.registry, digest)).unwrap_or_default();
+        let remembered = match self.client.places().cloned() {
+            Some(places) => {
+                let (registry, digest) = (self.registry.clone(), digest.clone());
+                blocking::run(move || places.repositories(&registry, &digest)).await
+            }
+            None => Vec::new(),
+        };
         let mut candidates: Vec<String> = Vec::new();
         let remembered = remembered.into_iter().take(REMEMBERED_MOUNTS);
         for from in origin.into_iter().chain(remembered).chain(self.options.mount_from.iter().cloned()) {
@@ -60,10 +67,12 @@ impl Uploader<'_> {
         candidates
     }
 
-    /// Remembers that this repository has `digest`, for mounts into others.
-    pub(super) fn remember(&self, digest: &Digest) {
-        if let Some(places) = self.client.places() {
-            places.record(&self.registry, &self.repository, digest);
+    /// Remembers that this repository has `digest`, for mounts into others (the record
+    /// written off the async threads).
+    pub(super) async fn remember(&self, digest: &Digest) {
+        if let Some(places) = self.client.places().cloned() {
+            let (registry, repository, digest) = (self.registry.clone(), self.repository.clone(), digest.clone());
+            blocking::run(move || places.record(&registry, &repository, &digest)).await;
         }
     }
 }

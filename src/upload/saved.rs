@@ -9,6 +9,7 @@ use reqwest::Url;
 use super::state::{BlobUpload, Session, Stage};
 use super::uploader::Uploader;
 use crate::digest::Digest;
+use crate::fsutil::blocking;
 use crate::model::Descriptor;
 use crate::resume::Saved;
 
@@ -18,11 +19,14 @@ impl Uploader<'_> {
     /// it did.
     pub(super) async fn continue_saved(&self, descriptor: &Descriptor, upload: &mut BlobUpload) -> bool {
         let (client, registry, repository) = (self.client, self.registry.as_str(), self.repository.as_str());
-        let Some(sessions) = &self.sessions else { return false };
-        let Some(saved) = sessions.claim(registry, repository, &descriptor.digest) else { return false };
+        let Some(sessions) = self.sessions.clone() else { return false };
+        let (owned_registry, owned_repository, digest) =
+            (registry.to_owned(), repository.to_owned(), descriptor.digest.clone());
+        let claimed = blocking::run(move || sessions.claim(&owned_registry, &owned_repository, &digest)).await;
+        let Some(saved) = claimed else { return false };
         let Ok(endpoint) = client.endpoint(registry).await else { return false };
         let Some(url) = Url::parse(&saved.url).ok().filter(|u| crate::registry::same_origin(u, &endpoint.base)) else {
-            sessions.forget(registry, repository, &descriptor.digest);
+            self.forget_session(&descriptor.digest).await;
             return false;
         };
         match client.upload_offset(registry, repository, &url).await {
@@ -38,29 +42,32 @@ impl Uploader<'_> {
                 true
             }
             _ => {
-                sessions.forget(registry, repository, &descriptor.digest);
+                self.forget_session(&descriptor.digest).await;
                 false
             }
         }
     }
 
-    /// Remembers `session` after an accepted chunk, for a run that follows a kill.
-    pub(super) fn save_session(&self, digest: &Digest, session: &Session) {
-        if let Some(sessions) = &self.sessions {
-            sessions.save(&Saved {
+    /// Remembers `session` after an accepted chunk, for a run that follows a kill (the file
+    /// written off the async threads).
+    pub(super) async fn save_session(&self, digest: &Digest, session: &Session) {
+        if let Some(sessions) = self.sessions.clone() {
+            let saved = Saved {
                 registry: self.registry.clone(),
                 repository: self.repository.clone(),
                 digest: digest.clone(),
                 url: session.url.to_string(),
                 confirmed: session.offset,
-            });
+            };
+            blocking::run(move || sessions.save(&saved)).await;
         }
     }
 
     /// Forgets the saved session: the blob is committed or present.
-    pub(super) fn forget_session(&self, digest: &Digest) {
-        if let Some(sessions) = &self.sessions {
-            sessions.forget(&self.registry, &self.repository, digest);
+    pub(super) async fn forget_session(&self, digest: &Digest) {
+        if let Some(sessions) = self.sessions.clone() {
+            let (registry, repository, digest) = (self.registry.clone(), self.repository.clone(), digest.clone());
+            blocking::run(move || sessions.forget(&registry, &repository, &digest)).await;
         }
     }
 }

@@ -48,7 +48,7 @@ impl Uploader<'_> {
             }
             let length = upload.chunk.min(size - session.offset);
             match self.send_chunk(blob, session, length).await? {
-                ChunkOutcome::Accepted { .. } => self.save_session(digest, session),
+                ChunkOutcome::Accepted { .. } => self.save_session(digest, session).await,
                 ChunkOutcome::SessionGone => upload.stage = Stage::Closed,
                 ChunkOutcome::Refused => {
                     tracing::info!("{} does not take chunks; sending {digest} in one request", self.registry);

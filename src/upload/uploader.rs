@@ -51,7 +51,8 @@ pub struct Uploader<'a> {
 }
 
 impl<'a> Uploader<'a> {
-    /// Uploads into `reference`'s repository through `client`.
+    /// Uploads into `reference`'s repository through `client` (whose upload sessions it
+    /// remembers and continues, when the client keeps them).
     pub fn new(client: &'a Client, reference: &Reference, options: UploadOptions) -> Uploader<'a> {
         Uploader {
             client,
@@ -61,7 +62,7 @@ impl<'a> Uploader<'a> {
             uploads: Mutex::new(HashMap::new()),
             mounts_refused: AtomicBool::new(false),
             chunk_cap: AtomicU64::new(u64::MAX),
-            sessions: Sessions::from_environment().inspect(Sessions::clean),
+            sessions: client.upload_sessions().cloned(),
             resumed: AtomicU64::new(0),
         }
     }
