@@ -3,19 +3,18 @@
 
 use std::io::Write;
 
-use base64::Engine as _;
 use clap::{Args, Subcommand};
 use hoist::buildfile::key_values;
-use hoist::index::publish::{amend, current, Change, IndexOptions, Target};
-use hoist::index::resolve::resolve;
-use hoist::index::store::{ListStore, LocalList};
-use hoist::index::{merge, render, Format, MergeOptions};
+use hoist::index::publish::{IndexOptions, Target};
+use hoist::index::store::ListStore;
+use hoist::index::MergeOptions;
 use hoist::location::Location;
+use hoist::ops::index::target_of;
+use hoist::ops::manifest::PlatformChange;
+use hoist::ops::{Annotate, CreateList, IndexUpdate, InspectList, ListView, PushList};
 use hoist::platform::Platform;
-use hoist::reference::{ManifestRef, Reference};
-use hoist::registry::Client;
 use hoist::session::Session;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::print_line;
 use super::registry::RegistryArgs;
@@ -137,25 +136,6 @@ pub enum IndexCommand {
     },
 }
 
-async fn resolve_all(client: &Client, refs: &[String]) -> anyhow::Result<Vec<hoist::index::Entry>> {
-    let mut entries = Vec::new();
-    for reference in refs {
-        entries.extend(resolve(client, &reference.parse::<Location>()?).await?);
-    }
-    Ok(entries)
-}
-
-/// A tag reference (registry/repository:tag) for an index.
-fn target_of(text: &str) -> anyhow::Result<Target> {
-    let reference = Reference::parse(text)?;
-    if reference.digest.is_some() {
-        return Err(
-            hoist::Error::invalid("index target", text, "an index goes to a tag: registry/repository:tag").into()
-        );
-    }
-    Ok(Target::of(&reference))
-}
-
 /// Runs `hoist index …`.
 pub fn run(command: IndexCommand) -> anyhow::Result<()> {
     let mut extra_tags = Vec::new();
@@ -195,7 +175,7 @@ pub fn run(command: IndexCommand) -> anyhow::Result<()> {
         }
     };
     let target = target_of(&target)?;
-    let extra: Vec<Target> = extra_tags.iter().map(|t| target_of(t)).collect::<anyhow::Result<_>>()?;
+    let extra: Vec<Target> = extra_tags.iter().map(|t| target_of(t)).collect::<hoist::Result<_>>()?;
     if let Some(other) = extra.iter().find(|t| t.registry != target.registry || t.repository != target.repository) {
         anyhow::bail!(
             "every --tag must be in one repository: {}/{} and {}/{}",
@@ -205,29 +185,15 @@ pub fn run(command: IndexCommand) -> anyhow::Result<()> {
             other.repository
         );
     }
-    let remove: Vec<Platform> = platforms.iter().map(|p| p.parse()).collect::<hoist::Result<_>>()?;
+    let update = IndexUpdate {
+        target,
+        extra_tags: extra.into_iter().filter_map(|t| t.tag).collect(),
+        add: refs.iter().map(|r| r.parse()).collect::<hoist::Result<_>>()?,
+        remove: platforms.iter().map(|p| p.parse()).collect::<hoist::Result<Vec<Platform>>>()?,
+        options,
+    };
     let session = registry.session(hoist::registry::RetryPolicy::default())?;
-    let client = session.client();
-    session.block_on(async {
-        let change = Change { add: resolve_all(client, &refs).await?, remove };
-        let digest = amend(client, &target, change, &options).await?;
-        if !extra.is_empty() {
-            let index = client
-                .get_manifest_direct(&Reference {
-                    registry: target.registry.clone(),
-                    repository: target.repository.clone(),
-                    tag: None,
-                    digest: Some(digest.clone()),
-                })
-                .await?;
-            for tag in extra.iter().filter_map(|t| t.tag.as_deref()) {
-                client
-                    .put_manifest(&target.registry, &target.repository, &ManifestRef::Tag(tag.to_owned()), &index)
-                    .await?;
-            }
-        }
-        print_line(&digest.to_string())
-    })
+    print_line(&hoist::ops::update_index(&session, &update)?.to_string())
 }
 
 /// `hoist manifest` subcommands, as docker's.
@@ -346,212 +312,39 @@ pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
     let store = ListStore::from_environment()?;
     match command {
         ManifestCommand::Create { list, refs, amend, insecure, flags, registry } => {
-            let target = Target::of(&Reference::parse(&list)?);
             let mut names: Vec<&str> = refs.iter().map(String::as_str).collect();
             names.push(&list);
             let session = session_for(&registry, insecure, &names)?;
-            let client = session.client();
-            session.block_on(async {
-                let base = match (store.load(&list)?, amend) {
-                    (Some(_), false) => anyhow::bail!(
-                        "a local list {list} exists; pass --amend, or remove it with `hoist manifest rm {list}`"
-                    ),
-                    (Some(local), true) => local.entries,
-                    (None, true) => current(client, &target).await?.map(|(entries, _)| entries).unwrap_or_default(),
-                    (None, false) => Vec::new(),
-                };
-                let entries = merge(base, resolve_all(client, &refs).await?, flags.merge());
-                store.save(&LocalList { name: list.clone(), entries })?;
-                eprintln!("Created manifest list {list}");
-                Ok(())
-            })
+            let refs = refs.iter().map(|r| r.parse()).collect::<hoist::Result<_>>()?;
+            hoist::ops::create_list(
+                &session,
+                &store,
+                &CreateList { list: list.clone(), refs, amend, merge: flags.merge() },
+            )?;
+            eprintln!("Created manifest list {list}");
+            Ok(())
         }
         ManifestCommand::Annotate { list, reference, os, arch, variant, os_version, os_features } => {
-            let mut local = store
-                .load(&list)?
-                .ok_or_else(|| anyhow::anyhow!("no local list {list}; make it with `hoist manifest create`"))?;
-            let wanted = reference.parse::<Location>()?;
-            let digest = match &wanted {
-                Location::Registry(r) => r.digest.clone(),
-                _ => None,
-            };
-            let entry = local
-                .entries
-                .iter_mut()
-                .find(|e| {
-                    digest
-                        .as_ref()
-                        .map_or(e.source.as_ref().is_some_and(|s| s.same_place(&wanted)), |d| e.digest() == d)
-                })
-                .ok_or_else(|| anyhow::anyhow!("{reference} is not in the list {list}"))?;
-            let mut platform = entry.platform().cloned().unwrap_or_default();
-            platform.os = os.unwrap_or(platform.os);
-            platform.architecture = arch.unwrap_or(platform.architecture);
-            platform.variant = variant.or(platform.variant);
-            platform.os_version = os_version.or(platform.os_version);
-            if !os_features.is_empty() {
-                platform.os_features = os_features;
-            }
-            if platform.os.is_empty() || platform.architecture.is_empty() {
-                anyhow::bail!("an entry needs both --os and --arch");
-            }
-            entry.descriptor.platform = Some(platform);
-            store.save(&local)?;
-            Ok(())
+            let platform = PlatformChange { os, arch, variant, os_version, os_features };
+            Ok(hoist::ops::annotate_list(&store, &Annotate { list, reference, platform })?)
         }
         ManifestCommand::Inspect { first, second, insecure, registry } => {
             let session = session_for(&registry, insecure, &[&first, second.as_deref().unwrap_or("")])?;
-            let client = session.client();
-            session.block_on(inspect(&store, client, &first, second.as_deref(), verbose))
+            match hoist::ops::inspect_list(&session, &store, &InspectList { first, second, verbose })? {
+                ListView::Document(bytes) => pretty(&bytes),
+                ListView::Verbose(value) => print_line(&serde_json::to_string_pretty(&value)?),
+            }
         }
         ManifestCommand::Push { list, purge, insecure, format, settle, registry } => {
-            let local = store
-                .load(&list)?
-                .ok_or_else(|| anyhow::anyhow!("no local list {list}; make it with `hoist manifest create`"))?;
-            let names: Vec<&str> = vec![list.as_str()];
-            let mut client_names = names.clone();
-            let sources: Vec<String> =
-                local.entries.iter().filter_map(|e| e.source.as_ref().map(Location::to_string)).collect();
-            client_names.extend(sources.iter().map(String::as_str));
-            let session = session_for(&registry, insecure, &client_names)?;
-            let client = session.client();
-            let target = Target::of(&Reference::parse(&list)?);
-            let mut options =
-                index_options(&format, settle.settle, MergeOptions { keep_duplicates: true, ..NO_MERGE })?;
-            options.create = true;
-            let change = Change { add: local.entries.clone(), remove: vec![] };
-            let digest = session.block_on(async { anyhow::Ok(amend(client, &target, change, &options).await?) })?;
-            if purge {
-                store.remove(&list)?;
-            }
-            print_line(&digest.to_string())
+            let list = hoist::ops::manifest::load_list(&store, &list)?;
+            let mut names = vec![list.name.clone()];
+            names.extend(list.entries.iter().filter_map(|e| e.source.as_ref().map(Location::to_string)));
+            let session = session_for(&registry, insecure, &names.iter().map(String::as_str).collect::<Vec<_>>())?;
+            let options = index_options(&format, settle.settle, NO_MERGE)?;
+            print_line(&hoist::ops::push_list(&session, &store, &PushList { list, purge, options })?.to_string())
         }
-        ManifestCommand::Rm { lists } => {
-            let mut missing = Vec::new();
-            for list in &lists {
-                if !store.remove(list)? {
-                    missing.push(list.as_str());
-                }
-            }
-            if !missing.is_empty() {
-                anyhow::bail!("no local list {}", missing.join(", "));
-            }
-            Ok(())
-        }
+        ManifestCommand::Rm { lists } => Ok(hoist::ops::remove_lists(&store, &lists)?),
     }
-}
-
-async fn inspect(
-    store: &ListStore,
-    client: &Client,
-    first: &str,
-    second: Option<&str>,
-    verbose: bool,
-) -> anyhow::Result<()> {
-    if let Some(local) = store.load(first)? {
-        let Some(reference) = second else {
-            if !verbose {
-                let bytes = render(&local.entries, Format::for_entries(&local.entries), &Default::default())?;
-                return pretty(&bytes);
-            }
-            let mut out = Vec::new();
-            for entry in &local.entries {
-                out.push(verbose_entry(client, entry).await?);
-            }
-            return print_line(&serde_json::to_string_pretty(&Value::Array(out))?);
-        };
-        let wanted = reference.parse::<Location>()?;
-        let entry = local
-            .entries
-            .iter()
-            .find(|e| match &wanted {
-                Location::Registry(r) if r.digest.is_some() => r.digest.as_ref() == Some(e.digest()),
-                _ => e.source.as_ref().is_some_and(|s| s.same_place(&wanted)),
-            })
-            .ok_or_else(|| not_in_list(reference, first, local.entries.iter().map(|e| e.digest().to_string())))?;
-        if verbose {
-            return print_line(&serde_json::to_string_pretty(&verbose_entry(client, entry).await?)?);
-        }
-        let child = child_manifest(client, entry).await?;
-        return pretty(&child.bytes);
-    }
-    let location: Location = first.parse()?;
-    let source = hoist::source::open(&location, client)?;
-    let manifest = source.root().await?;
-    if let Some(reference) = second {
-        // LIST REF: the entry REF names in the list the registry holds.
-        if !manifest.media_type.is_index() {
-            anyhow::bail!("{first} is a single image, not a list; inspect {reference} on its own");
-        }
-        let wanted = match reference.parse::<Location>()? {
-            Location::Registry(Reference { digest: Some(digest), .. }) => digest,
-            other => hoist::source::open(&other, client)?.root().await?.digest,
-        };
-        let index = manifest.index(first)?;
-        let descriptor = index
-            .manifests
-            .iter()
-            .find(|d| d.digest == wanted)
-            .cloned()
-            .ok_or_else(|| not_in_list(reference, first, index.manifests.iter().map(|d| d.digest.to_string())))?;
-        let child = source.manifest_of(&descriptor).await?;
-        if !verbose {
-            return pretty(&child.bytes);
-        }
-        let value = verbose_json(&format!("{location}@{}", descriptor.digest), &descriptor, &child)?;
-        return print_line(&serde_json::to_string_pretty(&value)?);
-    }
-    if !verbose {
-        return pretty(&manifest.bytes);
-    }
-    let mut out = Vec::new();
-    let children = match manifest.media_type.is_index() {
-        true => manifest.index(&location.to_string())?.manifests,
-        false => vec![manifest.descriptor()],
-    };
-    for descriptor in children {
-        let child = source.manifest_of(&descriptor).await?;
-        out.push(verbose_json(&format!("{location}@{}", descriptor.digest), &descriptor, &child)?);
-    }
-    let value = if manifest.media_type.is_index() { Value::Array(out) } else { out.remove(0) };
-    print_line(&serde_json::to_string_pretty(&value)?)
-}
-
-/// "REF is not in the list", naming what is.
-fn not_in_list(reference: &str, list: &str, digests: impl Iterator<Item = String>) -> hoist::Error {
-    let have: Vec<String> = digests.collect();
-    hoist::Error::invalid("entry", reference, format!("it is not in the list {list}, which has: {}", have.join(", ")))
-}
-
-/// The manifest of a local list's entry, read from where the entry came from.
-async fn child_manifest(client: &Client, entry: &hoist::index::Entry) -> anyhow::Result<hoist::model::RawManifest> {
-    let Some(place) = &entry.source else {
-        anyhow::bail!("the list does not say where {} lives; recreate it with `hoist manifest create`", entry.digest());
-    };
-    let source = hoist::source::open(&place.at_digest(entry.digest()), client)?;
-    Ok(source.manifest(entry.digest()).await?)
-}
-
-/// docker's verbose form of a local list's entry.
-async fn verbose_entry(client: &Client, entry: &hoist::index::Entry) -> anyhow::Result<Value> {
-    let child = child_manifest(client, entry).await?;
-    let place = entry.source.as_ref().map(|s| s.at_digest(entry.digest()).to_string()).unwrap_or_default();
-    verbose_json(&place, &entry.descriptor, &child)
-}
-
-/// docker's verbose form: the reference, the descriptor, the raw bytes and the parsed manifest.
-fn verbose_json(
-    reference: &str,
-    descriptor: &hoist::model::Descriptor,
-    child: &hoist::model::RawManifest,
-) -> anyhow::Result<Value> {
-    let key = if child.media_type.is_docker() { "SchemaV2Manifest" } else { "OCIManifest" };
-    Ok(json!({
-        "Ref": reference,
-        "Descriptor": descriptor,
-        "Raw": base64::engine::general_purpose::STANDARD.encode(&child.bytes),
-        key: serde_json::from_slice::<Value>(&child.bytes)?,
-    }))
 }
 
 fn pretty(bytes: &[u8]) -> anyhow::Result<()> {
