@@ -3,9 +3,11 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::graph::pick_platform;
 use crate::location::Location;
+use crate::model::MediaType;
 use crate::model::{Document, RawManifest};
 use crate::platform::Platform;
 use crate::session::Session;
@@ -79,14 +81,14 @@ pub struct Summary {
 #[derive(Clone, Debug, Serialize)]
 pub struct Entry {
     /// Its digest.
-    pub digest: Value,
+    pub digest: Digest,
     /// Its media type.
     #[serde(rename = "mediaType")]
-    pub media_type: Value,
+    pub media_type: MediaType,
     /// os/arch[/variant].
     pub platform: String,
     /// Its size.
-    pub size: Value,
+    pub size: u64,
 }
 
 /// Reads what `request` names and what it asks to show.
@@ -141,25 +143,23 @@ async fn summary(
         referrers: None,
         size: manifest.bytes.len(),
     };
-    if let Document::Image(image) = typed {
-        let config: Value = serde_json::from_slice(&source.blob_bytes(&image.config).await?)
-            .map_err(|e| Error::Json { what: format!("config {}", image.config.digest), source: e })?;
-        summary.platform = Some(platform_of(&json!({ "platform": config })));
-        summary.config = Some(document["config"].clone());
-        summary.layers = Some(document["layers"].clone());
-    } else {
-        let entries = document["manifests"].as_array().cloned().unwrap_or_default();
-        summary.manifests = Some(
-            entries
-                .iter()
-                .map(|e| Entry {
-                    digest: e["digest"].clone(),
-                    media_type: e["mediaType"].clone(),
-                    platform: platform_of(e),
-                    size: e["size"].clone(),
-                })
-                .collect(),
-        );
+    match typed {
+        Document::Image(image) => {
+            let config: Value = serde_json::from_slice(&source.blob_bytes(&image.config).await?)
+                .map_err(|e| Error::Json { what: format!("config {}", image.config.digest), source: e })?;
+            summary.platform = Some(platform_of(&json!({ "platform": config })));
+            summary.config = Some(document["config"].clone());
+            summary.layers = Some(document["layers"].clone());
+        }
+        Document::Index(index) => {
+            let entries = index.manifests.iter().map(|d| Entry {
+                digest: d.digest.clone(),
+                media_type: d.media_type.clone(),
+                platform: d.platform.as_ref().map_or_else(|| "?/?".to_owned(), ToString::to_string),
+                size: d.size,
+            });
+            summary.manifests = Some(entries.collect());
+        }
     }
     // Registries and layouts keep referrers; a registry that cannot say leaves the count out,
     // at once (no retries: the image itself was read already, perhaps from a mirror).
@@ -172,7 +172,7 @@ async fn summary(
     Ok(summary)
 }
 
-/// os/arch[/variant] of an index entry (or `{"platform": config}`), `?` for what is missing.
+/// os/arch[/variant] of `{"platform": config}`, `?` for what is missing.
 fn platform_of(entry: &Value) -> String {
     let p = &entry["platform"];
     let mut text = format!("{}/{}", p["os"].as_str().unwrap_or("?"), p["architecture"].as_str().unwrap_or("?"));
