@@ -12,7 +12,7 @@ use crate::session::Session;
 /// Credentials to check and store.
 #[derive(Clone, Debug)]
 pub struct Login {
-    /// Registry host[:port].
+    /// Registry host, with its port if it has one.
     pub host: String,
     /// User name.
     pub username: String,
