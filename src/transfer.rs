@@ -20,7 +20,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::graph::Plan;
 use crate::layer::Compression;
-use crate::model::{Document, RawManifest};
+use crate::model::{Descriptor, Document, RawManifest};
 use crate::reference::ManifestRef;
 use crate::registry::RetryPolicy;
 use crate::sink::{BlobOutcome, Sink};
@@ -143,22 +143,7 @@ pub async fn transfer(
             async move {
                 let sent = Arc::new(AtomicU64::new(0));
                 observer.blob_started(&blob.digest, blob.size, Arc::clone(&sent));
-                let outcome = match sink.has_blob(blob).await? {
-                    true => BlobOutcome::Skipped,
-                    false if options.dry_run => BlobOutcome::Pushed,
-                    false => {
-                        let what = format!("blob {}", blob.digest);
-                        let mut attempt = 0;
-                        loop {
-                            match sink.put_blob(blob, source, &sent).await {
-                                Ok(outcome) => break outcome,
-                                Err(error) => {
-                                    attempt = options.retry.next_attempt(&what, attempt, error, retries).await?
-                                }
-                            }
-                        }
-                    }
-                };
+                let outcome = send_blob(blob, source, sink, options, &sent, retries).await?;
                 observer.blob_finished(&blob.digest, blob.size, &outcome);
                 Ok::<_, crate::Error>((blob, outcome))
             }
@@ -169,22 +154,60 @@ pub async fn transfer(
         if outcome != BlobOutcome::Skipped {
             fresh.insert(blob.digest.clone());
         }
-        match outcome {
-            BlobOutcome::Pushed => {
-                report.blobs_pushed += 1;
-                report.bytes_pushed = report.bytes_pushed.saturating_add(blob.size);
-            }
-            BlobOutcome::Skipped => report.blobs_skipped += 1,
-            BlobOutcome::Mounted(from) => {
-                report.blobs_mounted += 1;
-                report.mounted_from.insert(blob.digest.to_string(), from);
-            }
-        }
+        report.count_blob(blob, outcome);
     }
     drop(blobs);
+    send_manifests(plan, sink, options, observer, &mut fresh, &mut report).await?;
+    if !options.dry_run {
+        let written = sink.tag(root, tags, fresh.contains(&root.digest)).await?;
+        for (tag, written) in tags.iter().zip(written) {
+            observer.manifest_finished(&ManifestRef::Tag(tag.clone()), written);
+            report.tags.push(tag.clone());
+        }
+    }
+    report.retries = retries.load(Ordering::Relaxed).saturating_add(sink.retry_count());
+    report.bytes_resumed = sink.resumed_bytes();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
 
+/// Sends one blob unless the sink has it (nothing on a dry run), retrying as `options` say.
+async fn send_blob(
+    blob: &Descriptor,
+    source: &dyn Source,
+    sink: &dyn Sink,
+    options: &TransferOptions,
+    sent: &Arc<AtomicU64>,
+    retries: &AtomicU32,
+) -> Result<BlobOutcome> {
+    if sink.has_blob(blob).await? {
+        return Ok(BlobOutcome::Skipped);
+    }
+    if options.dry_run {
+        return Ok(BlobOutcome::Pushed);
+    }
+    let what = format!("blob {}", blob.digest);
+    let mut attempt = 0;
+    loop {
+        match sink.put_blob(blob, source, sent).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(error) => attempt = options.retry.next_attempt(&what, attempt, error, retries).await?,
+        }
+    }
+}
+
+/// Writes the plan's manifests, children first, each unless the sink has it (nothing on a dry
+/// run); a manifest naming something `fresh` is new without asking.
+async fn send_manifests(
+    plan: &Plan,
+    sink: &dyn Sink,
+    options: &TransferOptions,
+    observer: &dyn Observer,
+    fresh: &mut HashSet<Digest>,
+    report: &mut Report,
+) -> Result<()> {
     for manifest in &plan.manifests {
-        let new = names_any(manifest, &fresh) || !sink.has_manifest(&manifest.digest).await?;
+        let new = names_any(manifest, fresh) || !sink.has_manifest(&manifest.digest).await?;
         let written = match new {
             false => false,
             true if options.dry_run => true,
@@ -202,17 +225,24 @@ pub async fn transfer(
             false => report.manifests_skipped += 1,
         }
     }
-    if !options.dry_run {
-        let written = sink.tag(root, tags, fresh.contains(&root.digest)).await?;
-        for (tag, written) in tags.iter().zip(written) {
-            observer.manifest_finished(&ManifestRef::Tag(tag.clone()), written);
-            report.tags.push(tag.clone());
+    Ok(())
+}
+
+impl Report {
+    /// Counts one blob's outcome.
+    fn count_blob(&mut self, blob: &Descriptor, outcome: BlobOutcome) {
+        match outcome {
+            BlobOutcome::Pushed => {
+                self.blobs_pushed += 1;
+                self.bytes_pushed = self.bytes_pushed.saturating_add(blob.size);
+            }
+            BlobOutcome::Skipped => self.blobs_skipped += 1,
+            BlobOutcome::Mounted(from) => {
+                self.blobs_mounted += 1;
+                self.mounted_from.insert(blob.digest.to_string(), from);
+            }
         }
     }
-    report.retries = retries.load(Ordering::Relaxed).saturating_add(sink.retry_count());
-    report.bytes_resumed = sink.resumed_bytes();
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// Whether `manifest` names any of `digests` (its blobs, or an index's children).

@@ -3,6 +3,7 @@
 
 use clap::Args;
 use hoist::location::Location;
+use hoist::ops::referrers::CopyReferrers;
 
 use hoist::referrers::ReferrerOptions;
 
@@ -61,22 +62,18 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
     let session = args.registry.session(flags.retry(), flags.dry_run)?;
     let report = send(&session, &source, &destination, platform.as_ref(), &flags, quiet)?;
     if args.referrers && !args.flags.dry_run {
-        let client = session.client();
-        let options = ReferrerOptions {
-            transfer: args.flags.transfer_options(),
-            upload: args.flags.upload_options(),
-            ..ReferrerOptions::default()
+        let request = CopyReferrers {
+            from: source,
+            to: destination,
+            root: report.digest.parse()?,
+            name: args.source.clone(),
+            options: ReferrerOptions {
+                transfer: args.flags.transfer_options(),
+                upload: args.flags.upload_options(),
+                ..ReferrerOptions::default()
+            },
         };
-        let copied = session.block_on(async {
-            let mut subjects: Vec<hoist::Digest> = vec![report.digest.parse()?];
-            let root = hoist::source::open(&source, client)?.manifest(&subjects[0]).await;
-            if let Ok(root) = root {
-                if root.media_type.is_index() {
-                    subjects.extend(root.index(&args.source)?.manifests.into_iter().map(|d| d.digest));
-                }
-            }
-            anyhow::Ok(hoist::referrers::copy(client, &source, &destination, &subjects, &options).await?)
-        })?;
+        let copied = hoist::ops::copy_referrers(&session, &request)?;
         if !quiet {
             eprintln!("copied {copied} referrer(s)");
         }

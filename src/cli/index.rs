@@ -1,21 +1,12 @@
-//! `hoist index …` (one step against the registry) and `hoist manifest …` (docker's local-list
-//! workflow, without its bugs).
+//! `hoist index …`: one step against the registry (the flags shared with `hoist manifest …`).
 
-use std::io::Write;
-
-use base64::Engine as _;
 use clap::{Args, Subcommand};
 use hoist::buildfile::key_values;
-use hoist::index::publish::{amend, current, Change, IndexOptions, Target};
-use hoist::index::resolve::resolve;
-use hoist::index::store::{ListStore, LocalList};
-use hoist::index::{merge, render, Format, MergeOptions};
-use hoist::location::Location;
+use hoist::index::publish::{IndexOptions, Target};
+use hoist::index::MergeOptions;
+use hoist::ops::index::target_of;
+use hoist::ops::IndexUpdate;
 use hoist::platform::Platform;
-use hoist::reference::{ManifestRef, Reference};
-use hoist::registry::Client;
-use hoist::session::Session;
-use serde_json::{json, Value};
 
 use super::print_line;
 use super::registry::RegistryArgs;
@@ -32,7 +23,7 @@ pub struct MergeFlags {
 }
 
 impl MergeFlags {
-    fn merge(&self) -> MergeOptions {
+    pub(super) fn merge(&self) -> MergeOptions {
         MergeOptions { keep_duplicates: self.keep_duplicates, no_attestations: self.no_attestations }
     }
 }
@@ -51,10 +42,14 @@ pub struct SettleFlag {
     /// Milliseconds to wait before reading the tag back to check no other writer replaced it
     /// [default: four times this amend's own read-merge-write time, 200 to 1500 ms].
     #[arg(long, value_name = "MILLISECONDS")]
-    settle: Option<u64>,
+    pub(super) settle: Option<u64>,
 }
 
-fn index_options(format: &FormatFlag, settle: Option<u64>, merge: MergeOptions) -> anyhow::Result<IndexOptions> {
+pub(super) fn index_options(
+    format: &FormatFlag,
+    settle: Option<u64>,
+    merge: MergeOptions,
+) -> anyhow::Result<IndexOptions> {
     Ok(IndexOptions {
         merge,
         format: format.format.as_deref().map(str::parse).transpose()?,
@@ -63,7 +58,7 @@ fn index_options(format: &FormatFlag, settle: Option<u64>, merge: MergeOptions) 
     })
 }
 
-const NO_MERGE: MergeOptions = MergeOptions { keep_duplicates: false, no_attestations: false };
+pub(super) const NO_MERGE: MergeOptions = MergeOptions { keep_duplicates: false, no_attestations: false };
 
 /// `hoist index` subcommands.
 #[derive(Debug, Subcommand)]
@@ -137,25 +132,6 @@ pub enum IndexCommand {
     },
 }
 
-async fn resolve_all(client: &Client, refs: &[String]) -> anyhow::Result<Vec<hoist::index::Entry>> {
-    let mut entries = Vec::new();
-    for reference in refs {
-        entries.extend(resolve(client, &reference.parse::<Location>()?).await?);
-    }
-    Ok(entries)
-}
-
-/// A tag reference (registry/repository:tag) for an index.
-fn target_of(text: &str) -> anyhow::Result<Target> {
-    let reference = Reference::parse(text)?;
-    if reference.digest.is_some() {
-        return Err(
-            hoist::Error::invalid("index target", text, "an index goes to a tag: registry/repository:tag").into()
-        );
-    }
-    Ok(Target::of(&reference))
-}
-
 /// Runs `hoist index …`.
 pub fn run(command: IndexCommand) -> anyhow::Result<()> {
     let mut extra_tags = Vec::new();
@@ -195,7 +171,7 @@ pub fn run(command: IndexCommand) -> anyhow::Result<()> {
         }
     };
     let target = target_of(&target)?;
-    let extra: Vec<Target> = extra_tags.iter().map(|t| target_of(t)).collect::<anyhow::Result<_>>()?;
+    let extra: Vec<Target> = extra_tags.iter().map(|t| target_of(t)).collect::<hoist::Result<_>>()?;
     if let Some(other) = extra.iter().find(|t| t.registry != target.registry || t.repository != target.repository) {
         anyhow::bail!(
             "every --tag must be in one repository: {}/{} and {}/{}",
@@ -205,358 +181,13 @@ pub fn run(command: IndexCommand) -> anyhow::Result<()> {
             other.repository
         );
     }
-    let remove: Vec<Platform> = platforms.iter().map(|p| p.parse()).collect::<hoist::Result<_>>()?;
+    let update = IndexUpdate {
+        target,
+        extra_tags: extra.into_iter().filter_map(|t| t.tag).collect(),
+        add: refs.iter().map(|r| r.parse()).collect::<hoist::Result<_>>()?,
+        remove: platforms.iter().map(|p| p.parse()).collect::<hoist::Result<Vec<Platform>>>()?,
+        options,
+    };
     let session = registry.session(hoist::registry::RetryPolicy::default(), false)?;
-    let client = session.client();
-    session.block_on(async {
-        let change = Change { add: resolve_all(client, &refs).await?, remove };
-        let digest = amend(client, &target, change, &options).await?;
-        if !extra.is_empty() {
-            let index = client
-                .get_manifest_direct(&Reference {
-                    registry: target.registry.clone(),
-                    repository: target.repository.clone(),
-                    tag: None,
-                    digest: Some(digest.clone()),
-                })
-                .await?;
-            for tag in extra.iter().filter_map(|t| t.tag.as_deref()) {
-                client
-                    .put_manifest(&target.registry, &target.repository, &ManifestRef::Tag(tag.to_owned()), &index)
-                    .await?;
-            }
-        }
-        print_line(&digest.to_string())
-    })
-}
-
-/// `hoist manifest` subcommands, as docker's.
-#[derive(Debug, Subcommand)]
-pub enum ManifestCommand {
-    /// Create a local manifest list for LIST from REFs.
-    #[command(
-        after_long_help = "Examples:\n  hoist manifest create registry.example.com/team/app:v1 \\\n    registry.example.com/team/app:v1-amd64 registry.example.com/team/app:v1-arm64\n  hoist manifest create --amend registry.example.com/team/app:v1 registry.example.com/team/app:v1-s390x"
-    )]
-    Create {
-        /// The list's name: registry/repository:tag.
-        list: String,
-        /// Images or indexes (an index contributes its platform images).
-        #[arg(required = true)]
-        refs: Vec<String>,
-        /// Amend the local list, or else the list the registry holds.
-        #[arg(short, long)]
-        amend: bool,
-        /// Allow the registries named here over plain HTTP or without TLS verification.
-        #[arg(long)]
-        insecure: bool,
-        #[command(flatten)]
-        flags: MergeFlags,
-        #[command(flatten)]
-        registry: RegistryArgs,
-    },
-    /// Set the platform of an entry of a local list.
-    #[command(
-        after_long_help = "Examples:\n  hoist manifest annotate registry.example.com/team/app:v1 registry.example.com/team/app:v1-arm --arch arm --variant v7"
-    )]
-    Annotate {
-        /// The list.
-        list: String,
-        /// The image whose entry to change.
-        reference: String,
-        /// Operating system.
-        #[arg(long)]
-        os: Option<String>,
-        /// Architecture.
-        #[arg(long)]
-        arch: Option<String>,
-        /// CPU variant.
-        #[arg(long)]
-        variant: Option<String>,
-        /// OS version.
-        #[arg(long = "os-version")]
-        os_version: Option<String>,
-        /// OS features, comma-separated.
-        #[arg(long = "os-features", value_delimiter = ',')]
-        os_features: Vec<String>,
-    },
-    /// Show a manifest or list: a local list, or what the registry holds; with LIST REF, the
-    /// manifest of the entry REF (by digest, or the image it came from) in the list LIST.
-    #[command(
-        override_usage = "hoist manifest inspect [OPTIONS] REF\n       hoist manifest inspect [OPTIONS] LIST REF",
-        after_long_help = "Examples:\n  hoist manifest inspect registry.example.com/team/app:v1\n  hoist manifest inspect -v registry.example.com/team/app:v1      # each entry's descriptor and manifest\n  hoist manifest inspect registry.example.com/team/app:v1 registry.example.com/team/app@sha256:…"
-    )]
-    Inspect {
-        /// A list (local or in the registry), or the image to show.
-        #[arg(value_name = "LIST|REF")]
-        first: String,
-        /// An entry of LIST to show: its digest, or the image it came from.
-        #[arg(value_name = "REF")]
-        second: Option<String>,
-        /// Allow the registries named here over plain HTTP or without TLS verification.
-        #[arg(long)]
-        insecure: bool,
-        #[command(flatten)]
-        registry: RegistryArgs,
-    },
-    /// Push a local list: children into its repository, the index by digest, then the tag.
-    #[command(
-        after_long_help = "Examples:\n  hoist manifest push registry.example.com/team/app:v1\n  hoist manifest push --purge --insecure 10.0.0.5:5000/team/app:v1"
-    )]
-    Push {
-        /// The list.
-        list: String,
-        /// Remove the local list after the push.
-        #[arg(short, long)]
-        purge: bool,
-        /// Allow the registries named here over plain HTTP or without TLS verification.
-        #[arg(long)]
-        insecure: bool,
-        #[command(flatten)]
-        format: FormatFlag,
-        #[command(flatten)]
-        settle: SettleFlag,
-        #[command(flatten)]
-        registry: RegistryArgs,
-    },
-    /// Delete local lists.
-    #[command(after_long_help = "Examples:\n  hoist manifest rm registry.example.com/team/app:v1")]
-    Rm {
-        /// The lists.
-        #[arg(required = true)]
-        lists: Vec<String>,
-    },
-}
-
-/// A session that, with `--insecure`, allows every registry the command names.
-fn session_for(registry: &RegistryArgs, insecure: bool, names: &[&str]) -> anyhow::Result<Session> {
-    let mut settings = registry.settings()?;
-    if insecure {
-        for name in names {
-            if let Ok(Location::Registry(reference)) = name.parse::<Location>() {
-                settings.transport.insecure_registries.push(reference.registry);
-            }
-        }
-    }
-    Ok(Session::new(settings))
-}
-
-/// Runs `hoist manifest …`; `verbose` (the global `-v`/`--verbose`, as docker's flag) adds each
-/// entry's descriptor and manifest to `inspect`.
-pub fn manifest(command: ManifestCommand, verbose: bool) -> anyhow::Result<()> {
-    let store = ListStore::from_environment()?;
-    match command {
-        ManifestCommand::Create { list, refs, amend, insecure, flags, registry } => {
-            let target = Target::of(&Reference::parse(&list)?);
-            let mut names: Vec<&str> = refs.iter().map(String::as_str).collect();
-            names.push(&list);
-            let session = session_for(&registry, insecure, &names)?;
-            let client = session.client();
-            session.block_on(async {
-                let base = match (store.load(&list)?, amend) {
-                    (Some(_), false) => anyhow::bail!(
-                        "a local list {list} exists; pass --amend, or remove it with `hoist manifest rm {list}`"
-                    ),
-                    (Some(local), true) => local.entries,
-                    (None, true) => current(client, &target).await?.map(|(entries, _)| entries).unwrap_or_default(),
-                    (None, false) => Vec::new(),
-                };
-                let entries = merge(base, resolve_all(client, &refs).await?, flags.merge());
-                store.save(&LocalList { name: list.clone(), entries })?;
-                eprintln!("Created manifest list {list}");
-                Ok(())
-            })
-        }
-        ManifestCommand::Annotate { list, reference, os, arch, variant, os_version, os_features } => {
-            let mut local = store
-                .load(&list)?
-                .ok_or_else(|| anyhow::anyhow!("no local list {list}; make it with `hoist manifest create`"))?;
-            let wanted = reference.parse::<Location>()?;
-            let digest = match &wanted {
-                Location::Registry(r) => r.digest.clone(),
-                _ => None,
-            };
-            let entry = local
-                .entries
-                .iter_mut()
-                .find(|e| {
-                    digest
-                        .as_ref()
-                        .map_or(e.source.as_ref().is_some_and(|s| s.same_place(&wanted)), |d| e.digest() == d)
-                })
-                .ok_or_else(|| anyhow::anyhow!("{reference} is not in the list {list}"))?;
-            let mut platform = entry.platform().cloned().unwrap_or_default();
-            platform.os = os.unwrap_or(platform.os);
-            platform.architecture = arch.unwrap_or(platform.architecture);
-            platform.variant = variant.or(platform.variant);
-            platform.os_version = os_version.or(platform.os_version);
-            if !os_features.is_empty() {
-                platform.os_features = os_features;
-            }
-            if platform.os.is_empty() || platform.architecture.is_empty() {
-                anyhow::bail!("an entry needs both --os and --arch");
-            }
-            entry.descriptor.platform = Some(platform);
-            store.save(&local)?;
-            Ok(())
-        }
-        ManifestCommand::Inspect { first, second, insecure, registry } => {
-            let session = session_for(&registry, insecure, &[&first, second.as_deref().unwrap_or("")])?;
-            let client = session.client();
-            session.block_on(inspect(&store, client, &first, second.as_deref(), verbose))
-        }
-        ManifestCommand::Push { list, purge, insecure, format, settle, registry } => {
-            let local = store
-                .load(&list)?
-                .ok_or_else(|| anyhow::anyhow!("no local list {list}; make it with `hoist manifest create`"))?;
-            let names: Vec<&str> = vec![list.as_str()];
-            let mut client_names = names.clone();
-            let sources: Vec<String> =
-                local.entries.iter().filter_map(|e| e.source.as_ref().map(Location::to_string)).collect();
-            client_names.extend(sources.iter().map(String::as_str));
-            let session = session_for(&registry, insecure, &client_names)?;
-            let client = session.client();
-            let target = Target::of(&Reference::parse(&list)?);
-            let mut options =
-                index_options(&format, settle.settle, MergeOptions { keep_duplicates: true, ..NO_MERGE })?;
-            options.create = true;
-            let change = Change { add: local.entries.clone(), remove: vec![] };
-            let digest = session.block_on(async { anyhow::Ok(amend(client, &target, change, &options).await?) })?;
-            if purge {
-                store.remove(&list)?;
-            }
-            print_line(&digest.to_string())
-        }
-        ManifestCommand::Rm { lists } => {
-            let mut missing = Vec::new();
-            for list in &lists {
-                if !store.remove(list)? {
-                    missing.push(list.as_str());
-                }
-            }
-            if !missing.is_empty() {
-                anyhow::bail!("no local list {}", missing.join(", "));
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn inspect(
-    store: &ListStore,
-    client: &Client,
-    first: &str,
-    second: Option<&str>,
-    verbose: bool,
-) -> anyhow::Result<()> {
-    if let Some(local) = store.load(first)? {
-        let Some(reference) = second else {
-            if !verbose {
-                let bytes = render(&local.entries, Format::for_entries(&local.entries), &Default::default())?;
-                return pretty(&bytes);
-            }
-            let mut out = Vec::new();
-            for entry in &local.entries {
-                out.push(verbose_entry(client, entry).await?);
-            }
-            return print_line(&serde_json::to_string_pretty(&Value::Array(out))?);
-        };
-        let wanted = reference.parse::<Location>()?;
-        let entry = local
-            .entries
-            .iter()
-            .find(|e| match &wanted {
-                Location::Registry(r) if r.digest.is_some() => r.digest.as_ref() == Some(e.digest()),
-                _ => e.source.as_ref().is_some_and(|s| s.same_place(&wanted)),
-            })
-            .ok_or_else(|| not_in_list(reference, first, local.entries.iter().map(|e| e.digest().to_string())))?;
-        if verbose {
-            return print_line(&serde_json::to_string_pretty(&verbose_entry(client, entry).await?)?);
-        }
-        let child = child_manifest(client, entry).await?;
-        return pretty(&child.bytes);
-    }
-    let location: Location = first.parse()?;
-    let source = hoist::source::open(&location, client)?;
-    let manifest = source.root().await?;
-    if let Some(reference) = second {
-        // LIST REF: the entry REF names in the list the registry holds.
-        if !manifest.media_type.is_index() {
-            anyhow::bail!("{first} is a single image, not a list; inspect {reference} on its own");
-        }
-        let wanted = match reference.parse::<Location>()? {
-            Location::Registry(Reference { digest: Some(digest), .. }) => digest,
-            other => hoist::source::open(&other, client)?.root().await?.digest,
-        };
-        let index = manifest.index(first)?;
-        let descriptor = index
-            .manifests
-            .iter()
-            .find(|d| d.digest == wanted)
-            .cloned()
-            .ok_or_else(|| not_in_list(reference, first, index.manifests.iter().map(|d| d.digest.to_string())))?;
-        let child = source.manifest_of(&descriptor).await?;
-        if !verbose {
-            return pretty(&child.bytes);
-        }
-        let value = verbose_json(&format!("{location}@{}", descriptor.digest), &descriptor, &child)?;
-        return print_line(&serde_json::to_string_pretty(&value)?);
-    }
-    if !verbose {
-        return pretty(&manifest.bytes);
-    }
-    let mut out = Vec::new();
-    let children = match manifest.media_type.is_index() {
-        true => manifest.index(&location.to_string())?.manifests,
-        false => vec![manifest.descriptor()],
-    };
-    for descriptor in children {
-        let child = source.manifest_of(&descriptor).await?;
-        out.push(verbose_json(&format!("{location}@{}", descriptor.digest), &descriptor, &child)?);
-    }
-    let value = if manifest.media_type.is_index() { Value::Array(out) } else { out.remove(0) };
-    print_line(&serde_json::to_string_pretty(&value)?)
-}
-
-/// "REF is not in the list", naming what is.
-fn not_in_list(reference: &str, list: &str, digests: impl Iterator<Item = String>) -> hoist::Error {
-    let have: Vec<String> = digests.collect();
-    hoist::Error::invalid("entry", reference, format!("it is not in the list {list}, which has: {}", have.join(", ")))
-}
-
-/// The manifest of a local list's entry, read from where the entry came from.
-async fn child_manifest(client: &Client, entry: &hoist::index::Entry) -> anyhow::Result<hoist::model::RawManifest> {
-    let Some(place) = &entry.source else {
-        anyhow::bail!("the list does not say where {} lives; recreate it with `hoist manifest create`", entry.digest());
-    };
-    let source = hoist::source::open(&place.at_digest(entry.digest()), client)?;
-    Ok(source.manifest(entry.digest()).await?)
-}
-
-/// docker's verbose form of a local list's entry.
-async fn verbose_entry(client: &Client, entry: &hoist::index::Entry) -> anyhow::Result<Value> {
-    let child = child_manifest(client, entry).await?;
-    let place = entry.source.as_ref().map(|s| s.at_digest(entry.digest()).to_string()).unwrap_or_default();
-    verbose_json(&place, &entry.descriptor, &child)
-}
-
-/// docker's verbose form: the reference, the descriptor, the raw bytes and the parsed manifest.
-fn verbose_json(
-    reference: &str,
-    descriptor: &hoist::model::Descriptor,
-    child: &hoist::model::RawManifest,
-) -> anyhow::Result<Value> {
-    let key = if child.media_type.is_docker() { "SchemaV2Manifest" } else { "OCIManifest" };
-    Ok(json!({
-        "Ref": reference,
-        "Descriptor": descriptor,
-        "Raw": base64::engine::general_purpose::STANDARD.encode(&child.bytes),
-        key: serde_json::from_slice::<Value>(&child.bytes)?,
-    }))
-}
-
-fn pretty(bytes: &[u8]) -> anyhow::Result<()> {
-    let value: Value = serde_json::from_slice(bytes)?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
-    Ok(())
+    print_line(&hoist::ops::update_index(&session, &update)?.to_string())
 }

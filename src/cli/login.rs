@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Read};
 
 use clap::Args;
 use hoist::credentials::{Credential, CredentialStore};
-use hoist::registry::RegistryError;
+use hoist::ops::login::Login;
 use hoist::secret::Secret;
 use hoist::session::{Session, Settings};
 
@@ -91,25 +91,14 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
         (None, false) => return Err(missing("--password-stdin", "the password")),
     };
     let password = Secret::new(password);
-    let store = CredentialStore::from_environment(None);
     let checking = CredentialStore::from_environment(Some(Credential::Basic {
         username: username.clone(),
         password: password.clone(),
     }));
     let session = Session::new(Settings { credentials: checking, ..args.registry.settings()? });
-    session.block_on(async {
-        match session.client().check_login(&host).await {
-            Err(hoist::Error::Registry(RegistryError::Unauthorized { message, .. })) => {
-                return Err(
-                    hoist::Error::LoginRefused { registry: host.clone(), username: username.clone(), message }.into()
-                )
-            }
-            other => other?,
-        }
-        let path = store.store(&host, &username, &password).await?;
-        eprintln!("Login to {host} succeeded; credentials stored for {} in {}", username, path.display());
-        Ok(())
-    })
+    let path = hoist::ops::login(&session, &Login { host: host.clone(), username: username.clone(), password })?;
+    eprintln!("Login to {host} succeeded; credentials stored for {} in {}", username, path.display());
+    Ok(())
 }
 
 /// A flag that is needed because hoist cannot ask (stdin or stderr is not a terminal).
@@ -125,13 +114,9 @@ fn missing(flag: &str, what: &str) -> anyhow::Error {
 /// Runs `hoist logout`.
 pub fn logout(args: LogoutArgs) -> anyhow::Result<()> {
     let host = registry_host(&args.host)?;
-    let store = CredentialStore::from_environment(None);
-    Session::new(Settings::from_environment()).block_on(async {
-        if store.erase(&host).await? {
-            eprintln!("Removed the credentials for {host}");
-        } else {
-            eprintln!("No credentials were stored for {host}");
-        }
-        Ok(())
-    })
+    match hoist::ops::logout(&Session::new(Settings::from_environment()), &host)? {
+        true => eprintln!("Removed the credentials for {host}"),
+        false => eprintln!("No credentials were stored for {host}"),
+    }
+    Ok(())
 }

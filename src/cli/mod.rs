@@ -5,6 +5,7 @@ mod copy;
 mod index;
 mod inspect;
 mod login;
+mod manifest;
 pub mod progress;
 mod push;
 mod referrers;
@@ -48,7 +49,7 @@ enum Command {
     Index(index::IndexCommand),
     /// Docker-compatible local manifest lists: create, annotate, inspect, push, rm.
     #[command(subcommand)]
-    Manifest(index::ManifestCommand),
+    Manifest(manifest::ManifestCommand),
     /// Copy an image or index to another repository or registry (promote staging to prod).
     #[command(
         after_long_help = "Examples:\n  hoist copy registry.example.com/staging/app:v1 registry.example.com/prod/app:v1\n  hoist copy --platform linux/arm64 registry.example.com/team/app:v1 oci:pulled:v1\n  hoist copy oci:out/layout:v1 oci:other:v1"
@@ -125,11 +126,11 @@ impl Cli {
             Command::Index(index::IndexCommand::Create { .. }) => "index create",
             Command::Index(index::IndexCommand::Add { .. }) => "index add",
             Command::Index(index::IndexCommand::Rm { .. }) => "index rm",
-            Command::Manifest(index::ManifestCommand::Create { .. }) => "manifest create",
-            Command::Manifest(index::ManifestCommand::Annotate { .. }) => "manifest annotate",
-            Command::Manifest(index::ManifestCommand::Inspect { .. }) => "manifest inspect",
-            Command::Manifest(index::ManifestCommand::Push { .. }) => "manifest push",
-            Command::Manifest(index::ManifestCommand::Rm { .. }) => "manifest rm",
+            Command::Manifest(manifest::ManifestCommand::Create { .. }) => "manifest create",
+            Command::Manifest(manifest::ManifestCommand::Annotate { .. }) => "manifest annotate",
+            Command::Manifest(manifest::ManifestCommand::Inspect { .. }) => "manifest inspect",
+            Command::Manifest(manifest::ManifestCommand::Push { .. }) => "manifest push",
+            Command::Manifest(manifest::ManifestCommand::Rm { .. }) => "manifest rm",
             Command::Copy(_) => "copy",
             Command::Inspect(_) => "inspect",
             Command::Digest(_) => "digest",
@@ -182,7 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Referrers(args) => referrers::referrers(*args),
         Command::Copy(args) => copy::run(*args, cli.quiet),
         Command::Index(command) => index::run(command),
-        Command::Manifest(command) => index::manifest(command, cli.verbose > 0),
+        Command::Manifest(command) => manifest::manifest(command, cli.verbose > 0),
         Command::Push(args) => push::run(*args, cli.quiet),
         Command::Digest(args) => inspect::digest(args),
         Command::Tags(args) => inspect::tags(args),

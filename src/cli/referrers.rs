@@ -4,10 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hoist::buildfile::key_values;
-use hoist::digest::{Algorithm, Digest};
 use hoist::location::Location;
 use hoist::referrers::{artifact_type, Artifact, ArtifactFile, ReferrerOptions};
-use hoist::registry::Client;
 
 use super::print_line;
 use super::registry::RegistryArgs;
@@ -49,10 +47,7 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
         annotations: key_values("annotation", &args.annotations)?,
     };
     let session = args.registry.session(hoist::registry::RetryPolicy::default(), false)?;
-    let client = session.client();
-    let attached = session.block_on(async {
-        anyhow::Ok(hoist::referrers::attach(client, &location, &artifact, &ReferrerOptions::default()).await?)
-    })?;
+    let attached = hoist::ops::attach(&session, &location, &artifact, &ReferrerOptions::default())?;
     if let Some(tag) = &attached.fallback_tag {
         tracing::info!("the registry has no referrers API: listed under the tag {tag}");
     }
@@ -77,29 +72,11 @@ pub struct ReferrersArgs {
     registry: RegistryArgs,
 }
 
-/// The (sha256) digest of the image `location` names: a sha384 or sha512 pin is read (and so
-/// checked) for it.
-pub async fn subject_digest(client: &Client, location: &Location) -> anyhow::Result<Digest> {
-    if let Location::Registry(reference) = location {
-        if let Some(digest) = reference.digest.as_ref().filter(|d| d.algorithm() == Algorithm::Sha256) {
-            return Ok(digest.clone());
-        }
-    }
-    Ok(hoist::source::open(location, client)?.root().await?.digest)
-}
-
 /// Runs `hoist referrers`: one `DIGEST ARTIFACT-TYPE` a line, or `--json`.
 pub fn referrers(args: ReferrersArgs) -> anyhow::Result<()> {
     let location: Location = args.subject.parse()?;
     let session = args.registry.reader()?;
-    let client = session.client();
-    let mut found = session.block_on(async {
-        let subject = subject_digest(client, &location).await?;
-        anyhow::Ok(hoist::referrers::list(client, &location, &subject).await?.0)
-    })?;
-    if let Some(wanted) = &args.artifact_type {
-        found.retain(|d| artifact_type(d) == Some(wanted.as_str()));
-    }
+    let found = hoist::ops::referrers(&session, &location, args.artifact_type.as_deref())?;
     if args.json {
         return print_line(&serde_json::to_string_pretty(&found)?);
     }

@@ -197,6 +197,13 @@ pub enum Error {
         /// The registry's message.
         message: String,
     },
+    /// A request hoist will not carry out as given (an index where an image is needed, a local
+    /// list that already exists): the message says why and what to do instead.
+    #[error("{message}")]
+    Refused {
+        /// Why, and what to do.
+        message: String,
+    },
 }
 
 /// Exit codes, by what the user should do (README, "Errors and exit codes").
@@ -220,6 +227,11 @@ pub mod exit {
 }
 
 impl Error {
+    /// A [`Error::Refused`] saying `message`.
+    pub fn refused(message: impl Into<String>) -> Error {
+        Error::Refused { message: message.into() }
+    }
+
     /// The exit code for this error: what kind of fix it needs.
     pub fn exit_code(&self) -> u8 {
         use RegistryError as R;
@@ -254,9 +266,11 @@ impl Error {
                 R::TooManyRequests { .. } | R::NoProgress { .. } => exit::TEMPORARY,
                 R::Status { .. } => exit::OTHER,
             },
-            Error::Io { .. } | Error::FileChanged { .. } | Error::Json { .. } | Error::Unsupported { .. } => {
-                exit::OTHER
-            }
+            Error::Io { .. }
+            | Error::FileChanged { .. }
+            | Error::Json { .. }
+            | Error::Unsupported { .. }
+            | Error::Refused { .. } => exit::OTHER,
         }
     }
 }
