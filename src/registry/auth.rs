@@ -6,10 +6,10 @@ use serde::Deserialize;
 
 use reqwest::Url;
 
-use super::error::{Envelope, RegistryError};
 use super::exchange::{Credentials, Deadline};
 use super::transport::Endpoint;
 use crate::credentials::Credential;
+use crate::error::registry::{Envelope, RegistryError};
 use crate::error::Result;
 use crate::secret::Secret;
 
@@ -129,7 +129,8 @@ pub async fn fetch_token(
     document_timeout: Duration,
 ) -> Result<Authorization> {
     let TokenRequest { realm, scopes, .. } = asked;
-    let request = token_request(&endpoint.http, asked, credential).map_err(|e| super::transport_error(registry, &e))?;
+    let request = token_request(&endpoint.http, asked, credential)
+        .map_err(|e| super::transport::transport_error(registry, &e))?;
     let header = match credential {
         Some(Credential::Basic { username, password }) => Some(basic(username, password)),
         _ => None,

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Request, Response, ResponseBuilderExt as _, StatusCode, Url};
 
-use super::error::RegistryError;
 use super::transport::Endpoint;
+use crate::error::registry::RegistryError;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -128,8 +128,9 @@ async fn execute(registry: &str, endpoint: &Endpoint, request: Request, deadline
         Some(limit) => tokio::time::timeout(limit, sending).await.map_err(|_| deadline.expired(registry))?,
         None => sending.await,
     };
-    let response = sent
-        .map_err(|e| crate::blob::BodyError::find(&e).unwrap_or_else(|| super::transport_error(registry, &e).into()))?;
+    let response = sent.map_err(|e| {
+        crate::blob::BodyError::find(&e).unwrap_or_else(|| super::transport::transport_error(registry, &e).into())
+    })?;
     if let Some(remaining) = response.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()) {
         tracing::info!("{registry}: pull limit remaining {remaining}");
     }
@@ -221,7 +222,7 @@ async fn settle(registry: &str, response: Response, deadline: Deadline) -> Resul
     }
     let (status, version, headers) = (response.status(), response.version(), response.headers().clone());
     let url = response.url().clone();
-    let body = tokio::time::timeout(deadline.limit, super::body_prefix(response, super::MAX_ERROR_BODY))
+    let body = tokio::time::timeout(deadline.limit, body_prefix(response, MAX_ERROR_BODY))
         .await
         .map_err(|_| Error::from(deadline.expired(registry)))?;
     // The URL goes with it: whether a 401 came from the registry's own origin is decided by it.
@@ -233,6 +234,21 @@ async fn settle(registry: &str, response: Response, deadline: Deadline) -> Resul
     *answer.version_mut() = version;
     *answer.headers_mut() = headers;
     Ok(Response::from(answer))
+}
+
+/// Error bodies are read up to this many bytes; the rest is left unread.
+pub const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// At most `limit` bytes of a response's body (an error body: what is beyond is not needed).
+pub async fn body_prefix(mut response: Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
+            _ => break,
+        }
+    }
+    body
 }
 
 #[cfg(test)]

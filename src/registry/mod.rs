@@ -25,9 +25,11 @@ use tokio::sync::Mutex;
 
 use self::auth::{basic, fetch_token, Authorization, Challenge, TokenRequest};
 use self::error::{Envelope, ErrorCode};
+pub use self::exchange::{body_prefix, MAX_ERROR_BODY};
 use self::exchange::{Credentials, Deadline};
 pub use self::retry::RetryPolicy;
-use self::transport::{classify, connect, Endpoint, Failure, TransportOptions};
+pub use self::transport::transport_error;
+use self::transport::{connect, Endpoint, TransportOptions};
 use crate::credentials::{Credential, CredentialStore};
 pub use crate::error::registry as error;
 pub use crate::error::RegistryError;
@@ -322,33 +324,6 @@ pub fn api_url(base: &str, repository: &str, parts: &[&str]) -> Result<Url> {
 /// `location` (absolute, or relative to `base`) as a URL.
 pub fn resolve_url(base: &str, location: &str) -> Option<Url> {
     Url::parse(base).ok()?.join(location).ok()
-}
-
-/// A transport failure as a [`RegistryError`].
-pub fn transport_error(registry: &str, error: &reqwest::Error) -> RegistryError {
-    let detail = transport::chain(error);
-    let registry = registry.to_owned();
-    match classify(error) {
-        Failure::Certificate => RegistryError::Tls { registry, detail },
-        Failure::PlainHttp => RegistryError::PlainHttp { registry },
-        Failure::Timeout => RegistryError::Timeout { registry, detail },
-        Failure::Network => RegistryError::Connect { registry, detail },
-    }
-}
-
-/// Error bodies are read up to this many bytes; the rest is left unread.
-pub const MAX_ERROR_BODY: usize = 64 << 10;
-
-/// At most `limit` bytes of a response's body (an error body: what is beyond is not needed).
-pub async fn body_prefix(mut response: Response, limit: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while body.len() < limit {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
-            _ => break,
-        }
-    }
-    body
 }
 
 /// A Retry-After value, in seconds or as an HTTP date, as whole seconds from now.

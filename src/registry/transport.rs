@@ -182,3 +182,15 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// A transport failure as a [`RegistryError`].
+pub fn transport_error(registry: &str, error: &reqwest::Error) -> RegistryError {
+    let detail = chain(error);
+    let registry = registry.to_owned();
+    match classify(error) {
+        Failure::Certificate => RegistryError::Tls { registry, detail },
+        Failure::PlainHttp => RegistryError::PlainHttp { registry },
+        Failure::Timeout => RegistryError::Timeout { registry, detail },
+        Failure::Network => RegistryError::Connect { registry, detail },
+    }
+}
