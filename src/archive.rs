@@ -48,7 +48,7 @@ impl TarIndex {
     pub fn open(path: &Path) -> Result<TarIndex> {
         // Blobs are read as byte ranges of the file: only a regular file will do, and a FIFO
         // is refused at once rather than waited on.
-        let (file, _) = crate::small_file::open_regular(path).map_err(|e| e.into_error("archive", path))?;
+        let (file, _) = crate::fsutil::small_file::open_regular(path).map_err(|e| e.into_error("archive", path))?;
         let corrupt = |e: std::io::Error| Error::CorruptArchive {
             path: path.to_path_buf(),
             reason: format!("not a readable tar: {e}"),
@@ -194,7 +194,7 @@ pub fn check_target(target: &Path) -> Result<bool> {
             target.display().to_string(),
             format!(
                 "it is a {}; an archive is written to a new or regular file, replaced whole (never streamed into a fifo or device, nor written through a symlink): name such a file",
-                crate::small_file::kind(meta.file_type())
+                crate::fsutil::small_file::kind(meta.file_type())
             ),
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

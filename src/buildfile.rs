@@ -88,8 +88,8 @@ impl BuildSpec {
     /// the file's directory, so the file works from any working directory.
     pub fn load(path: &Path) -> Result<BuildSpec> {
         let cannot = |message: String| Error::BuildFile { path: path.to_path_buf(), message };
-        let bytes =
-            crate::small_file::read(path, MAX_BUILD_FILE_BYTES).map_err(|e| cannot(format!("cannot read it: {e}")))?;
+        let bytes = crate::fsutil::small_file::read(path, MAX_BUILD_FILE_BYTES)
+            .map_err(|e| cannot(format!("cannot read it: {e}")))?;
         let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
         let mut spec: BuildSpec = toml::from_str(&text).map_err(|e| Error::BuildFile {
             path: path.to_path_buf(),

@@ -28,9 +28,9 @@ use tempfile::NamedTempFile;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic::{self, Mode};
+use crate::fsutil::small_file;
 use crate::fsutil::xdg::BaseDir;
 use crate::offload::Writeback;
-use crate::small_file;
 
 /// The default bound on the blobs' total size: 10 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 10 << 30;

@@ -178,7 +178,7 @@ async fn write_config(path: &Path, config: &Map<String, Value>) -> Result<()> {
 }
 
 fn read_config_file(path: &Path) -> Result<Map<String, Value>> {
-    let Some(bytes) = crate::small_file::read_optional(path, MAX_CONFIG_BYTES, "docker config")? else {
+    let Some(bytes) = crate::fsutil::small_file::read_optional(path, MAX_CONFIG_BYTES, "docker config")? else {
         return Ok(Map::new());
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {

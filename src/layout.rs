@@ -14,10 +14,10 @@ use tempfile::{NamedTempFile, TempDir};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic::{self, Mode};
+use crate::fsutil::small_file;
 use crate::json;
 use crate::model::{Descriptor, ImageIndex, MediaType};
 use crate::offload::Writeback;
-use crate::small_file;
 
 /// The file that marks a directory as an OCI image layout.
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";

@@ -43,7 +43,6 @@ pub mod secret;
 pub mod session;
 pub mod sink;
 pub mod size;
-pub mod small_file;
 pub mod source;
 pub mod text;
 pub mod transfer;

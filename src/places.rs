@@ -34,7 +34,7 @@ impl BlobPlaces {
     }
 
     fn read(&self, digest: &Digest) -> Vec<(String, String)> {
-        let Ok(bytes) = crate::small_file::read_unlinked(&self.file(digest), MAX_RECORD_BYTES) else {
+        let Ok(bytes) = crate::fsutil::small_file::read_unlinked(&self.file(digest), MAX_RECORD_BYTES) else {
             return Vec::new();
         };
         String::from_utf8_lossy(&bytes)

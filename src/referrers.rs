@@ -85,8 +85,8 @@ pub fn stage(writer: &mut LayoutWriter, artifact: &Artifact, subject: &Descripto
             return Err(Error::invalid("media type", file.media_type.as_str(), "expected type/subtype"));
         }
         // A regular file only: a FIFO would wait for a writer, a device such as /dev/zero never ends.
-        let (mut input, _) =
-            crate::small_file::open_regular(&file.path).map_err(|e| e.into_error("artifact file", &file.path))?;
+        let (mut input, _) = crate::fsutil::small_file::open_regular(&file.path)
+            .map_err(|e| e.into_error("artifact file", &file.path))?;
         let mut blob = writer.blob()?;
         std::io::copy(&mut input, &mut blob).at("read", &file.path)?;
         let (digest, size) = writer.add_blob(blob)?;

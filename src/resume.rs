@@ -165,7 +165,7 @@ fn alive(pid: u32) -> bool {
 
 /// The session saved at `path`; `None` unless it is a small regular file holding one.
 fn read(path: &Path) -> Option<Saved> {
-    serde_json::from_slice(&crate::small_file::read_unlinked(path, 16 << 10).ok()?).ok()
+    serde_json::from_slice(&crate::fsutil::small_file::read_unlinked(path, 16 << 10).ok()?).ok()
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ impl ListStore {
     /// The list `name`, if there is one.
     pub fn load(&self, name: &str) -> Result<Option<LocalList>> {
         let path = self.path(name);
-        let bytes = crate::small_file::read_optional(&path, MAX_MANIFEST_BYTES, "local manifest list")?;
+        let bytes = crate::fsutil::small_file::read_optional(&path, MAX_MANIFEST_BYTES, "local manifest list")?;
         let Some(bytes) = bytes else { return Ok(None) };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             Error::invalid(

@@ -57,7 +57,7 @@ impl Excludes {
     /// refused.
     pub fn for_source<S: AsRef<str>>(root: &Path, extra: &[S]) -> Result<Excludes> {
         let file = root.join(IGNORE_FILE);
-        let bytes = match crate::small_file::read_unlinked(&file, MAX_IGNORE_BYTES) {
+        let bytes = match crate::fsutil::small_file::read_unlinked(&file, MAX_IGNORE_BYTES) {
             Ok(bytes) => bytes,
             Err(e) if e.is_missing() => Vec::new(),
             Err(e) => return Err(e.into_error("ignore file", &file)),

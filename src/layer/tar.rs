@@ -176,7 +176,7 @@ impl<'a, W: Write> TarStream<'a, W> {
             }
             return self.file(source, path, metadata);
         }
-        let kind = crate::small_file::kind(file_type);
+        let kind = crate::fsutil::small_file::kind(file_type);
         if self.options.skip_special {
             tracing::warn!("skipping {kind} {}", source.display());
             return Ok(());

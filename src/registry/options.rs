@@ -83,7 +83,7 @@ impl TransportOptions {
         }
         // A daemon.json that cannot be read is skipped, as before; a FIFO or a device is
         // refused, not read (said at debug level).
-        let bytes = crate::small_file::read(daemon_json, MAX_DAEMON_JSON_BYTES).inspect_err(|e| {
+        let bytes = crate::fsutil::small_file::read(daemon_json, MAX_DAEMON_JSON_BYTES).inspect_err(|e| {
             if !e.is_missing() {
                 tracing::debug!("not reading {}: {e}", daemon_json.display());
             }

@@ -24,7 +24,7 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 
 use super::options::{split_host_port, TransportOptions};
 use crate::error::RegistryError;
-use crate::small_file;
+use crate::fsutil::small_file;
 
 /// The largest CA, certificate or key file hoist reads (a system CA bundle is about 200 KiB).
 const MAX_PEM_BYTES: u64 = 4 << 20;
