@@ -164,6 +164,7 @@ pub async fn transfer(
             observer.manifest_finished(&ManifestRef::Tag(tag.clone()), written);
             report.tags.push(tag.clone());
         }
+        sink.commit().await?;
     }
     report.retries = retries.load(Ordering::Relaxed).saturating_add(sink.retry_count());
     report.bytes_resumed = sink.resumed_bytes();

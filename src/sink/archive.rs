@@ -38,6 +38,8 @@ pub struct ArchiveSink {
     target: PathBuf,
     layout: PathBuf,
     inner: LayoutSink,
+    /// The root and the tags, kept by `tag` for `commit`.
+    tagged: std::sync::Mutex<Option<(RawManifest, Vec<String>)>>,
     /// Removed (with the staged layout) when the sink goes.
     _staging: TempDir,
 }
@@ -56,7 +58,14 @@ impl ArchiveSink {
             .at("create a staging directory in", &anchor)?;
         let layout = staging.path().join("layout");
         let inner = LayoutSink::begin(&layout)?;
-        Ok(ArchiveSink { format, target: file.to_path_buf(), layout, inner, _staging: staging })
+        Ok(ArchiveSink {
+            format,
+            target: file.to_path_buf(),
+            layout,
+            inner,
+            tagged: std::sync::Mutex::new(None),
+            _staging: staging,
+        })
     }
 }
 
@@ -202,14 +211,23 @@ impl Sink for ArchiveSink {
                 ArchiveFormat::Docker => &[],
             };
             self.inner.tag(root, layout_tags, fresh).await?;
+            if let Ok(mut tagged) = self.tagged.lock() {
+                *tagged = Some((root.clone(), tags.to_vec()));
+            }
+            Ok(vec![true; tags.len()])
+        })
+    }
+
+    fn commit(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let Some((root, tags)) = self.tagged.lock().ok().and_then(|mut t| t.take()) else { return Ok(()) };
+            self.inner.commit().await?;
             let (format, target, staged) = (self.format, self.target.clone(), self.layout.clone());
-            let (root_owned, owned) = (root.clone(), tags.to_vec());
             blocking::run(move || match format {
                 ArchiveFormat::Oci => write_oci(&target, &staged),
-                ArchiveFormat::Docker => write_docker(&target, &staged, &root_owned, &owned),
+                ArchiveFormat::Docker => write_docker(&target, &staged, &root, &tags),
             })
-            .await?;
-            Ok(vec![true; tags.len()])
+            .await
         })
     }
 }

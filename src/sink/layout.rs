@@ -1,5 +1,5 @@
 //! An OCI layout as a sink: blobs and manifests staged beside it, moved in with the tags on
-//! [`Sink::tag`], all or nothing.
+//! [`Sink::commit`], all or nothing.
 
 use std::io::Write;
 use std::path::Path;
@@ -18,12 +18,17 @@ use crate::model::{Descriptor, RawManifest};
 use crate::reference::ManifestRef;
 use crate::source::Source;
 
-/// Writes into an OCI layout; nothing lands until the tags are written. Its file work runs
+/// A root and the tags that are to name it.
+type Tagged = (Descriptor, Vec<String>);
+
+/// Writes into an OCI layout; nothing lands until it is committed. Its file work runs
 /// off the async threads, on a clone (the writer is shared).
 #[derive(Clone)]
 pub struct LayoutSink {
     existing: Option<Layout>,
     writer: Arc<Mutex<Option<LayoutWriter>>>,
+    /// The root and the tags to point at it, kept by `tag` for `commit`.
+    tagged: Arc<Mutex<Option<Tagged>>>,
     target: std::path::PathBuf,
 }
 
@@ -34,6 +39,7 @@ impl LayoutSink {
         Ok(LayoutSink {
             existing: Layout::open(dir).ok(),
             writer: Arc::new(Mutex::new(Some(writer))),
+            tagged: Arc::new(Mutex::new(None)),
             target: dir.to_path_buf(),
         })
     }
@@ -131,11 +137,18 @@ impl Sink for LayoutSink {
 
     fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String], _fresh: bool) -> BoxFuture<'a, Result<Vec<bool>>> {
         Box::pin(async move {
-            let writer = self.writer.lock().ok().and_then(|mut w| w.take()).ok_or_else(|| self.closed())?;
-            let root = root.descriptor();
-            let owned = tags.to_vec();
-            blocking::run(move || writer.commit_tags(root, &owned)).await?;
+            let mut tagged = self.tagged.lock().map_err(|_| self.closed())?;
+            *tagged = Some((root.descriptor(), tags.to_vec()));
             Ok(vec![true; tags.len()])
+        })
+    }
+
+    fn commit(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let tagged = self.tagged.lock().ok().and_then(|mut t| t.take());
+            let Some((root, tags)) = tagged else { return Ok(()) };
+            let writer = self.writer.lock().ok().and_then(|mut w| w.take()).ok_or_else(|| self.closed())?;
+            blocking::run(move || writer.commit_tags(root, &tags)).await
         })
     }
 }

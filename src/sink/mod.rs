@@ -60,8 +60,18 @@ pub trait Sink: Send + Sync {
 
     /// Points `tags` at `root`, last of all; returns, per tag, whether it was written (false:
     /// it named `root` already). With `fresh` (the root was just written, so no tag can name
-    /// it yet) nothing is looked up first. A layout also commits here.
+    /// it yet) nothing is looked up first. A layout or an archive keeps them for [`commit`].
+    ///
+    /// [`commit`]: Sink::commit
     fn tag<'a>(&'a self, root: &'a RawManifest, tags: &'a [String], fresh: bool) -> BoxFuture<'a, Result<Vec<bool>>>;
+
+    /// Makes what was written final, once, after the tags: a layout's staged blobs and its
+    /// `index.json` move in, an archive's tar is written and renamed into place. A registry
+    /// has nothing left to do (each of its writes was final). Without a call, a layout or an
+    /// archive is left as it was.
+    fn commit(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// The digest `reference` (a tag or digest) names here now, if any.
     fn resolve<'a>(&'a self, reference: &'a ManifestRef) -> BoxFuture<'a, Result<Option<Digest>>>;
