@@ -3,11 +3,11 @@
 
 use clap::Args;
 use hoist::location::Location;
-use hoist::ops::referrers::CopyReferrers;
-
+use hoist::ops::{Copy, Publish, PublishOptions};
 use hoist::referrers::ReferrerOptions;
 
-use super::push::{print_report, send, LayerArgs, PushFlags};
+use super::progress::Progress;
+use super::push::{print_report, published, LayerArgs, PushFlags};
 use super::registry::RegistryArgs;
 
 /// Flags of `hoist copy`.
@@ -44,39 +44,32 @@ pub struct CopyArgs {
 pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
     let source: Location = args.source.parse()?;
     let destination: Location = args.destination.parse()?;
-    let platform = args.platform.as_deref().map(str::parse).transpose()?;
-    let keeps_referrers = |l: &Location| matches!(l, Location::Registry(_) | Location::Layout { .. });
-    if args.referrers && !(keeps_referrers(&source) && keeps_referrers(&destination)) {
-        return Err(hoist::Error::invalid(
-            "--referrers",
-            format!("{source} → {destination}"),
-            "referrers live in registries and OCI layouts (oci:DIR), not in archives",
-        )
-        .into());
-    }
+    // With --referrers the layers go as they are (the verb sees to it): no cache to open.
     let layer_compression = match args.referrers {
         true => hoist::layer::Compression::None,
         false => args.layers.compression(&source)?,
     };
     let flags = PushFlags { layer_compression, ..args.flags.clone() };
+    let options =
+        PublishOptions { platform: args.platform.as_deref().map(str::parse).transpose()?, ..flags.publish_options()? };
+    let referrers = args.referrers.then(|| ReferrerOptions {
+        transfer: args.flags.transfer_options(),
+        upload: args.flags.upload_options(),
+        ..ReferrerOptions::default()
+    });
+    let request = Copy {
+        publish: Publish { from: source, to: destination.clone(), options },
+        referrers,
+        name: args.source.clone(),
+    };
     let session = args.registry.session(flags.retry(), flags.dry_run)?;
-    let report = send(&session, &source, &destination, platform.as_ref(), &flags, quiet)?;
-    if args.referrers && !args.flags.dry_run {
-        let request = CopyReferrers {
-            from: source,
-            to: destination,
-            root: report.digest.parse()?,
-            name: args.source.clone(),
-            options: ReferrerOptions {
-                transfer: args.flags.transfer_options(),
-                upload: args.flags.upload_options(),
-                ..ReferrerOptions::default()
-            },
-        };
-        let copied = hoist::ops::copy_referrers(&session, &request)?;
-        if !quiet {
-            eprintln!("copied {copied} referrer(s)");
-        }
+    let observer = Progress::new(quiet, flags.dry_run);
+    let copied = hoist::ops::copy(&session, &request, &observer);
+    observer.finish();
+    let copied = copied?;
+    published(&copied.report, &flags, &destination, quiet)?;
+    if let (Some(count), false) = (copied.referrers_copied, quiet) {
+        eprintln!("copied {count} referrer(s)");
     }
-    print_report(&report, args.json)
+    print_report(&copied.report, args.json)
 }

@@ -7,9 +7,7 @@ use clap::Args;
 use hoist::layer::Compression;
 use hoist::location::Location;
 use hoist::ops::{publish, Publish, PublishOptions};
-use hoist::platform::Platform;
 use hoist::registry::RetryPolicy;
-use hoist::session::Session;
 use hoist::sink::UploadOptions;
 use hoist::transfer::{Report, TransferOptions};
 
@@ -182,8 +180,13 @@ pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let source: Location = args.source.parse()?;
     let destination: Location = args.destination.parse()?;
     let flags = PushFlags { layer_compression: args.layers.compression(&source)?, ..args.flags };
+    let request = Publish { from: source, to: destination.clone(), options: flags.publish_options()? };
     let session = args.registry.session(flags.retry(), flags.dry_run)?;
-    let report = send(&session, &source, &destination, None, &flags, quiet)?;
+    let observer = Progress::new(quiet, flags.dry_run);
+    let report = publish(&session, &request, &observer);
+    observer.finish();
+    let report = report?;
+    published(&report, &flags, &destination, quiet)?;
     print_report(&report, args.json)
 }
 
@@ -193,26 +196,6 @@ pub fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
         return print_line(&serde_json::to_string_pretty(report)?);
     }
     print_line(&report.digest)
-}
-
-/// Sends what `from` names (with `platform`, that image of an index) to `to` through the
-/// library's publish verb, with the progress display; then says what it did.
-pub fn send(
-    session: &Session,
-    from: &Location,
-    to: &Location,
-    platform: Option<&Platform>,
-    flags: &PushFlags,
-    quiet: bool,
-) -> anyhow::Result<Report> {
-    let options = PublishOptions { platform: platform.cloned(), ..flags.publish_options()? };
-    let request = Publish { from: from.clone(), to: to.clone(), options };
-    let observer = Progress::new(quiet, flags.dry_run);
-    let report = publish(session, &request, &observer);
-    observer.finish();
-    let report = report?;
-    published(&report, flags, to, quiet)?;
-    Ok(report)
 }
 
 /// What a command says once a publish is done: what compressing layers did, what a dry run

@@ -3,6 +3,7 @@
 //! parses its arguments into these options, calls one verb and prints what it returns.
 
 pub mod build;
+pub mod copy;
 pub mod index;
 pub mod inspect;
 pub mod login;
@@ -12,6 +13,7 @@ pub mod referrers;
 pub mod tag;
 
 pub use build::{build, Build, BuildObserver, BuildReport};
+pub use copy::{copy, Copy, CopyReport};
 pub use index::{push_list, update_index, IndexUpdate, PushList};
 pub use inspect::{catalog, inspect, tags, Inspect, InspectReport};
 pub use login::{login, logout, Login};
