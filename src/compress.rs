@@ -30,6 +30,7 @@ use crate::blob::{copy_to_writer, held_chunks, BlobStream};
 use crate::cache::{Cache, CacheWriter, CachedBlob, CachedLayer, LayerKey};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::blocking;
 use crate::graph::Plan;
 use crate::layer::{Compression, ParallelCompressor};
 use crate::location::Location;
@@ -221,19 +222,24 @@ async fn compress_layer(
         .ok_or_else(|| Error::invalid("compression", compression.to_string(), "use gzip or zstd"))?;
     tracing::info!("layer {}: compressing it ({compression})", layer.digest);
     let place = cache.map_or_else(std::env::temp_dir, |c| c.dir().to_path_buf());
-    let store = match cache {
-        Some(cache) => Store::Cache(cache.writer()?),
-        None => Store::Unnamed(HashingWriter::new(BufWriter::new(tempfile::tempfile().at("write in", &place)?))),
-    };
+    let (owned_cache, dir) = (cache.cloned(), place.clone());
+    let store = blocking::run(move || match owned_cache {
+        Some(cache) => Ok::<_, Error>(Store::Cache(cache.writer()?)),
+        None => Ok(Store::Unnamed(HashingWriter::new(BufWriter::new(tempfile::tempfile().at("write in", &dir)?)))),
+    })
+    .await?;
     let compressor = ParallelCompressor::new(store, codec).at("start compressing", &place)?;
     let compressor = copy_to_writer(source.blob(layer, 0).await?, compressor, &AtomicU64::new(0)).await?;
-    let dir = place.clone();
-    let (diff_id, (stored, file)) = tokio::task::spawn_blocking(move || {
+    let (owned_cache, dir, owned_key) = (cache.cloned(), place.clone(), key.clone());
+    let (diff_id, (stored, file)) = blocking::run(move || {
         let (diff_id, store) = compressor.finish().at("compress a layer into", &dir)?;
-        Ok::<_, Error>((diff_id, store.keep(&dir)?))
+        let (stored, file) = store.keep(&dir)?;
+        if let (Some(cache), true) = (owned_cache, diff_id == owned_key.diff_id) {
+            cache.record_layer(&owned_key, &CachedLayer { digest: stored.digest.clone(), size: stored.size })?;
+        }
+        Ok::<_, Error>((diff_id, (stored, file)))
     })
-    .await
-    .map_err(panicked)??;
+    .await?;
     if diff_id != layer.digest {
         return Err(Error::DigestMismatch {
             what: format!("layer read from {}", source.name()),
@@ -241,26 +247,22 @@ async fn compress_layer(
             found: diff_id.to_string(),
         });
     }
-    let path = match cache {
-        Some(cache) => {
-            cache.record_layer(&key, &CachedLayer { digest: stored.digest.clone(), size: stored.size })?;
-            cache.blob_path(&stored.digest)
-        }
-        None => place,
-    };
+    let path = cache.map_or(place, |cache| cache.blob_path(&stored.digest));
     Ok((compressed(stored.digest, stored.size), Held { file: Arc::new(file), path }))
 }
 
 /// The blob the layer `key` became before, opened from `cache` and verified (on a blocking
 /// thread); `None` when there is none, or it is gone or damaged.
 async fn cached(cache: &Cache, key: &LayerKey) -> Result<Option<(CachedBlob, Held)>> {
-    let Some(found) = cache.layer(key)? else { return Ok(None) };
-    let (blocking_cache, digest) = (cache.clone(), found.digest.clone());
-    let opened = tokio::task::spawn_blocking(move || blocking_cache.open_blob(&digest)).await.map_err(panicked)??;
-    Ok(opened.map(|(file, size)| {
-        let held = Held { file: Arc::new(file), path: cache.blob_path(&found.digest) };
-        (CachedBlob { digest: found.digest, size }, held)
-    }))
+    let (cache, key) = (cache.clone(), key.clone());
+    blocking::run(move || {
+        let Some(found) = cache.layer(&key)? else { return Ok(None) };
+        Ok(cache.open_blob(&found.digest)?.map(|(file, size)| {
+            let held = Held { file: Arc::new(file), path: cache.blob_path(&found.digest) };
+            (CachedBlob { digest: found.digest, size }, held)
+        }))
+    })
+    .await
 }
 
 /// Where a layer is compressed to: hoist's cache, or without one a temporary file that has no
@@ -298,10 +300,6 @@ impl Write for Store {
             Store::Unnamed(writer) => writer.flush(),
         }
     }
-}
-
-fn panicked(error: tokio::task::JoinError) -> Error {
-    Error::io("compress", "a layer", std::io::Error::other(error.to_string()))
 }
 
 /// A source with compressed layers (held open) and rewritten manifests of its own; everything

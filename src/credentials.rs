@@ -55,6 +55,11 @@ impl CredentialStore {
         CredentialStore { explicit: explicit.or(from_env), config_path: docker_config_path() }
     }
 
+    /// The same store with `explicit` tried first (`login` checks new credentials this way).
+    pub fn with_explicit(self, explicit: Credential) -> CredentialStore {
+        CredentialStore { explicit: Some(explicit), ..self }
+    }
+
     /// A store reading only the docker config at `path` (for tests and tools).
     pub fn with_config(path: impl Into<PathBuf>) -> CredentialStore {
         CredentialStore { explicit: None, config_path: Some(path.into()) }

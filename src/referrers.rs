@@ -257,7 +257,9 @@ pub async fn attach(
     match location {
         Location::Registry(reference) => {
             let subject = client.get_manifest(reference).await?.descriptor();
-            let staging = tempfile::tempdir().at("create a temporary directory in", std::env::temp_dir())?;
+            let staging =
+                blocking::run(|| tempfile::tempdir().at("create a temporary directory in", std::env::temp_dir()))
+                    .await?;
             let dir = staging.path().join("layout");
             let manifest = stage_in_layout(&dir, artifact, &subject).await?;
             let source = blocking::run(move || LayoutSource::open(&dir, None, None)).await?;
@@ -409,7 +411,7 @@ pub async fn copy(
         for referrer in referrers {
             let source = crate::source::open_async(&from.at_digest(&referrer.digest), client).await?;
             let manifest = source.manifest_of(&referrer).await?;
-            let sink = crate::sink::open(to, client, options.upload.clone())?;
+            let sink = crate::sink::open_async(to, client, options.upload.clone()).await?;
             send_referrer(source.as_ref(), sink.as_ref(), &manifest, options).await?;
             if let Location::Registry(reference) = to {
                 publish(client, reference, subject, &manifest, options).await?;

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use crate::cache::Cache;
 use crate::credentials::CredentialStore;
 use crate::error::Error;
 use crate::registry::transport::{TransportOptions, DOCKER_DAEMON_JSON};
@@ -47,6 +48,9 @@ pub struct Settings {
     /// Where upload sessions are remembered across runs (`$XDG_STATE_HOME/hoist/uploads`), so
     /// that a push killed from outside continues in the next run; `None`: not remembered.
     pub upload_sessions: Option<Sessions>,
+    /// hoist's cache directory (`$XDG_CACHE_HOME/hoist`, else `~/.cache/hoist`); `None` when
+    /// the environment names no home.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -74,6 +78,7 @@ impl Settings {
             retry: RetryPolicy::default(),
             remember_places: false,
             upload_sessions: Sessions::from_environment(),
+            cache_dir: Cache::default_dir().ok(),
         }
     }
 }
@@ -81,6 +86,7 @@ impl Settings {
 /// One runtime and one registry client for everything a process does.
 pub struct Session {
     client: Client,
+    cache_dir: Option<PathBuf>,
     runtime: OnceLock<tokio::runtime::Runtime>,
 }
 
@@ -94,21 +100,29 @@ impl Session {
     /// A session with `settings`.
     pub fn new(settings: Settings) -> Session {
         let mut client = Client::new(settings.transport, settings.credentials).with_retry(settings.retry);
-        if settings.remember_places {
-            if let Ok(cache) = crate::cache::Cache::default_dir() {
-                client = client.with_places(crate::places::BlobPlaces::open(&cache));
-            }
+        if let (true, Some(cache)) = (settings.remember_places, &settings.cache_dir) {
+            client = client.with_places(crate::places::BlobPlaces::open(cache));
         }
         if let Some(uploads) = settings.upload_sessions {
             uploads.clean();
             client = client.with_upload_sessions(uploads);
         }
-        Session { client, runtime: OnceLock::new() }
+        Session { client, cache_dir: settings.cache_dir, runtime: OnceLock::new() }
     }
 
     /// The registry client every step of the session shares.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// hoist's cache (layers built, compressed and fetched), opened in the directory the
+    /// settings name.
+    pub fn cache(&self) -> Result<Cache, Error> {
+        match &self.cache_dir {
+            Some(dir) => Cache::open(dir),
+            // The error that says which variable to set.
+            None => Cache::open(Cache::default_dir()?),
+        }
     }
 
     /// Runs `future` (network work) to its end on the session's runtime, started on first use.

@@ -9,6 +9,7 @@ use hoist::cache::Cache;
 use hoist::location::Location;
 use hoist::ops::Build;
 use hoist::platform::Platform;
+use hoist::session::Session;
 
 use hoist::reference::Reference;
 
@@ -200,11 +201,11 @@ pub fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         options.platforms.push(Platform::host());
     }
     let push = args.push.as_deref().map(Reference::parse).transpose()?.map(Location::Registry);
-    let publish = args.push_flags.publish_options()?;
+    let session = args.registry.session(args.push_flags.retry(), args.push_flags.dry_run)?;
+    let publish = args.push_flags.publish_options(&session)?;
     let mut request = Build { options, output, base, push, publish, sbom: args.sbom };
     request.check()?;
-    request.options.cache = cache(&args)?;
-    let session = args.registry.session(args.push_flags.retry(), args.push_flags.dry_run)?;
+    request.options.cache = cache(&args, &session)?;
     let observer = BuildProgress::new(quiet, args.push_flags.dry_run);
     let report = hoist::ops::build(&session, request, &observer);
     observer.finish();
@@ -240,12 +241,12 @@ fn check_output(output: Option<&str>) -> anyhow::Result<()> {
 
 /// The layer cache, bounded by `--cache-size`; none with `--no-cache`, or when it cannot be
 /// opened (a read-only home, say: that costs speed, not the build).
-fn cache(args: &BuildArgs) -> anyhow::Result<Option<Cache>> {
+fn cache(args: &BuildArgs, session: &Session) -> anyhow::Result<Option<Cache>> {
     let size = hoist::size::parse(&args.cache_size)?;
     if args.no_cache {
         return Ok(None);
     }
-    match Cache::default_dir().and_then(Cache::open) {
+    match session.cache() {
         Ok(cache) => Ok(Some(cache.with_max_size(size))),
         Err(e) => {
             tracing::warn!("building without the layer cache: {e}");

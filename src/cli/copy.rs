@@ -50,10 +50,13 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
         false => args.layers.compression(&source)?,
     };
     let flags = PushFlags { layer_compression, ..args.flags.clone() };
-    let options =
-        PublishOptions { platform: args.platform.as_deref().map(str::parse).transpose()?, ..flags.publish_options()? };
+    let session = args.registry.session(flags.retry(), flags.dry_run)?;
+    let options = PublishOptions {
+        platform: args.platform.as_deref().map(str::parse).transpose()?,
+        ..flags.publish_options(&session)?
+    };
     let referrers = args.referrers.then(|| ReferrerOptions {
-        transfer: args.flags.transfer_options(),
+        transfer: args.flags.transfer_options(&session),
         upload: args.flags.upload_options(),
         ..ReferrerOptions::default()
     });
@@ -62,7 +65,6 @@ pub fn run(args: CopyArgs, quiet: bool) -> anyhow::Result<()> {
         referrers,
         name: args.source.clone(),
     };
-    let session = args.registry.session(flags.retry(), flags.dry_run)?;
     let observer = Progress::new(quiet, flags.dry_run);
     let copied = hoist::ops::copy(&session, &request, &observer);
     observer.finish();

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Read};
 
 use clap::Args;
-use hoist::credentials::{Credential, CredentialStore};
+use hoist::credentials::Credential;
 use hoist::ops::login::Login;
 use hoist::secret::Secret;
 use hoist::session::{Session, Settings};
@@ -91,11 +91,12 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
         (None, false) => return Err(missing("--password-stdin", "the password")),
     };
     let password = Secret::new(password);
-    let checking = CredentialStore::from_environment(Some(Credential::Basic {
-        username: username.clone(),
-        password: password.clone(),
-    }));
-    let session = Session::new(Settings { credentials: checking, ..args.registry.settings()? });
+    let settings = args.registry.settings()?;
+    let checking = settings
+        .credentials
+        .clone()
+        .with_explicit(Credential::Basic { username: username.clone(), password: password.clone() });
+    let session = Session::new(Settings { credentials: checking, ..settings });
     let path = hoist::ops::login(&session, &Login { host: host.clone(), username: username.clone(), password })?;
     eprintln!("Login to {host} succeeded; credentials stored for {} in {}", username, path.display());
     Ok(())

@@ -8,6 +8,7 @@ use hoist::layer::Compression;
 use hoist::location::Location;
 use hoist::ops::{publish, Publish, PublishOptions};
 use hoist::registry::RetryPolicy;
+use hoist::session::Session;
 use hoist::sink::UploadOptions;
 use hoist::transfer::{Report, TransferOptions};
 
@@ -113,13 +114,10 @@ impl PushFlags {
     /// The transfer engine's options. Layers compressed on the way are kept in hoist's cache
     /// for the next push (without it, in unnamed temporary files); a dry run, which compresses
     /// nothing, does not even open it.
-    pub fn transfer_options(&self) -> TransferOptions {
+    pub fn transfer_options(&self, session: &Session) -> TransferOptions {
         let cache = match (self.layer_compression, self.dry_run) {
             (Compression::None, _) | (_, true) => None,
-            _ => hoist::cache::Cache::default_dir()
-                .and_then(hoist::cache::Cache::open)
-                .map_err(|e| tracing::warn!("compressing layers without hoist's cache: {e}"))
-                .ok(),
+            _ => session.cache().map_err(|e| tracing::warn!("compressing layers without hoist's cache: {e}")).ok(),
         };
         TransferOptions {
             jobs: self.jobs,
@@ -133,12 +131,12 @@ impl PushFlags {
     }
 
     /// How to publish, as these flags say.
-    pub fn publish_options(&self) -> anyhow::Result<PublishOptions> {
+    pub fn publish_options(&self, session: &Session) -> anyhow::Result<PublishOptions> {
         Ok(PublishOptions {
             tags: self.tags.clone(),
             by_digest_only: self.push_by_digest,
             format: self.format.as_deref().map(str::parse).transpose()?,
-            transfer: self.transfer_options(),
+            transfer: self.transfer_options(session),
             upload: self.upload_options(),
             digest_file: self.digest_file.clone(),
             ..PublishOptions::default()
@@ -180,8 +178,8 @@ pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let source: Location = args.source.parse()?;
     let destination: Location = args.destination.parse()?;
     let flags = PushFlags { layer_compression: args.layers.compression(&source)?, ..args.flags };
-    let request = Publish { from: source, to: destination.clone(), options: flags.publish_options()? };
     let session = args.registry.session(flags.retry(), flags.dry_run)?;
+    let request = Publish { from: source, to: destination.clone(), options: flags.publish_options(&session)? };
     let observer = Progress::new(quiet, flags.dry_run);
     let report = publish(&session, &request, &observer);
     observer.finish();

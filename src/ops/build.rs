@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use crate::base::BaseImage;
 use crate::build::{BuildOptions, BuildOutput};
-use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::layer::Compression;
@@ -144,7 +143,7 @@ fn resolve_base(session: &Session, request: &mut Build, into_layout: bool) -> Re
     let (bases, files) = session.block_on(async {
         let bases = crate::base::resolve(client, &location, &platforms).await?;
         let files = match fetch {
-            true => crate::base::fetch_into_cache(client, &bases, &Cache::open(Cache::default_dir()?)?).await?,
+            true => crate::base::fetch_into_cache(client, &bases, &session.cache()?).await?,
             false => Default::default(),
         };
         Ok::<_, Error>((bases, files))

@@ -96,7 +96,7 @@ pub fn inspect(session: &Session, request: &Inspect) -> Result<InspectReport> {
     let client = session.client();
     let name = &request.name;
     session.block_on(async {
-        let source = crate::source::open(&request.location, client)?;
+        let source = crate::source::open_async(&request.location, client).await?;
         let mut manifest = source.root().await?;
         if let Some(wanted) = &request.platform {
             if !manifest.media_type.is_index() {

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::credentials::CredentialStore;
 use crate::error::{Error, Result};
 use crate::registry::RegistryError;
 use crate::secret::Secret;
@@ -31,11 +30,11 @@ pub fn login(session: &Session, request: &Login) -> Result<PathBuf> {
             }
             other => other?,
         }
-        CredentialStore::from_environment(None).store(host, username, password).await
+        session.client().credentials().store(host, username, password).await
     })
 }
 
 /// Removes the credentials stored for `host`; whether there were any.
 pub fn logout(session: &Session, host: &str) -> Result<bool> {
-    session.block_on(CredentialStore::from_environment(None).erase(host))
+    session.block_on(session.client().credentials().erase(host))
 }

@@ -197,7 +197,7 @@ async fn inspect_local(client: &Client, local: &LocalList, request: &InspectList
 async fn inspect_remote(client: &Client, request: &InspectList) -> Result<ListView> {
     let first = &request.first;
     let location: Location = first.parse()?;
-    let source = crate::source::open(&location, client)?;
+    let source = crate::source::open_async(&location, client).await?;
     let manifest = source.root().await?;
     if request.second.is_none() && !request.verbose {
         return Ok(ListView::Document(manifest.bytes));
@@ -212,7 +212,7 @@ async fn inspect_remote(client: &Client, request: &InspectList) -> Result<ListVi
             // LIST REF: the entry REF names in the list the registry holds.
             let wanted = match reference.parse::<Location>()? {
                 Location::Registry(Reference { digest: Some(digest), .. }) => digest,
-                other => crate::source::open(&other, client)?.root().await?.digest,
+                other => crate::source::open_async(&other, client).await?.root().await?.digest,
             };
             let index = manifest.index(first)?;
             let found = index.manifests.iter().find(|d| d.digest == wanted).cloned();
@@ -250,7 +250,7 @@ async fn child_manifest(client: &Client, entry: &Entry) -> Result<RawManifest> {
             entry.digest()
         )));
     };
-    let source = crate::source::open(&place.at_digest(entry.digest()), client)?;
+    let source = crate::source::open_async(&place.at_digest(entry.digest()), client).await?;
     source.manifest(entry.digest()).await
 }
 

@@ -53,7 +53,7 @@ pub fn copy_referrers(session: &Session, request: &CopyReferrers) -> Result<usiz
     let client = session.client();
     session.block_on(async {
         let mut subjects = vec![request.root.clone()];
-        if let Ok(root) = crate::source::open(&request.from, client)?.manifest(&request.root).await {
+        if let Ok(root) = crate::source::open_async(&request.from, client).await?.manifest(&request.root).await {
             if root.media_type.is_index() {
                 subjects.extend(root.index(&request.name)?.manifests.into_iter().map(|d| d.digest));
             }
@@ -70,5 +70,5 @@ async fn subject_digest(client: &Client, location: &Location) -> Result<Digest> 
             return Ok(digest.clone());
         }
     }
-    Ok(crate::source::open(location, client)?.root().await?.digest)
+    Ok(crate::source::open_async(location, client).await?.root().await?.digest)
 }

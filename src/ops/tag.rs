@@ -54,7 +54,7 @@ pub fn digest(session: &Session, location: &Location) -> Result<Digest> {
     session.block_on(async {
         match location {
             Location::Registry(reference) => head_digest(client, reference).await,
-            other => Ok(crate::source::open(other, client)?.root().await?.digest),
+            other => Ok(crate::source::open_async(other, client).await?.root().await?.digest),
         }
     })
 }

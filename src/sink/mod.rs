@@ -15,7 +15,7 @@ pub use self::archive::{one_platform, ArchiveFormat, ArchiveSink};
 pub use self::layout::LayoutSink;
 pub use self::registry::{RegistrySink, UploadOptions};
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::location::{ArchiveImage, Location};
 use crate::model::{Descriptor, RawManifest};
 use crate::reference::ManifestRef;
@@ -96,13 +96,42 @@ pub trait Sink: Send + Sync {
 /// The sink for `location`; registry locations write through `client`. A layout's tag and a
 /// reference's tag are where [`Sink::tag`] points, with `extra_tags`.
 pub fn open<'a>(location: &Location, client: &'a Client, upload: UploadOptions) -> Result<Box<dyn Sink + 'a>> {
+    match location {
+        Location::Registry(reference) => {
+            location.check_output()?;
+            Ok(Box::new(RegistrySink::new(client, reference, upload)))
+        }
+        files => open_files(files),
+    }
+}
+
+/// The sink for a layout or an archive.
+fn open_files(location: &Location) -> Result<Box<dyn Sink + 'static>> {
     location.check_output()?;
     Ok(match location {
         Location::Layout { dir, .. } => Box::new(LayoutSink::begin(dir)?),
-        Location::Registry(reference) => Box::new(RegistrySink::new(client, reference, upload)),
         Location::OciArchive { file, .. } => Box::new(ArchiveSink::begin(ArchiveFormat::Oci, file)?),
         Location::DockerArchive { file, .. } => Box::new(ArchiveSink::begin(ArchiveFormat::Docker, file)?),
+        Location::Registry(reference) => {
+            return Err(Error::invalid("output", reference.to_string(), "a registry is not a file output"))
+        }
     })
+}
+
+/// [`open`] from async code: a layout or an archive is begun on the blocking pool.
+pub async fn open_async<'a>(
+    location: &Location,
+    client: &'a Client,
+    upload: UploadOptions,
+) -> Result<Box<dyn Sink + 'a>> {
+    match location {
+        Location::Registry(_) => open(location, client, upload),
+        files => {
+            let files = files.clone();
+            let sink: Box<dyn Sink> = crate::fsutil::blocking::run(move || open_files(&files)).await?;
+            Ok(sink)
+        }
+    }
 }
 
 /// The tags a location names: its own, if any, then `extra`.
