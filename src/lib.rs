@@ -17,6 +17,7 @@ pub mod blob;
 pub mod build;
 pub mod buildfile;
 pub mod cache;
+pub mod cancel;
 pub mod compress;
 pub mod config;
 pub mod credentials;

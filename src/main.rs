@@ -29,6 +29,13 @@ fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
             }
+            if let Some(interrupted @ hoist::Error::Interrupted { .. }) = library_error(&error) {
+                // One line per blob left unfinished, each saying how to continue.
+                for line in interrupted.to_string().lines() {
+                    let _ = writeln!(std::io::stderr(), "hoist: {}", hoist::text::printable(line));
+                }
+                return ExitCode::from(interrupted.exit_code());
+            }
             let message = cli::without_own_hint(&hoist::text::printable(&format!("{error:#}")), &command);
             let _ = writeln!(std::io::stderr(), "hoist: error: {message}");
             ExitCode::from(exit_code(&error))
@@ -38,10 +45,12 @@ fn main() -> ExitCode {
 
 /// The exit code for an error: the library's [`hoist::Error::exit_code`], else 1.
 fn exit_code(error: &anyhow::Error) -> u8 {
-    error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<hoist::Error>())
-        .map_or(hoist::error::exit::OTHER, hoist::Error::exit_code)
+    library_error(error).map_or(hoist::error::exit::OTHER, hoist::Error::exit_code)
+}
+
+/// The library's error behind `error`, if any.
+fn library_error(error: &anyhow::Error) -> Option<&hoist::Error> {
+    error.chain().find_map(|cause| cause.downcast_ref::<hoist::Error>())
 }
 
 /// A closed stdout (`hoist … | head`) is not a failure.

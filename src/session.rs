@@ -18,8 +18,10 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::cache::Cache;
+use crate::cancel::{Cancel, DEFAULT_GRACE, GRACE_ENV};
 use crate::credentials::CredentialStore;
 use crate::error::Error;
 use crate::registry::transport::{TransportOptions, DOCKER_DAEMON_JSON};
@@ -51,6 +53,9 @@ pub struct Settings {
     /// hoist's cache directory (`$XDG_CACHE_HOME/hoist`, else `~/.cache/hoist`); `None` when
     /// the environment names no home.
     pub cache_dir: Option<PathBuf>,
+    /// How long requests in flight may go on once the run is stopped (`$HOIST_CANCEL_GRACE`
+    /// seconds, else 5).
+    pub cancel_grace: Duration,
 }
 
 impl Settings {
@@ -79,6 +84,10 @@ impl Settings {
             remember_places: false,
             upload_sessions: Sessions::from_environment(),
             cache_dir: Cache::default_dir().ok(),
+            cancel_grace: std::env::var(GRACE_ENV)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map_or(DEFAULT_GRACE, Duration::from_secs),
         }
     }
 }
@@ -86,6 +95,7 @@ impl Settings {
 /// One runtime and one registry client for everything a process does.
 pub struct Session {
     client: Client,
+    cancel: Cancel,
     cache_dir: Option<PathBuf>,
     runtime: OnceLock<tokio::runtime::Runtime>,
 }
@@ -99,7 +109,10 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// A session with `settings`.
     pub fn new(settings: Settings) -> Session {
-        let mut client = Client::new(settings.transport, settings.credentials).with_retry(settings.retry);
+        let cancel = Cancel::new(settings.cancel_grace);
+        let mut client = Client::new(settings.transport, settings.credentials)
+            .with_retry(settings.retry)
+            .with_cancel(cancel.clone());
         if let (true, Some(cache)) = (settings.remember_places, &settings.cache_dir) {
             client = client.with_places(crate::places::BlobPlaces::open(cache));
         }
@@ -107,12 +120,18 @@ impl Session {
             uploads.clean();
             client = client.with_upload_sessions(uploads);
         }
-        Session { client, cache_dir: settings.cache_dir, runtime: OnceLock::new() }
+        Session { client, cancel, cache_dir: settings.cache_dir, runtime: OnceLock::new() }
     }
 
     /// The registry client every step of the session shares.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The session's cancel switch: [`Cancel::request`] stops it as a signal would;
+    /// [`Cancel::on_signals`] makes SIGINT and SIGTERM throw it.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
     }
 
     /// hoist's cache (layers built, compressed and fetched), opened in the directory the

@@ -149,14 +149,28 @@ pub async fn transfer(
             }
         })
         .buffer_unordered(options.jobs.max(1));
+    // Once the run is stopped, the blobs in flight are waited for (each ends within the
+    // grace), and what each left unfinished is told.
+    let mut interrupted: Option<Interruption> = None;
     while let Some(result) = blobs.next().await {
-        let (blob, outcome) = result?;
-        if outcome != BlobOutcome::Skipped {
-            fresh.insert(blob.digest.clone());
+        match result {
+            Ok((blob, outcome)) => {
+                if outcome != BlobOutcome::Skipped {
+                    fresh.insert(blob.digest.clone());
+                }
+                report.count_blob(blob, outcome);
+            }
+            Err(crate::Error::Interrupted { stop, unfinished }) => {
+                interrupted.get_or_insert((stop, Vec::new())).1.extend(unfinished);
+            }
+            Err(error) => return Err(error),
         }
-        report.count_blob(blob, outcome);
     }
     drop(blobs);
+    if let Some((stop, mut unfinished)) = interrupted {
+        unfinished.sort_by(|a, b| a.digest.cmp(&b.digest));
+        return Err(crate::Error::Interrupted { stop, unfinished });
+    }
     send_manifests(plan, sink, options, observer, &mut fresh, &mut report).await?;
     if !options.dry_run {
         let written = sink.tag(root, tags, fresh.contains(&root.digest)).await?;
@@ -171,6 +185,9 @@ pub async fn transfer(
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
+
+/// What stopped a transfer, and the blobs it left unfinished.
+type Interruption = (crate::cancel::Stop, Vec<crate::cancel::Unfinished>);
 
 /// Sends one blob unless the sink has it (nothing on a dry run), retrying as `options` say.
 async fn send_blob(

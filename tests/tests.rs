@@ -6,6 +6,7 @@ mod archive;
 mod base;
 mod build;
 mod cache;
+mod cancel;
 mod cli;
 mod core;
 mod economy;

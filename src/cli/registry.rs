@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::Args;
 use hoist::credentials::Credential;
 use hoist::registry::transport::TransportOptions;
@@ -28,6 +30,10 @@ pub struct RegistryArgs {
     /// Credentials USER:PASSWORD (else $HOIST_USERNAME/$HOIST_PASSWORD, else docker's config).
     #[arg(long, value_name = "USER:PASSWORD", global = true)]
     creds: Option<String>,
+    /// On SIGINT/SIGTERM, how long requests in flight may finish before hoist stops (a second
+    /// signal stops it at once). Also $HOIST_CANCEL_GRACE; default 5.
+    #[arg(long, value_name = "SECONDS", global = true)]
+    cancel_grace: Option<u64>,
 }
 
 impl RegistryArgs {
@@ -47,19 +53,28 @@ impl RegistryArgs {
             }
             None => None,
         };
-        Ok(Settings::with_transport(transport, explicit))
+        let settings = Settings::with_transport(transport, explicit);
+        let cancel_grace = self.cancel_grace.map_or(settings.cancel_grace, Duration::from_secs);
+        Ok(Settings { cancel_grace, ..settings })
     }
 
     /// The session of a command that moves content: it retries idempotent requests as
     /// `retry` says and, unless it only looks (a dry run, which mounts nothing), remembers
     /// where blobs were seen, for mounts.
     pub fn session(&self, retry: RetryPolicy, dry_run: bool) -> anyhow::Result<Session> {
-        Ok(Session::new(Settings { retry, remember_places: !dry_run, ..self.settings()? }))
+        stopping_on_signals(Session::new(Settings { retry, remember_places: !dry_run, ..self.settings()? }))
     }
 
     /// The session of a command that only shows something (inspect, digest, tags, catalog):
     /// it retries nothing, so it answers at once, and a rate limit says how long to wait.
     pub fn reader(&self) -> anyhow::Result<Session> {
-        Ok(Session::new(Settings { retry: RetryPolicy::none(), ..self.settings()? }))
+        stopping_on_signals(Session::new(Settings { retry: RetryPolicy::none(), ..self.settings()? }))
     }
+}
+
+/// `session`, stopped by SIGINT and SIGTERM as the command line wants: in-flight requests get
+/// the grace, then the command reports what it left and exits 130 or 143.
+fn stopping_on_signals(session: Session) -> anyhow::Result<Session> {
+    session.cancel().on_signals()?;
+    Ok(session)
 }

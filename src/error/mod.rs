@@ -204,6 +204,15 @@ pub enum Error {
         /// Why, and what to do.
         message: String,
     },
+    /// The run was stopped by a signal (or [`crate::cancel::Cancel::request`]): nothing new
+    /// started, what was in flight had the grace to finish, and no tag moved.
+    #[error("{}", crate::cancel::describe(*stop, unfinished))]
+    Interrupted {
+        /// What stopped it.
+        stop: crate::cancel::Stop,
+        /// Blobs under way, with what the registry confirmed of each.
+        unfinished: Vec<crate::cancel::Unfinished>,
+    },
 }
 
 /// Exit codes, by what the user should do (README, "Errors and exit codes").
@@ -271,6 +280,7 @@ impl Error {
             | Error::Json { .. }
             | Error::Unsupported { .. }
             | Error::Refused { .. } => exit::OTHER,
+            Error::Interrupted { stop, .. } => stop.exit_code(),
         }
     }
 }

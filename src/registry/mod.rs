@@ -16,6 +16,7 @@ pub mod tls;
 pub mod transport;
 pub mod write;
 
+use crate::cancel::Cancel;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,6 +55,7 @@ pub struct Client {
     retries: AtomicU32,
     places: Option<crate::places::BlobPlaces>,
     uploads: Option<crate::resume::Sessions>,
+    cancel: Cancel,
 }
 
 impl Client {
@@ -68,7 +70,20 @@ impl Client {
             retries: AtomicU32::new(0),
             places: None,
             uploads: None,
+            cancel: Cancel::default(),
         }
+    }
+
+    /// The same client stopping with `cancel`: once it is thrown, no request starts and one
+    /// in flight runs at most until its grace is over.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Client {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The cancel switch the client obeys.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
     }
 
     /// The same client remembering where blobs are in `places`, for automatic mounts.
@@ -167,6 +182,18 @@ impl Client {
     /// answers the challenge once and sends again; a 401 from elsewhere (where a redirect led)
     /// is refused without looking up any credential.
     async fn exchange(
+        &self,
+        registry: &str,
+        scopes: &[String],
+        deadline: Deadline,
+        make: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> Result<Response> {
+        self.cancel.check()?;
+        self.cancel.within_grace(self.authenticated(registry, scopes, deadline, make)).await
+    }
+
+    /// [`Client::exchange`] without the cancel switch.
+    async fn authenticated(
         &self,
         registry: &str,
         scopes: &[String],

@@ -11,7 +11,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Response, StatusCode, Url};
 
 use super::error::{Envelope, ErrorCode};
-use super::{api_url, resolve_url, status_error, Client};
+use super::{api_url, body_prefix, resolve_url, status_error, Client, MAX_ERROR_BODY};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::model::RawManifest;
@@ -159,14 +159,17 @@ impl Client {
     }
 
     /// How many bytes an upload session holds; `None` when the session is gone (404).
-    pub async fn upload_offset(&self, registry: &str, repository: &str, url: &Url) -> Result<Option<(u64, Url)>> {
+    pub async fn upload_offset(&self, registry: &str, repository: &str, url: &Url) -> Result<UploadStatus> {
         let endpoint = self.endpoint(registry).await?;
         let response = self.send(registry, &[push_scope(repository)], |http, _| http.get(url.clone())).await?;
         match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::NOT_FOUND => {
+                let body = body_prefix(response, MAX_ERROR_BODY).await;
+                Ok(UploadStatus::Gone { answer: format!("404: {}", Envelope::parse(&body).message("no such upload")) })
+            }
             s if s.is_success() => {
                 let next = location(&response, &endpoint.base).unwrap_or_else(|| url.clone());
-                Ok(Some((uploaded(&response).unwrap_or(0), next)))
+                Ok(UploadStatus::Holds { bytes: uploaded(&response).unwrap_or(0), next })
             }
             _ => Err(status_error(registry, "upload session", "GET upload", response).await.into()),
         }
@@ -310,6 +313,23 @@ impl Client {
         })
         .await
     }
+}
+
+/// What a registry says of an upload session asked about.
+#[derive(Debug)]
+pub enum UploadStatus {
+    /// It holds `bytes` of the blob; the next request goes to `next`.
+    Holds {
+        /// Bytes held.
+        bytes: u64,
+        /// Where the upload goes on.
+        next: Url,
+    },
+    /// It does not know the session (any more), or refuses it: its answer, for the user.
+    Gone {
+        /// The status and the registry's error codes and messages.
+        answer: String,
+    },
 }
 
 /// What a PATCH came to.

@@ -34,7 +34,8 @@ pub use self::state::Uploaded;
 use self::state::{BlobUpload, Stage};
 use self::uploader::Blob;
 pub use self::uploader::{UploadOptions, Uploader};
-use crate::error::Result;
+use crate::cancel::Unfinished;
+use crate::error::{Error, Result};
 use crate::model::Descriptor;
 use crate::registry::RegistryError;
 use crate::source::Source;
@@ -53,16 +54,27 @@ impl Uploader<'_> {
         progress: &Arc<AtomicU64>,
     ) -> Result<Uploaded> {
         let digest = &descriptor.digest;
-        let mut upload = self.take(digest).unwrap_or_else(|| BlobUpload::new(self.first_chunk(descriptor.size)));
+        let mut upload = self.take(digest).unwrap_or_else(|| BlobUpload::new(self.first_chunk()));
         let result = self.attempt(&Blob { descriptor, source, progress }, &mut upload).await;
-        match &result {
-            Ok(_) => self.remember(digest).await,
-            Err(_) => {
+        match result {
+            Ok(uploaded) => {
+                self.remember(digest).await;
+                Ok(uploaded)
+            }
+            Err(error) => {
                 upload.stage.interrupt(progress.load(Ordering::Relaxed));
+                let error = match error {
+                    Error::Interrupted { stop, .. } => {
+                        let confirmed = upload.stage.confirmed();
+                        let unfinished = Unfinished { digest: digest.clone(), size: descriptor.size, confirmed };
+                        Error::Interrupted { stop, unfinished: vec![unfinished] }
+                    }
+                    other => other,
+                };
                 self.keep(digest, upload);
+                Err(error)
             }
         }
-        result
     }
 
     /// The driver: a fresh blob continues a saved session or is mounted; then rounds until it

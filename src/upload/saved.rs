@@ -9,8 +9,10 @@ use reqwest::Url;
 use super::state::{BlobUpload, Session, Stage};
 use super::uploader::Uploader;
 use crate::digest::Digest;
+use crate::error::Error;
 use crate::fsutil::blocking;
 use crate::model::Descriptor;
+use crate::registry::write::UploadStatus;
 use crate::resume::Saved;
 
 impl Uploader<'_> {
@@ -29,8 +31,8 @@ impl Uploader<'_> {
             self.forget_session(&descriptor.digest).await;
             return false;
         };
-        match client.upload_offset(registry, repository, &url).await {
-            Ok(Some((held, next))) if held > 0 && held <= descriptor.size => {
+        let answer = match client.upload_offset(registry, repository, &url).await {
+            Ok(UploadStatus::Holds { bytes: held, next }) if held > 0 && held <= descriptor.size => {
                 tracing::warn!(
                     "{}: continuing the upload a previous run left, from byte {held} of {}",
                     descriptor.digest,
@@ -39,13 +41,23 @@ impl Uploader<'_> {
                 upload.stage = Stage::Open(Session::continued(next, held));
                 upload.resumed.trust();
                 self.resumed.fetch_add(held, Ordering::Relaxed);
-                true
+                return true;
             }
-            _ => {
-                self.forget_session(&descriptor.digest).await;
-                false
-            }
-        }
+            Ok(UploadStatus::Holds { bytes, .. }) => format!("it says it holds {bytes} bytes of it"),
+            Ok(UploadStatus::Gone { answer }) => answer,
+            // Stopped by the user: nothing to say about the registry.
+            Err(Error::Interrupted { .. }) => return false,
+            Err(error) => error.to_string(),
+        };
+        // A session the registry refuses (distribution cancels one whose stored bytes do not
+        // match its state, as when a streamed chunk was cut midway) is said, then forgotten.
+        tracing::warn!(
+            "{registry} no longer takes the upload of {} a previous run left ({}); sending it from the start",
+            descriptor.digest,
+            crate::text::printable(&answer)
+        );
+        self.forget_session(&descriptor.digest).await;
+        false
     }
 
     /// Remembers `session` after an accepted chunk, for a run that follows a kill (the file

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -19,14 +20,17 @@ impl Uploader<'_> {
     /// closed; a registry that refuses the body as too large gets chunks from then on.
     pub(super) async fn send_whole(&self, blob: &Blob<'_>, upload: &mut BlobUpload) -> Result<Option<Uploaded>> {
         let Stage::Open(session) = &upload.stage else { return Ok(None) };
-        let (descriptor, progress) = (blob.descriptor, blob.progress);
+        let (descriptor, progress, started) = (blob.descriptor, blob.progress, Instant::now());
         progress.store(0, Ordering::Relaxed);
         let body = blob.source.blob(descriptor, 0).await?.into_body(descriptor.size, Arc::clone(progress));
         let body = UploadBody::new(body, descriptor.size);
         let request =
             self.client.finish_upload(&self.registry, &self.repository, &session.url, &descriptor.digest, Some(body));
         match self.guard(progress, request).await? {
-            FinishOutcome::Done => return Ok(Some(Uploaded::Pushed)),
+            FinishOutcome::Done => {
+                self.measured(descriptor.size, started.elapsed());
+                return Ok(Some(Uploaded::Pushed));
+            }
             FinishOutcome::DigestInvalid => return Err(self.digest_invalid(descriptor)),
             FinishOutcome::SessionGone => {}
             FinishOutcome::TooLarge => upload.way = Way::Chunks,
@@ -47,8 +51,13 @@ impl Uploader<'_> {
                 return Ok(());
             }
             let length = upload.chunk.min(size - session.offset);
+            let started = Instant::now();
             match self.send_chunk(blob, session, length).await? {
-                ChunkOutcome::Accepted { .. } => self.save_session(digest, session).await,
+                ChunkOutcome::Accepted { .. } => {
+                    self.measured(length, started.elapsed());
+                    self.save_session(digest, session).await;
+                    self.next_chunk(upload);
+                }
                 ChunkOutcome::SessionGone => upload.stage = Stage::Closed,
                 ChunkOutcome::Refused => {
                     tracing::info!("{} does not take chunks; sending {digest} in one request", self.registry);

@@ -6,7 +6,7 @@ use super::state::{BlobUpload, Session, Stage, Uploaded};
 use super::uploader::Uploader;
 use crate::error::Result;
 use crate::model::Descriptor;
-use crate::registry::write::Started;
+use crate::registry::write::{Started, UploadStatus};
 
 impl Uploader<'_> {
     /// Brings the upload to an open session: started when none is open, recovered when
@@ -40,7 +40,7 @@ impl Uploader<'_> {
         let one_request = upload.one_request(descriptor.size);
         let Stage::Unsure { session, refused } = &mut upload.stage else { return Ok(()) };
         let (held, next) = match self.client.upload_offset(&self.registry, &self.repository, &session.url).await? {
-            Some((held, next)) if !(one_request && held > 0) => (held, next),
+            UploadStatus::Holds { bytes, next } if !(one_request && bytes > 0) => (bytes, next),
             _ => {
                 upload.stage = Stage::Closed;
                 return Ok(());

@@ -21,6 +21,8 @@ pub(super) struct BlobUpload {
     pub way: Way,
     /// The chunk size: raised to the registry's minimum, lowered when it refuses a chunk.
     pub chunk: u64,
+    /// The registry's minimum chunk (OCI-Chunk-Min-Length), 0 without one.
+    pub floor: u64,
     /// Whether bytes the registry holds were taken on its word.
     pub resumed: Resumed,
 }
@@ -28,7 +30,7 @@ pub(super) struct BlobUpload {
 impl BlobUpload {
     /// A blob nothing was tried for yet, to go in chunks of `chunk` bytes if it goes in chunks.
     pub fn new(chunk: u64) -> BlobUpload {
-        BlobUpload { stage: Stage::Fresh, way: Way::BySize, chunk, resumed: Resumed::No }
+        BlobUpload { stage: Stage::Fresh, way: Way::BySize, chunk, floor: 0, resumed: Resumed::No }
     }
 
     /// Whether a blob of `size` bytes goes in one request (else in chunks).
@@ -42,7 +44,8 @@ impl BlobUpload {
 
     /// Chunks are at least the registry's `min_chunk` (OCI-Chunk-Min-Length).
     pub fn raise_chunk(&mut self, min_chunk: Option<u64>) {
-        self.chunk = self.chunk.max(min_chunk.unwrap_or(0));
+        self.floor = self.floor.max(min_chunk.unwrap_or(0));
+        self.chunk = self.chunk.max(self.floor);
     }
 }
 
@@ -81,6 +84,14 @@ impl Stage {
             Stage::Unsure { session, .. } => Stage::Open(session),
             other => other,
         };
+    }
+
+    /// Bytes of the blob the registry confirmed holding (0 without a session).
+    pub fn confirmed(&self) -> u64 {
+        match self {
+            Stage::Open(session) | Stage::Unsure { session, .. } => session.offset,
+            Stage::Fresh | Stage::Closed => 0,
+        }
     }
 
     /// An attempt failed after `progress` bytes of the blob went out: the session, if any, is

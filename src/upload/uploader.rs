@@ -17,8 +17,8 @@ use crate::source::Source;
 /// How blobs go up.
 #[derive(Clone, Debug)]
 pub struct UploadOptions {
-    /// Send blobs larger than this in resumable chunks of this size (from seekable sources);
-    /// `None`: each blob in one streamed request, chunks only where a registry asks for them.
+    /// Send blobs larger than this in resumable chunks of this size; `None`: chunks sized by
+    /// time (about two seconds each at the throughput measured), small blobs in one request.
     pub chunk_size: Option<u64>,
     /// A request body that makes no progress for this long is cut (and retried).
     pub stall_timeout: Duration,
@@ -48,6 +48,9 @@ pub struct Uploader<'a> {
     pub(super) sessions: Option<Sessions>,
     /// Bytes not sent again because a previous run's session was continued.
     pub(super) resumed: AtomicU64,
+    /// The throughput of the last request measured, in bytes a second (0: none yet): what
+    /// chunks are sized for.
+    pub(super) rate: AtomicU64,
 }
 
 impl<'a> Uploader<'a> {
@@ -64,6 +67,7 @@ impl<'a> Uploader<'a> {
             chunk_cap: AtomicU64::new(u64::MAX),
             sessions: client.upload_sessions().cloned(),
             resumed: AtomicU64::new(0),
+            rate: AtomicU64::new(0),
         }
     }
 

@@ -83,6 +83,10 @@ pub enum Fault {
     StallAfter(usize, Duration),
     /// Read the body at this many bytes a second (a slow link), then forward it.
     Throttle(u64),
+    /// Pass the body on as it arrives, at most this many bytes a second (a slow link that
+    /// streams, as a direct connection does): a client that goes away mid-body leaves the
+    /// registry with what got through.
+    Stream(u64),
 }
 
 type Rewrite = dyn Fn(&str, &mut Response) + Send + Sync;
@@ -238,6 +242,49 @@ fn read_throttled(stream: &mut TcpStream, body: &mut Vec<u8>, length: usize, rat
     Ok(())
 }
 
+/// Passes the request on as its body arrives, at most `rate` bytes a second, counting what
+/// went through; then the registry's answer back. When the client stops midway, the registry
+/// sees its connection end after what got through.
+fn stream_through(
+    mut client: TcpStream,
+    upstream: &str,
+    head: &str,
+    early: Vec<u8>,
+    length: usize,
+    rate: u64,
+    hooks: &Hooks,
+) -> std::io::Result<()> {
+    let mut server = TcpStream::connect(upstream)?;
+    server.write_all(head.as_bytes())?;
+    let started = std::time::Instant::now();
+    let step = (rate / 20).clamp(1024, 64 * 1024) as usize;
+    let mut chunk = vec![0u8; step];
+    let mut passed = early.len().min(length);
+    server.write_all(&early[..passed])?;
+    hooks.forwarded.fetch_add(passed as u64, Ordering::SeqCst);
+    while passed < length {
+        let want = step.min(length - passed);
+        let n = match client.read(&mut chunk[..want]) {
+            Ok(0) | Err(_) => {
+                let _ = server.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Ok(n) => n,
+        };
+        server.write_all(&chunk[..n])?;
+        passed += n;
+        hooks.forwarded.fetch_add(n as u64, Ordering::SeqCst);
+        let due = Duration::from_secs_f64(passed as f64 / rate.max(1) as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let mut raw = Vec::new();
+    server.read_to_end(&mut raw)?;
+    client.write_all(&raw)?;
+    Ok(())
+}
+
 fn serve(mut client: TcpStream, upstream: &str, hooks: &Hooks) -> std::io::Result<()> {
     let (mut head, mut body) = read_head(&mut client)?;
     (hooks.on_request)(&mut head);
@@ -275,6 +322,7 @@ fn serve(mut client: TcpStream, upstream: &str, hooks: &Hooks) -> std::io::Resul
             return Ok(());
         }
         Fault::Throttle(rate) => read_throttled(&mut client, &mut body, length, rate)?,
+        Fault::Stream(rate) => return stream_through(client, upstream, &forwarded_head, body, length, rate, hooks),
         Fault::Forward => {}
     }
     read_body(&mut client, &mut body, length)?;
