@@ -348,6 +348,8 @@ mod tests {
             (Error::TooDeep { what: s(), limit: 8 }, 7),
             (Error::Malformed { what: s(), reason: s() }, 7),
             (Error::Contention { what: s(), tries: 10 }, 75),
+            (Error::Interrupted { stop: crate::cancel::Stop::Interrupt, unfinished: Vec::new() }, 130),
+            (Error::Interrupted { stop: crate::cancel::Stop::Terminate, unfinished: Vec::new() }, 143),
             (registry(RegistryError::Connect { registry: r(), detail: s() }), 6),
             (registry(RegistryError::Resolve { registry: r(), detail: s() }), 6),
             (registry(RegistryError::Unreachable { registry: r(), detail: s() }), 6),
@@ -369,6 +371,6 @@ mod tests {
         for (error, code) in &table {
             assert_eq!(error.exit_code(), *code, "{error}");
         }
-        assert_eq!(table.len(), 37, "one row per kind");
+        assert_eq!(table.len(), 39, "one row per kind (two for Interrupted)");
     }
 }
