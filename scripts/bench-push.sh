@@ -14,6 +14,7 @@
 # leave the tag on the layout's index digest.
 #
 #   scripts/bench-push.sh      # RUNS=3; BENCH_DIR=target/bench-push; TOOLS="hoist crane skopeo"; SMALL_LAYERS=0
+#   HOIST_FLAGS="--chunk-size 1G" scripts/bench-push.sh     # extra flags for hoist push
 #
 # crane is looked for at $CRANE, else target/tools/bin/crane, else on PATH. When absent its row
 # is skipped with a line saying how to build it: scripts/build-crane.sh SOURCE, where SOURCE is
@@ -25,6 +26,8 @@ RUNS=${RUNS:-3}
 BENCH_DIR=${BENCH_DIR:-target/bench-push}
 TOOLS=${TOOLS:-hoist crane skopeo}
 SMALL_LAYERS=${SMALL_LAYERS:-0}
+HOIST_FLAGS=${HOIST_FLAGS:-}
+read -r -a HOIST_ARGS <<< "$HOIST_FLAGS"
 TAG=v1
 LAYER_BYTES=383000000
 for tool in docker-registry skopeo /usr/bin/time openssl python3 curl; do
@@ -101,7 +104,7 @@ requests() { grep -c 'HTTP/1.1" [0-9]' "$BENCH_DIR/registry/log" || true; }
 # command_of TOOL: sets CMD to the tool's first push of the layout's image.
 command_of() {
   case $1 in
-    hoist) CMD=("$HOIST" push -q "oci:$LAYOUT:$TAG" "$REG/bench/app:$TAG") ;;
+    hoist) CMD=("$HOIST" push -q "${HOIST_ARGS[@]}" "oci:$LAYOUT:$TAG" "$REG/bench/app:$TAG") ;;
     # No --index: the layout's one entry is the image index, which crane then pushes as it is
     # (--index would wrap index.json itself in a new index).
     crane) CMD=("$CRANE" push "$LAYOUT" "$REG/bench/app:$TAG") ;;
@@ -141,7 +144,7 @@ done
 
 version() {
   case $1 in
-    hoist) "$HOIST" --version | awk '{ print $2 }' ;;
+    hoist) echo "$("$HOIST" --version | awk '{ print $2 }')${HOIST_FLAGS:+ $HOIST_FLAGS}" ;;
     crane) "$CRANE" version ;;
     skopeo) skopeo --version | awk '{ print $3 }' ;;
   esac
