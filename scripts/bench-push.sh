@@ -67,6 +67,7 @@ if [ ! -f "$LAYOUT/index.json" ]; then
     small=(--layer "$BENCH_DIR/src/shared:/shared/" --layer "$BENCH_DIR/src/{arch}/small:/small/")
   XDG_CACHE_HOME=$BENCH_DIR/cache "$HOIST" build -q --platform linux/amd64 --platform linux/arm64 --compression gzip \
     --layer "$BENCH_DIR/src/{arch}/big:/data/" "${small[@]}" --output "oci:$LAYOUT:$TAG" > /dev/null
+  rm -rf "$BENCH_DIR/src" "$BENCH_DIR/cache" # the layout is all the runs need
 fi
 INDEX_DIGEST=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$LAYOUT/index.json")
 BLOBS=$(find "$LAYOUT/blobs/sha256" -type f | wc -l)
@@ -96,6 +97,7 @@ YAML
 stop_registry() {
   [ -n "$REGISTRY_PID" ] || return 0
   kill "$REGISTRY_PID" 2>/dev/null || true; wait "$REGISTRY_PID" 2>/dev/null || true; REGISTRY_PID=""
+  rm -rf "$BENCH_DIR/registry/data" # the image it got: 766 MB
 }
 trap stop_registry EXIT
 # Access-log lines, one per request served: `... "METHOD /path HTTP/1.1" STATUS ...`.
