@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
-use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::digest::Digest;
+use crate::digest::{BackgroundHash, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::model::Descriptor;
 
@@ -26,7 +25,8 @@ pub struct BlobStream {
     expected: Digest,
     size: u64,
     position: u64,
-    hasher: Option<Sha256>,
+    /// The digest check, from byte 0 only: hashed on another thread as the bytes go by.
+    check: Option<BackgroundHash>,
     what: String,
 }
 
@@ -44,7 +44,7 @@ impl BlobStream {
             expected: descriptor.digest.clone(),
             size: descriptor.size,
             position: offset,
-            hasher: (offset == 0).then(Sha256::new),
+            check: (offset == 0).then(BackgroundHash::default),
             what: what.into(),
         }
     }
@@ -63,13 +63,13 @@ impl BlobStream {
                     });
                 };
                 self.position = position;
-                if let Some(hasher) = &mut self.hasher {
-                    hasher.update(&chunk);
+                if let Some(check) = &self.check {
+                    check.update(chunk.clone()).await;
                 }
                 // At the last byte the digest is checked before the chunk is handed on, so a
                 // blob that is not what its digest says never reaches a registry whole.
                 if position == self.size {
-                    self.verify()?;
+                    self.verify().await?;
                 }
                 Ok(Some(chunk))
             }
@@ -82,16 +82,23 @@ impl BlobStream {
                         found: self.position.to_string(),
                     });
                 }
-                self.verify()?;
+                self.verify().await?;
                 Ok(None)
             }
         }
     }
 
+    /// The same stream without the digest check: for a part of the blob whose bytes are
+    /// checked elsewhere (an upload's chunks, hashed across requests).
+    pub fn unchecked(mut self) -> BlobStream {
+        self.check = None;
+        self
+    }
+
     /// Checks the digest once every byte went through (reads from byte 0 only).
-    fn verify(&mut self) -> Result<()> {
-        if let Some(hasher) = self.hasher.take() {
-            let found = Digest::of_hasher(hasher);
+    async fn verify(&mut self) -> Result<()> {
+        if let Some(check) = self.check.take() {
+            let found = Digest::of_background(&check).await?;
             if found != self.expected {
                 return Err(Error::DigestMismatch {
                     what: format!("blob from {} (refused, not used)", self.what),

@@ -89,6 +89,11 @@ impl Digest {
         }
     }
 
+    /// The digest a [`BackgroundHash`] reached over every piece handed to it.
+    pub async fn of_background(hash: &BackgroundHash) -> Result<Digest> {
+        hash.finish().await.map(Digest::from_hasher)
+    }
+
     /// The digest a running sha256 hasher has reached.
     pub fn of_hasher(hasher: Sha256) -> Digest {
         Digest::from_hasher(hasher)
@@ -270,5 +275,53 @@ mod tests {
         assert!("sha256:abc".parse::<Digest>().is_err());
         assert!("md5:00".parse::<Digest>().is_err());
         assert!(text.to_uppercase().parse::<Digest>().is_err());
+    }
+}
+
+/// Pieces waiting for the hashing thread, at most: with 256 KiB reads, 16 MiB.
+const HASH_BACKLOG: usize = 64;
+
+/// A SHA-256 computed on a thread of the blocking pool from pieces handed to it as they pass,
+/// so that hashing never holds up the bytes it checks (the pieces are shared, not copied; at
+/// most [`HASH_BACKLOG`] wait, which bounds memory). The thread starts with the first piece.
+#[derive(Default)]
+pub struct BackgroundHash {
+    pieces: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<bytes::Bytes>>>,
+    hashed: tokio::sync::Mutex<Option<tokio::task::JoinHandle<Sha256>>>,
+}
+
+impl BackgroundHash {
+    /// Hands `piece` to the hashing thread (waiting only when it is far behind).
+    pub async fn update(&self, piece: bytes::Bytes) {
+        let sender = self.pieces.lock().ok().map(|mut pieces| pieces.get_or_insert_with(|| self.start()).clone());
+        if let Some(sender) = sender {
+            // The thread ends only when every sender is gone: the send cannot fail before.
+            let _ = sender.send(piece).await;
+        }
+    }
+
+    /// Starts the hashing thread; returns where pieces go.
+    fn start(&self) -> tokio::sync::mpsc::Sender<bytes::Bytes> {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(HASH_BACKLOG);
+        let worker = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Some(piece) = receiver.blocking_recv() {
+                hasher.update(&piece);
+            }
+            hasher
+        });
+        if let Ok(mut hashed) = self.hashed.try_lock() {
+            *hashed = Some(worker);
+        }
+        sender
+    }
+
+    /// The hash of every piece handed over (of none, if none was).
+    async fn finish(&self) -> Result<Sha256> {
+        drop(self.pieces.lock().ok().and_then(|mut pieces| pieces.take()));
+        match self.hashed.lock().await.take() {
+            Some(worker) => worker.await.map_err(|e| Error::io("hash", "a blob", io::Error::other(e.to_string()))),
+            None => Ok(Sha256::new()),
+        }
     }
 }

@@ -171,7 +171,9 @@ pub async fn transfer(
         unfinished.sort_by(|a, b| a.digest.cmp(&b.digest));
         return Err(crate::Error::Interrupted { stop, unfinished });
     }
-    send_manifests(plan, sink, options, observer, &mut fresh, &mut report).await?;
+    // A registry's PUT by tag writes the root itself: it is not written by digest first.
+    let by_tag = (!tags.is_empty() && sink.tag_writes_manifest()).then_some(&root.digest);
+    send_manifests(plan, sink, options, observer, &mut fresh, &mut report, by_tag).await?;
     if !options.dry_run {
         let written = sink.tag(root, tags, fresh.contains(&root.digest)).await?;
         for (tag, written) in tags.iter().zip(written) {
@@ -215,7 +217,8 @@ async fn send_blob(
 }
 
 /// Writes the plan's manifests, children first, each unless the sink has it (nothing on a dry
-/// run); a manifest naming something `fresh` is new without asking.
+/// run); a manifest naming something `fresh` is new without asking. The one `by_tag` names is
+/// left to the tags, which write it.
 async fn send_manifests(
     plan: &Plan,
     sink: &dyn Sink,
@@ -223,12 +226,13 @@ async fn send_manifests(
     observer: &dyn Observer,
     fresh: &mut HashSet<Digest>,
     report: &mut Report,
+    by_tag: Option<&Digest>,
 ) -> Result<()> {
     for manifest in &plan.manifests {
         let new = names_any(manifest, fresh) || !sink.has_manifest(&manifest.digest).await?;
         let written = match new {
             false => false,
-            true if options.dry_run => true,
+            true if options.dry_run || by_tag == Some(&manifest.digest) => true,
             true => {
                 sink.put_manifest(manifest).await?;
                 true

@@ -151,10 +151,11 @@ fn an_oci_index_refused_names_the_fix_and_docker_lists_go_through() {
     create.args(["index", "create", "--format", "oci", &format!("{}/src/mixed:v1", registry.host())]).args(&children);
     let mixed = ok(create).trim().to_owned();
 
-    // An older Artifactory, Quay or ECR: 400 MANIFEST_INVALID to an OCI index.
-    let refused = format!("/manifests/{mixed}");
+    // An older Artifactory, Quay or ECR: 400 MANIFEST_INVALID to an OCI index (by digest or
+    // by tag).
     let old = Proxy::with_faults(registry.host(), move |request| {
-        match request.method() == "PUT" && request.path().contains(&refused) {
+        let oci_index = request.header("content-type") == Some("application/vnd.oci.image.index.v1+json");
+        match request.method() == "PUT" && request.path().contains("/manifests/") && oci_index {
             true => Fault::Respond(Response::new(
                 "400 Bad Request",
                 &[],

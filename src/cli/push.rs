@@ -26,8 +26,8 @@ pub struct PushFlags {
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub jobs: usize,
     /// Send blobs larger than this in resumable chunks of this size (bytes, or with K/M/G);
-    /// by default each blob goes in one streamed request, and chunks only where a registry
-    /// asks for them.
+    /// by default chunks are sized to take about two seconds each at the measured throughput,
+    /// and small blobs go in one request.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub chunk_size: Option<u64>,
     /// Retries of each request on transient failures (waits double from 1 s, at most 30 s).

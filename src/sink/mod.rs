@@ -76,6 +76,12 @@ pub trait Sink: Send + Sync {
     /// The digest `reference` (a tag or digest) names here now, if any.
     fn resolve<'a>(&'a self, reference: &'a ManifestRef) -> BoxFuture<'a, Result<Option<Digest>>>;
 
+    /// Whether [`Sink::tag`] writes the manifest it tags (a registry's PUT by tag does): then
+    /// the root of a tagged transfer is not written by digest first, one request less.
+    fn tag_writes_manifest(&self) -> bool {
+        false
+    }
+
     /// Whether uncompressed layers are compressed on their way here: a registry, as docker
     /// push, crane and skopeo do; layouts and archives keep them as they are.
     fn compresses_layers(&self) -> bool {

@@ -102,6 +102,10 @@ impl Sink for RegistrySink<'_> {
         })
     }
 
+    fn tag_writes_manifest(&self) -> bool {
+        true
+    }
+
     fn compresses_layers(&self) -> bool {
         true
     }

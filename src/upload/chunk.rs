@@ -52,6 +52,18 @@ impl Uploader<'_> {
         }
     }
 
+    /// The length of the next chunk when `remaining` bytes are left: the chunk size, or, sized
+    /// by time, the whole rest when it is at most half a chunk more (no short tail request),
+    /// within the registry's cap.
+    pub(super) fn chunk_length(&self, chunk: u64, remaining: u64) -> u64 {
+        let chunk = chunk.min(remaining);
+        let short_tail = remaining - chunk <= chunk / 2 && remaining <= self.chunk_cap.load(Ordering::Relaxed);
+        match self.options.chunk_size {
+            None if short_tail => remaining,
+            _ => chunk,
+        }
+    }
+
     /// After an accepted chunk: the upload goes on in chunks (a blob once chunked is never
     /// sent whole into its session), sized by time unless `--chunk-size` fixed them.
     pub(super) fn next_chunk(&self, upload: &mut BlobUpload) {

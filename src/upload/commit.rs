@@ -1,10 +1,10 @@
 //! Commit: a session that holds the whole blob becomes the blob, once its digest is checked.
 
-use sha2::Sha256;
+use std::sync::Arc;
 
 use super::state::{BlobUpload, Stage, Uploaded};
 use super::uploader::{Blob, Uploader};
-use crate::digest::Digest;
+use crate::digest::{BackgroundHash, Digest};
 use crate::error::{Error, Result};
 use crate::model::Descriptor;
 use crate::registry::write::FinishOutcome;
@@ -47,10 +47,15 @@ impl Uploader<'_> {
 
     /// Checks a chunked blob's digest before the commit: from the hash of what went out when
     /// it ran from byte 0 to the end, else (after a resume) by reading it once more.
-    async fn verify(&self, descriptor: &Descriptor, source: &dyn Source, hashed: Option<(u64, Sha256)>) -> Result<()> {
+    async fn verify(
+        &self,
+        descriptor: &Descriptor,
+        source: &dyn Source,
+        hashed: Option<(u64, Arc<BackgroundHash>)>,
+    ) -> Result<()> {
         match hashed {
-            Some((n, hasher)) if n == descriptor.size => {
-                let found = Digest::of_hasher(hasher);
+            Some((n, hash)) if n == descriptor.size => {
+                let found = Digest::of_background(&hash).await?;
                 match found == descriptor.digest {
                     true => Ok(()),
                     false => Err(Error::DigestMismatch {

@@ -2,16 +2,16 @@
 //! chunks from the session's offset.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use sha2::{Digest as _, Sha256};
 
 use super::state::{BlobUpload, Session, Stage, Uploaded, Way};
 use super::uploader::{Blob, Uploader};
+use crate::digest::BackgroundHash;
 use crate::error::Result;
 use crate::registry::write::{ChunkOutcome, FinishOutcome, UploadBody};
 
@@ -50,7 +50,7 @@ impl Uploader<'_> {
             if session.offset >= size {
                 return Ok(());
             }
-            let length = upload.chunk.min(size - session.offset);
+            let length = self.chunk_length(upload.chunk, size - session.offset);
             let started = Instant::now();
             match self.send_chunk(blob, session, length).await? {
                 ChunkOutcome::Accepted { .. } => {
@@ -82,8 +82,10 @@ impl Uploader<'_> {
     async fn send_chunk(&self, blob: &Blob<'_>, session: &mut Session, length: u64) -> Result<ChunkOutcome> {
         let (descriptor, progress, offset) = (blob.descriptor, blob.progress, session.offset);
         progress.store(offset, Ordering::Relaxed);
-        let body = blob.source.blob(descriptor, offset).await?.into_body(length, Arc::clone(progress));
-        let running = session.hashed.take().filter(|(n, _)| *n == offset).map(|(_, h)| Arc::new(Mutex::new(h)));
+        // The chunk's bytes are checked by the hash that runs across chunks (or, after a
+        // resume, by reading the blob once more before the commit).
+        let body = blob.source.blob(descriptor, offset).await?.unchecked().into_body(length, Arc::clone(progress));
+        let running = session.hashed.take().filter(|(n, _)| *n == offset).map(|(_, h)| h);
         let body = match &running {
             Some(hasher) => hashing(body, Arc::clone(hasher)),
             None => body,
@@ -100,22 +102,25 @@ impl Uploader<'_> {
             session.url = url.clone();
             session.offset = offset + length;
             session.sent = session.sent.max(session.offset);
-            // The registry took the whole body, so the hash has every byte of it (the body
-            // stream may still hold its handle: copy the state).
-            session.hashed = running.and_then(|h| h.lock().ok().map(|h| h.clone())).map(|h| (session.offset, h));
+            // The registry took the whole body, so the hash has every byte of it.
+            session.hashed = running.map(|h| (session.offset, h));
         }
         Ok(outcome)
     }
 }
 
-/// `body`, each of its pieces hashed into `hasher` as it goes out.
+/// `body`, each of its pieces handed to `hash` as it goes out.
 fn hashing(
     body: BoxStream<'static, std::io::Result<Bytes>>,
-    hasher: Arc<Mutex<Sha256>>,
+    hash: Arc<BackgroundHash>,
 ) -> BoxStream<'static, std::io::Result<Bytes>> {
-    body.inspect(move |piece| {
-        if let (Ok(bytes), Ok(mut hasher)) = (piece, hasher.lock()) {
-            hasher.update(bytes);
+    body.then(move |piece| {
+        let hash = Arc::clone(&hash);
+        async move {
+            if let Ok(bytes) = &piece {
+                hash.update(bytes.clone()).await;
+            }
+            piece
         }
     })
     .boxed()

@@ -2,7 +2,9 @@
 //! attempts), and how an upload ends.
 
 use reqwest::Url;
-use sha2::{Digest as _, Sha256};
+use std::sync::Arc;
+
+use crate::digest::BackgroundHash;
 
 /// How one blob's upload ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,14 +115,15 @@ pub(super) struct Session {
     /// The most bytes sent into the session: a registry that says it holds more is not
     /// believed (it would make hoist skip bytes).
     pub sent: u64,
-    /// The hash of the bytes sent from 0 up to the count, while they run on without a gap.
-    pub hashed: Option<(u64, Sha256)>,
+    /// The hash of the bytes sent from 0 up to the count, while they run on without a gap
+    /// (computed on another thread as the bytes go out).
+    pub hashed: Option<(u64, Arc<BackgroundHash>)>,
 }
 
 impl Session {
     /// A session the registry just started: empty, hashed from byte 0.
     pub fn new(url: Url) -> Session {
-        Session { url, offset: 0, sent: 0, hashed: Some((0, Sha256::new())) }
+        Session { url, offset: 0, sent: 0, hashed: Some((0, Arc::default())) }
     }
 
     /// A session a previous run left, holding `held` bytes (not hashed here).

@@ -57,9 +57,19 @@ pub struct Request<'a> {
     pub number: usize,
     /// Its body length (Content-Length).
     pub length: usize,
+    /// Its whole head: the request line and the headers.
+    pub head: &'a str,
 }
 
 impl Request<'_> {
+    /// The value of header `name` (any case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
     /// The method.
     pub fn method(&self) -> &str {
         self.line.split(' ').next().unwrap_or_default()
@@ -297,7 +307,7 @@ fn serve(mut client: TcpStream, upstream: &str, hooks: &Hooks) -> std::io::Resul
     hooks.log.lock().unwrap().push(line.clone());
     let forwarded: Vec<&str> = head.lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
     let forwarded_head = format!("{}\r\nConnection: close\r\n\r\n", forwarded.join("\r\n"));
-    match (hooks.fault)(&Request { line: &line, number, length }) {
+    match (hooks.fault)(&Request { line: &line, number, length, head: &head }) {
         Fault::Respond(response) => {
             read_body(&mut client, &mut body, length)?;
             client.write_all(response.head.as_bytes())?;
